@@ -1,0 +1,194 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::options::ConnectOptions;
+use crate::record::{TaskFailure, TaskId, TaskRecord, TaskStatus};
+use crate::signals::Signals;
+use crate::Result;
+
+/// Storage for tasks. Implemented by `sitq-sqlite` and `sitq-postgres`.
+///
+/// Every implementation keeps the semantics in DESIGN.md and passes the
+/// conformance suite in `sitq_core::testing`. Times that matter for ordering
+/// and leases are taken from the backend's own clock (the database server's,
+/// where there is one), which is why the worker passes durations, not instants.
+#[async_trait]
+pub trait Backend: Send + Sync + fmt::Debug + 'static {
+    /// A short name for logs: `"sqlite"`, `"postgres"`.
+    fn name(&self) -> &'static str;
+
+    /// In-process wake-ups: new work, finished tasks.
+    fn signals(&self) -> &Signals;
+
+    /// How often waiters and idle workers look at the database when no
+    /// notification can reach them.
+    fn poll_interval(&self) -> Duration;
+
+    /// Stores `tasks` in one transaction, all or nothing; returns their ids in order.
+    /// Signals new work after the commit.
+    async fn enqueue(&self, tasks: Vec<NewTask>) -> Result<Vec<TaskId>>;
+
+    /// Atomically claims up to `request.limit` pending tasks whose `run_at` has
+    /// come, in order (priority desc, run_at, id), from `request.queues` (all
+    /// queues when empty): each becomes running, `attempts + 1`, with the
+    /// worker id, `started_at` and a lease of `request.lease`.
+    async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<ClaimedTask>>;
+
+    /// The earliest `run_at` of pending tasks in `queues` (all when empty), if any.
+    async fn next_run_at(&self, queues: &[String]) -> Result<Option<DateTime<Utc>>>;
+
+    /// Extends the leases of `claims` (still running under that attempt and
+    /// worker) to now + `lease`; returns the claims that were lost.
+    async fn heartbeat(
+        &self,
+        worker_id: &str,
+        claims: &[ClaimRef],
+        lease: Duration,
+    ) -> Result<Vec<ClaimRef>>;
+
+    /// Records outcomes, fenced: each applies only if its task is still running
+    /// under the same attempt. Returns, per completion, whether it applied.
+    /// Signals finished tasks after the commit.
+    async fn complete(&self, completions: Vec<Completion>) -> Result<Vec<bool>>;
+
+    /// Returns tasks whose lease expired to pending (or to failed when they
+    /// have no attempts left), recording a `LeaseExpired` failure. Returns how many.
+    async fn recover_expired(&self) -> Result<u64>;
+
+    /// The full record of a task.
+    async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>>;
+
+    /// Just the status of a task (cheaper than [`get`](Backend::get)).
+    async fn status(&self, id: TaskId) -> Result<Option<TaskStatus>>;
+
+    /// Cancels a pending or blocked task; false when it was in another state.
+    async fn cancel(&self, id: TaskId) -> Result<bool>;
+
+    /// Deletes finished tasks that finished before `before`; returns how many.
+    async fn prune(&self, before: DateTime<Utc>) -> Result<u64>;
+
+    /// Closes connections; further calls fail.
+    async fn close(&self);
+}
+
+/// A task to store.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewTask {
+    /// The registered name.
+    pub name: String,
+    /// The queue.
+    pub queue: String,
+    /// The encoded arguments.
+    pub payload: Vec<u8>,
+    /// Higher runs first.
+    pub priority: i32,
+    /// The earliest instant it may run.
+    pub run_at: DateTime<Utc>,
+    /// Attempts allowed (at least 1).
+    pub max_attempts: u32,
+}
+
+/// What a worker asks [`Backend::claim`] for.
+#[derive(Copy, Clone, Debug)]
+pub struct ClaimRequest<'a> {
+    /// Who claims: stored with the task, and checked by heartbeats.
+    pub worker_id: &'a str,
+    /// Queues to take from; all when empty.
+    pub queues: &'a [String],
+    /// The most tasks to claim.
+    pub limit: usize,
+    /// How long the claim holds without a heartbeat.
+    pub lease: Duration,
+}
+
+/// A claimed task, ready to run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClaimedTask {
+    /// The task's id.
+    pub id: TaskId,
+    /// The registered name.
+    pub name: String,
+    /// The queue.
+    pub queue: String,
+    /// The encoded arguments.
+    pub payload: Vec<u8>,
+    /// This attempt's number (1 for the first).
+    pub attempt: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// When it was enqueued.
+    pub created_at: DateTime<Utc>,
+}
+
+impl ClaimedTask {
+    /// The fencing token of this claim.
+    pub fn claim_ref(&self) -> ClaimRef {
+        ClaimRef {
+            id: self.id,
+            attempt: self.attempt,
+        }
+    }
+}
+
+/// Identifies one claim of one task: its id and attempt number.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ClaimRef {
+    /// The task's id.
+    pub id: TaskId,
+    /// The attempt the claim started.
+    pub attempt: u32,
+}
+
+/// The outcome of one attempt, for [`Backend::complete`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Completion {
+    /// Which claim finished.
+    pub claim: ClaimRef,
+    /// What happened.
+    pub outcome: Outcome,
+}
+
+/// What happened in one attempt.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// Succeeded with this encoded result.
+    Succeeded(Vec<u8>),
+    /// Failed; run again after `delay`.
+    Retry {
+        /// The attempt's error.
+        failure: TaskFailure,
+        /// The backoff before the next attempt.
+        delay: Duration,
+    },
+    /// Failed for good.
+    Failed(TaskFailure),
+}
+
+/// The future a [`BackendConnector`] returns.
+pub type ConnectFuture = Pin<Box<dyn Future<Output = Result<Arc<dyn Backend>>> + Send>>;
+
+/// A backend's entry point, found by URL scheme by [`Queue::connect`](crate::Queue::connect).
+///
+/// Each backend crate submits one with `inventory`.
+pub struct BackendConnector {
+    /// URL schemes handled, without `:` (e.g. `["sqlite"]`).
+    pub schemes: &'static [&'static str],
+    /// Connects (creating and migrating the database as needed).
+    pub connect: fn(url: String, options: ConnectOptions) -> ConnectFuture,
+}
+
+impl fmt::Debug for BackendConnector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackendConnector")
+            .field("schemes", &self.schemes)
+            .finish_non_exhaustive()
+    }
+}
+
+inventory::collect!(BackendConnector);

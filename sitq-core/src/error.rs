@@ -1,0 +1,139 @@
+use std::time::Duration;
+
+use crate::record::{FailureKind, TaskId};
+
+/// A boxed error from a lower layer (the database driver, the codec).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `Result` with sitq's [`Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong when using sitq.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The URL given to [`Queue::connect`](crate::Queue::connect) could not be parsed.
+    #[error("invalid queue URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No backend linked into this program handles the URL's scheme.
+    #[error(
+        "no backend for URL scheme {scheme:?}; available: {available:?} (enable the matching sitq feature, e.g. `postgres`)"
+    )]
+    UnsupportedScheme {
+        /// The scheme of the URL.
+        scheme: String,
+        /// The schemes the linked backends handle.
+        available: Vec<String>,
+    },
+    /// The database failed while doing `op`.
+    #[error("database error while {op}")]
+    Database {
+        /// What sitq was doing.
+        op: &'static str,
+        /// The driver's error.
+        #[source]
+        source: BoxError,
+    },
+    /// A value could not be encoded with the codec.
+    #[error("could not encode {what}")]
+    Encode {
+        /// What was being encoded (a task's arguments or result).
+        what: String,
+        /// The codec's error.
+        #[source]
+        source: BoxError,
+    },
+    /// Stored bytes could not be decoded into the expected type.
+    #[error("could not decode {what}")]
+    Decode {
+        /// What was being decoded.
+        what: String,
+        /// The codec's error.
+        #[source]
+        source: BoxError,
+    },
+    /// An encoded payload is larger than the queue's limit; nothing was stored.
+    #[error(
+        "payload of task {task:?} is {size} bytes, over the limit of {limit} bytes; pass large data by reference (a path or key) or raise ConnectOptions::max_payload_bytes"
+    )]
+    PayloadTooLarge {
+        /// The task's registered name.
+        task: String,
+        /// The encoded size.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// Enqueue options that cannot be honoured; nothing was stored.
+    #[error("invalid enqueue options: {0}")]
+    InvalidOptions(String),
+    /// No task with this id exists (never enqueued, or pruned after its retention).
+    #[error("task {0} not found (never enqueued, or pruned after the retention period)")]
+    NotFound(TaskId),
+    /// The task finished as failed; its error is kept in its record.
+    #[error("task {id} ({name}) failed after {attempts} attempt(s): {kind}: {message}")]
+    TaskFailed {
+        /// The task's id.
+        id: TaskId,
+        /// The task's registered name.
+        name: String,
+        /// Attempts made.
+        attempts: u32,
+        /// Why the last attempt failed.
+        kind: FailureKind,
+        /// The error message of the last attempt.
+        message: String,
+    },
+    /// The task was cancelled before it ran.
+    #[error("task {0} was cancelled")]
+    TaskCancelled(TaskId),
+    /// [`TaskHandle::wait_timeout`](crate::TaskHandle::wait_timeout) gave up; the task keeps running.
+    #[error("task {id} did not finish within {waited:?}; it is still {status}")]
+    WaitTimeout {
+        /// The task's id.
+        id: TaskId,
+        /// How long the caller waited.
+        waited: Duration,
+        /// The task's status when waiting stopped.
+        status: crate::TaskStatus,
+    },
+    /// Two registered tasks share one name.
+    #[error(
+        "task name {name:?} is registered twice, at {first} and at {second}; give one of them #[sitq::task(name = \"...\")]"
+    )]
+    DuplicateTask {
+        /// The shared name.
+        name: String,
+        /// Where the first registration is (`file:line`).
+        first: String,
+        /// Where the second registration is (`file:line`).
+        second: String,
+    },
+    /// A configuration value is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// An I/O error, with what sitq was doing.
+    #[error("I/O error while {op}")]
+    Io {
+        /// What sitq was doing.
+        op: &'static str,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// Wraps a driver error that happened while doing `op`.
+    pub fn database(op: &'static str, source: impl Into<BoxError>) -> Self {
+        Error::Database {
+            op,
+            source: source.into(),
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! The vocabulary of sitq: what a task is, how it is enqueued and awaited, and
+//! what a storage backend must provide.
+//!
+//! Users depend on the `sitq` facade rather than on this crate; backends and
+//! the worker runtime depend on it directly.
+
+mod backend;
+pub mod blocking;
+pub mod codec;
+mod error;
+mod handle;
+mod options;
+mod queue;
+mod record;
+mod registry;
+mod signals;
+mod task;
+
+pub use backend::{
+    Backend, BackendConnector, ClaimRef, ClaimRequest, ClaimedTask, Completion, ConnectFuture,
+    NewTask, Outcome,
+};
+pub use error::{BoxError, Error, Result};
+pub use handle::TaskHandle;
+pub use options::{Backoff, ConnectOptions, EnqueueOptions};
+pub use queue::Queue;
+pub use record::{FailureKind, TaskFailure, TaskId, TaskRecord, TaskStatus};
+pub use registry::Registry;
+pub use signals::Signals;
+pub use task::{Task, TaskDefaults, TaskFuture, TaskRegistration};
+
+#[doc(hidden)]
+pub use inventory;

@@ -1,0 +1,211 @@
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use crate::{Error, Result};
+
+/// Per-enqueue options; anything left unset takes the task's defaults.
+///
+/// Built by the generated `task::with()` builder, or directly for
+/// [`Queue::enqueue_with`](crate::Queue::enqueue_with).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EnqueueOptions {
+    run_at: Option<DateTime<Utc>>,
+    delay: Option<Duration>,
+    priority: Option<i32>,
+    queue: Option<String>,
+    max_attempts: Option<u32>,
+}
+
+impl EnqueueOptions {
+    /// Options that change nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Run no earlier than `delay` from the moment of enqueueing.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self.run_at = None;
+        self
+    }
+
+    /// Run no earlier than `at`, an instant in any time zone (stored as UTC).
+    pub fn run_at<Tz: TimeZone>(mut self, at: DateTime<Tz>) -> Self {
+        self.run_at = Some(at.with_timezone(&Utc));
+        self.delay = None;
+        self
+    }
+
+    /// Priority: higher runs first.
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = Some(priority);
+        self
+    }
+
+    /// The queue to put the task on.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+
+    /// Attempts allowed before the task is failed for good (at least 1).
+    pub fn max_attempts(mut self, max_attempts: u32) -> Self {
+        self.max_attempts = Some(max_attempts);
+        self
+    }
+
+    /// The priority set, if any.
+    pub fn get_priority(&self) -> Option<i32> {
+        self.priority
+    }
+
+    /// The queue set, if any.
+    pub fn get_queue(&self) -> Option<&str> {
+        self.queue.as_deref()
+    }
+
+    /// The attempt limit set, if any.
+    pub fn get_max_attempts(&self) -> Option<u32> {
+        self.max_attempts
+    }
+
+    /// When the task may first run, given the current time; validates the options.
+    pub fn resolve_run_at(&self, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
+        match (self.run_at, self.delay) {
+            (Some(at), _) => Ok(at),
+            (None, Some(delay)) => chrono::Duration::from_std(delay)
+                .ok()
+                .and_then(|delay| now.checked_add_signed(delay))
+                .ok_or_else(|| Error::InvalidOptions(format!("delay {delay:?} is out of range"))),
+            (None, None) => Ok(now),
+        }
+    }
+}
+
+/// How long to wait before retrying a failed attempt.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Backoff {
+    /// `base * 2^(attempt-1)`, capped at `max`, with full jitter in the upper half
+    /// (so retries of many tasks failing together spread out).
+    Exponential {
+        /// The delay after the first failure.
+        base: Duration,
+        /// The largest delay.
+        max: Duration,
+    },
+    /// The same delay after every failure.
+    Fixed(Duration),
+}
+
+impl Backoff {
+    /// The default: exponential from 1 s, capped at 1 h.
+    pub const DEFAULT: Backoff = Backoff::Exponential {
+        base: Duration::from_secs(1),
+        max: Duration::from_secs(3600),
+    };
+
+    /// The delay after failed attempt number `attempt` (1-based); `jitter` in `[0, 1)`.
+    pub fn delay(self, attempt: u32, jitter: f64) -> Duration {
+        match self {
+            Backoff::Fixed(delay) => delay,
+            Backoff::Exponential { base, max } => {
+                let exp = attempt.saturating_sub(1).min(32);
+                let full = base.saturating_mul(1u32 << exp.min(31)).min(max);
+                // Keep at least half the delay so backoff still grows; jitter the rest.
+                full.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+            }
+        }
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff::DEFAULT
+    }
+}
+
+/// Options for [`Queue::connect_with`](crate::Queue::connect_with).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// The largest encoded payload accepted at enqueue, in bytes (default 1 MiB).
+    pub max_payload_bytes: usize,
+    /// Connections in the backend's pool (default: the backend's choice).
+    pub max_connections: Option<u32>,
+    /// How often a waiter or idle worker looks at the database when no
+    /// notification can reach it (another process on SQLite). Default 50 ms.
+    pub poll_interval: Duration,
+}
+
+impl ConnectOptions {
+    /// The default limit on an encoded payload: 1 MiB.
+    pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
+
+    /// The defaults.
+    pub fn new() -> Self {
+        ConnectOptions {
+            max_payload_bytes: Self::DEFAULT_MAX_PAYLOAD,
+            max_connections: None,
+            poll_interval: Duration::from_millis(50),
+        }
+    }
+
+    /// Sets the payload limit.
+    pub fn max_payload_bytes(mut self, bytes: usize) -> Self {
+        self.max_payload_bytes = bytes;
+        self
+    }
+
+    /// Sets the pool size.
+    pub fn max_connections(mut self, connections: u32) -> Self {
+        self.max_connections = Some(connections);
+        self
+    }
+
+    /// Sets the fallback poll interval.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exponential_backoff_grows_and_caps() {
+        let backoff = Backoff::Exponential {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(10),
+        };
+        assert_eq!(backoff.delay(1, 1.0), Duration::from_secs(1));
+        assert_eq!(backoff.delay(3, 1.0), Duration::from_secs(4));
+        assert_eq!(backoff.delay(30, 1.0), Duration::from_secs(10));
+        assert_eq!(backoff.delay(3, 0.0), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn run_at_keeps_the_instant_of_any_offset() {
+        let at = chrono::FixedOffset::east_opt(5 * 3600)
+            .and_then(|tz| tz.with_ymd_and_hms(2030, 1, 1, 12, 0, 0).single())
+            .map(|at| at.with_timezone(&Utc));
+        let expected = Utc.with_ymd_and_hms(2030, 1, 1, 7, 0, 0).single();
+        assert_eq!(at, expected);
+    }
+
+    #[test]
+    fn absurd_delay_is_an_error() {
+        let options = EnqueueOptions::new().delay(Duration::MAX);
+        assert!(matches!(
+            options.resolve_run_at(Utc::now()),
+            Err(Error::InvalidOptions(_))
+        ));
+    }
+}

@@ -1,0 +1,234 @@
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::Utc;
+use tracing::Instrument;
+
+use crate::backend::{Backend, BackendConnector, NewTask};
+use crate::handle::TaskHandle;
+use crate::options::{ConnectOptions, EnqueueOptions};
+use crate::record::{TaskId, TaskRecord, TaskStatus};
+use crate::task::{Task, TaskDefaults};
+use crate::{Error, Result, codec};
+
+/// The client handle: enqueue tasks, look at them, wait for them.
+///
+/// Cheap to clone; clones share one connection pool.
+#[derive(Clone)]
+pub struct Queue {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Arc<dyn Backend>,
+    options: ConnectOptions,
+}
+
+impl fmt::Debug for Queue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("backend", &self.inner.backend.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Queue {
+    /// Connects to the queue at `url` (`sqlite://tasks.db`, `sqlite::memory:`,
+    /// `postgres://…`), creating and migrating the database as needed.
+    pub async fn connect(url: &str) -> Result<Queue> {
+        Queue::connect_with(url, ConnectOptions::new()).await
+    }
+
+    /// [`connect`](Queue::connect) with options.
+    pub async fn connect_with(url: &str, options: ConnectOptions) -> Result<Queue> {
+        let scheme = url
+            .split_once(':')
+            .map(|(scheme, _)| scheme)
+            .filter(|scheme| !scheme.is_empty())
+            .ok_or_else(|| Error::InvalidUrl {
+                url: url.to_owned(),
+                reason: "expected scheme:…, e.g. sqlite://tasks.db".into(),
+            })?;
+        let connector = inventory::iter::<BackendConnector>()
+            .find(|connector| connector.schemes.contains(&scheme))
+            .ok_or_else(|| Error::UnsupportedScheme {
+                scheme: scheme.to_owned(),
+                available: inventory::iter::<BackendConnector>()
+                    .flat_map(|connector| connector.schemes.iter().map(|s| (*s).to_owned()))
+                    .collect(),
+            })?;
+        let backend = (connector.connect)(url.to_owned(), options.clone()).await?;
+        Ok(Queue::from_backend(backend, options))
+    }
+
+    /// A queue over a backend built by hand.
+    pub fn from_backend(backend: Arc<dyn Backend>, options: ConnectOptions) -> Queue {
+        Queue {
+            inner: Arc::new(Inner { backend, options }),
+        }
+    }
+
+    /// The backend, for the worker runtime and admin tooling.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.inner.backend
+    }
+
+    /// The options the queue was connected with.
+    pub fn options(&self) -> &ConnectOptions {
+        &self.inner.options
+    }
+
+    /// Enqueues `task` with its defaults.
+    pub async fn enqueue<T: Task>(&self, task: T) -> Result<TaskHandle<T::Output>> {
+        self.enqueue_with(task, EnqueueOptions::new()).await
+    }
+
+    /// Enqueues `task` with `options`.
+    pub async fn enqueue_with<T: Task>(
+        &self,
+        task: T,
+        options: EnqueueOptions,
+    ) -> Result<TaskHandle<T::Output>> {
+        let new = self.new_task::<T>(&task, &options)?;
+        let ids = self.insert(vec![new]).await?;
+        Ok(TaskHandle::new(self.clone(), single(ids)?))
+    }
+
+    /// Enqueues many tasks of one type in one transaction: all are stored or none.
+    pub async fn enqueue_many<T: Task>(
+        &self,
+        tasks: impl IntoIterator<Item = T>,
+    ) -> Result<Vec<TaskHandle<T::Output>>> {
+        self.enqueue_many_with(tasks, EnqueueOptions::new()).await
+    }
+
+    /// [`enqueue_many`](Queue::enqueue_many) with one set of options for all.
+    pub async fn enqueue_many_with<T: Task>(
+        &self,
+        tasks: impl IntoIterator<Item = T>,
+        options: EnqueueOptions,
+    ) -> Result<Vec<TaskHandle<T::Output>>> {
+        let new = tasks
+            .into_iter()
+            .map(|task| self.new_task::<T>(&task, &options))
+            .collect::<Result<Vec<_>>>()?;
+        let ids = self.insert(new).await?;
+        Ok(ids
+            .into_iter()
+            .map(|id| TaskHandle::new(self.clone(), id))
+            .collect())
+    }
+
+    /// Enqueues an already-encoded payload under `name`, for tooling and other
+    /// languages. The name is not checked against this program's tasks (the
+    /// worker that runs it may link others); an unknown name or a bad payload
+    /// fails the task at run time, and it is kept.
+    pub async fn enqueue_raw(
+        &self,
+        name: &str,
+        payload: Vec<u8>,
+        options: EnqueueOptions,
+    ) -> Result<TaskId> {
+        let new = self.build(name, payload, TaskDefaults::DEFAULT, &options)?;
+        single(self.insert(vec![new]).await?)
+    }
+
+    /// A typed handle to an existing task (from a stored id).
+    pub fn handle<T>(&self, id: TaskId) -> TaskHandle<T> {
+        TaskHandle::new(self.clone(), id)
+    }
+
+    /// The status of a task.
+    pub async fn status(&self, id: TaskId) -> Result<TaskStatus> {
+        self.inner
+            .backend
+            .status(id)
+            .await?
+            .ok_or(Error::NotFound(id))
+    }
+
+    /// The full record of a task.
+    pub async fn get(&self, id: TaskId) -> Result<TaskRecord> {
+        self.inner.backend.get(id).await?.ok_or(Error::NotFound(id))
+    }
+
+    /// Cancels a task that has not started; returns false when it already
+    /// started or finished.
+    pub async fn cancel(&self, id: TaskId) -> Result<bool> {
+        self.inner.backend.cancel(id).await
+    }
+
+    /// Closes the connection pool.
+    pub async fn close(&self) {
+        self.inner.backend.close().await;
+    }
+
+    fn new_task<T: Task>(&self, task: &T, options: &EnqueueOptions) -> Result<NewTask> {
+        let payload = codec::encode(task, &format!("arguments of task {}", T::NAME))?;
+        self.build(T::NAME, payload, T::DEFAULTS, options)
+    }
+
+    fn build(
+        &self,
+        name: &str,
+        payload: Vec<u8>,
+        defaults: TaskDefaults,
+        options: &EnqueueOptions,
+    ) -> Result<NewTask> {
+        let limit = self.inner.options.max_payload_bytes;
+        if payload.len() > limit {
+            return Err(Error::PayloadTooLarge {
+                task: name.to_owned(),
+                size: payload.len(),
+                limit,
+            });
+        }
+        if name.is_empty() {
+            return Err(Error::InvalidOptions("the task name is empty".into()));
+        }
+        let queue = options.get_queue().unwrap_or(defaults.queue);
+        if queue.is_empty() {
+            return Err(Error::InvalidOptions("the queue name is empty".into()));
+        }
+        let max_attempts = options.get_max_attempts().unwrap_or(defaults.max_attempts);
+        if max_attempts == 0 {
+            return Err(Error::InvalidOptions(
+                "max_attempts must be at least 1".into(),
+            ));
+        }
+        Ok(NewTask {
+            name: name.to_owned(),
+            queue: queue.to_owned(),
+            payload,
+            priority: options.get_priority().unwrap_or(defaults.priority),
+            run_at: options.resolve_run_at(Utc::now())?,
+            max_attempts,
+        })
+    }
+
+    async fn insert(&self, tasks: Vec<NewTask>) -> Result<Vec<TaskId>> {
+        let span = match tasks.first() {
+            Some(task) => tracing::debug_span!("enqueue", task.name = %task.name, count = tasks.len()),
+            None => return Ok(Vec::new()),
+        };
+        async {
+            let ids = self.inner.backend.enqueue(tasks).await?;
+            if let [id] = ids.as_slice() {
+                tracing::debug!(task.id = %id, "enqueued");
+            }
+            Ok(ids)
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+fn single(ids: Vec<TaskId>) -> Result<TaskId> {
+    match ids.as_slice() {
+        [id] => Ok(*id),
+        _ => Err(Error::database(
+            "enqueueing",
+            format!("backend returned {} ids for one task", ids.len()),
+        )),
+    }
+}

@@ -1,0 +1,216 @@
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The id a backend gives a task when it is enqueued.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TaskId(pub i64);
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for TaskId {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(TaskId)
+    }
+}
+
+/// Where a task is in its life.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum TaskStatus {
+    /// Waiting to run: ready now, or scheduled for its `run_at` (a delay or a retry backoff).
+    Pending,
+    /// Claimed by a worker, under a lease.
+    Running,
+    /// Finished with a result.
+    Succeeded,
+    /// Out of attempts, or failed for good (unknown name, undecodable payload); kept for inspection.
+    Failed,
+    /// Cancelled before it ran.
+    Cancelled,
+    /// Waiting for the tasks it depends on.
+    Blocked,
+}
+
+impl TaskStatus {
+    /// Every status, in life order.
+    pub const ALL: [TaskStatus; 6] = [
+        TaskStatus::Pending,
+        TaskStatus::Blocked,
+        TaskStatus::Running,
+        TaskStatus::Succeeded,
+        TaskStatus::Failed,
+        TaskStatus::Cancelled,
+    ];
+
+    /// The name stored in the database and shown to users.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Pending => "pending",
+            TaskStatus::Running => "running",
+            TaskStatus::Succeeded => "succeeded",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Cancelled => "cancelled",
+            TaskStatus::Blocked => "blocked",
+        }
+    }
+
+    /// Whether the task will never run again on its own.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Succeeded | TaskStatus::Failed | TaskStatus::Cancelled
+        )
+    }
+}
+
+impl fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TaskStatus {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Self> {
+        TaskStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| crate::Error::Config(format!("unknown task status {s:?}")))
+    }
+}
+
+/// Why an attempt failed.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// The task returned `Err`.
+    Error,
+    /// The task panicked.
+    Panic,
+    /// The task ran past its timeout.
+    Timeout,
+    /// No task of this name is registered in the worker that claimed it.
+    UnknownTask,
+    /// The payload could not be decoded into the task's arguments.
+    Decode,
+    /// The worker running it stopped heartbeating (killed, or cut off) and the lease ran out.
+    LeaseExpired,
+}
+
+impl FailureKind {
+    /// Every kind.
+    pub const ALL: [FailureKind; 6] = [
+        FailureKind::Error,
+        FailureKind::Panic,
+        FailureKind::Timeout,
+        FailureKind::UnknownTask,
+        FailureKind::Decode,
+        FailureKind::LeaseExpired,
+    ];
+
+    /// The name stored in the database and shown to users.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Error => "error",
+            FailureKind::Panic => "panic",
+            FailureKind::Timeout => "timeout",
+            FailureKind::UnknownTask => "unknown_task",
+            FailureKind::Decode => "decode",
+            FailureKind::LeaseExpired => "lease_expired",
+        }
+    }
+
+    /// Parses a stored name; unknown names (from a newer version) read as `Error`.
+    pub fn parse(s: &str) -> FailureKind {
+        FailureKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == s)
+            .unwrap_or(FailureKind::Error)
+    }
+
+    /// Whether another attempt could succeed (an unknown name or a bad payload never will).
+    pub fn is_retryable(self) -> bool {
+        !matches!(self, FailureKind::UnknownTask | FailureKind::Decode)
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of a failed attempt, as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskFailure {
+    /// Why it failed.
+    pub kind: FailureKind,
+    /// The message: the task's error (with its source chain), the panic message, or sitq's explanation.
+    pub message: String,
+}
+
+impl TaskFailure {
+    /// A failure of `kind` with `message`.
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        TaskFailure {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// Everything stored about one task.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct TaskRecord {
+    /// The task's id.
+    pub id: TaskId,
+    /// The registered name.
+    pub name: String,
+    /// The queue it was enqueued on.
+    pub queue: String,
+    /// Where it is in its life.
+    pub status: TaskStatus,
+    /// Higher runs first.
+    pub priority: i32,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// Attempts allowed before the task is failed.
+    pub max_attempts: u32,
+    /// When it was enqueued.
+    pub created_at: DateTime<Utc>,
+    /// When it may run next (or ran last).
+    pub run_at: DateTime<Utc>,
+    /// When the latest attempt started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it finished (succeeded, failed or cancelled).
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The worker that ran the latest attempt.
+    pub worker_id: Option<String>,
+    /// The latest attempt's error, if it failed (kept when a retry is pending).
+    pub failure: Option<TaskFailure>,
+    /// The encoded arguments.
+    pub payload: Vec<u8>,
+    /// The encoded result, once succeeded.
+    pub result: Option<Vec<u8>>,
+}
+
+impl TaskRecord {
+    /// How long the latest attempt ran, once finished.
+    pub fn duration(&self) -> Option<Duration> {
+        let started = self.started_at?;
+        let finished = self.finished_at?;
+        (finished - started).to_std().ok()
+    }
+}

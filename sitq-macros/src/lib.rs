@@ -1,0 +1,1 @@
+//! `#[sitq::task]` (being written).
