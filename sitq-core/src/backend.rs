@@ -7,10 +7,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::Result;
 use crate::options::ConnectOptions;
 use crate::record::{TaskFailure, TaskId, TaskRecord, TaskStatus};
 use crate::signals::Signals;
-use crate::Result;
 
 /// Storage for tasks. Implemented by `sitq-sqlite` and `sitq-postgres`.
 ///

@@ -62,7 +62,9 @@ impl Queue {
         task: T,
         options: EnqueueOptions,
     ) -> Result<TaskHandle<T::Output>> {
-        let handle = self.runtime.block_on(self.queue.enqueue_with(task, options))?;
+        let handle = self
+            .runtime
+            .block_on(self.queue.enqueue_with(task, options))?;
         Ok(self.wrap(handle))
     }
 
@@ -72,7 +74,10 @@ impl Queue {
         tasks: impl IntoIterator<Item = T>,
     ) -> Result<Vec<TaskHandle<T::Output>>> {
         let handles = self.runtime.block_on(self.queue.enqueue_many(tasks))?;
-        Ok(handles.into_iter().map(|handle| self.wrap(handle)).collect())
+        Ok(handles
+            .into_iter()
+            .map(|handle| self.wrap(handle))
+            .collect())
     }
 
     /// A typed handle to an existing task.

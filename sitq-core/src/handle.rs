@@ -101,7 +101,10 @@ impl<T: DeserializeOwned> TaskHandle<T> {
         match record.status {
             TaskStatus::Succeeded => {
                 let bytes = record.result.unwrap_or_default();
-                codec::decode(&bytes, &format!("result of task {} ({})", record.id, record.name))
+                codec::decode(
+                    &bytes,
+                    &format!("result of task {} ({})", record.id, record.name),
+                )
             }
             TaskStatus::Cancelled => Err(Error::TaskCancelled(record.id)),
             _ => {

@@ -208,7 +208,9 @@ impl Queue {
 
     async fn insert(&self, tasks: Vec<NewTask>) -> Result<Vec<TaskId>> {
         let span = match tasks.first() {
-            Some(task) => tracing::debug_span!("enqueue", task.name = %task.name, count = tasks.len()),
+            Some(task) => {
+                tracing::debug_span!("enqueue", task.name = %task.name, count = tasks.len())
+            }
             None => return Ok(Vec::new()),
         };
         async {

@@ -26,7 +26,8 @@ impl Signals {
 
     /// Wakes idle workers: tasks were enqueued or became ready.
     pub fn notify_work(&self) {
-        self.work.send_modify(|generation| *generation = generation.wrapping_add(1));
+        self.work
+            .send_modify(|generation| *generation = generation.wrapping_add(1));
     }
 
     /// A receiver that changes whenever [`notify_work`](Signals::notify_work) is called.

@@ -1,11 +1,11 @@
 #![doc = include_str!("../../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub use sitq_core::{
-    Backoff, ConnectOptions, EnqueueOptions, Error, FailureKind, Queue, Result, Task,
-    TaskFailure, TaskHandle, TaskId, TaskRecord, TaskStatus,
-};
 pub use sitq_core::blocking;
+pub use sitq_core::{
+    Backoff, ConnectOptions, EnqueueOptions, Error, FailureKind, Queue, Result, Task, TaskFailure,
+    TaskHandle, TaskId, TaskRecord, TaskStatus,
+};
 pub use sitq_worker::{ShutdownHandle, Worker};
 
 #[cfg(feature = "macros")]

@@ -1,0 +1,124 @@
+//! One attempt of one task: dispatch by name, decode, run under the timeout,
+//! catch panics, and turn what happened into an [`Outcome`].
+
+use std::any::Any;
+use std::error::Error as StdError;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use sitq_core::{ClaimedTask, FailureKind, Outcome, Registry, TaskFailure, TaskFuture};
+
+/// Runs one claimed attempt to its outcome. Never panics on the task's account.
+pub(crate) async fn run_attempt(
+    registry: &Registry,
+    task: &ClaimedTask,
+    worker_id: &str,
+) -> Outcome {
+    let Some(registration) = registry.get(&task.name) else {
+        return Outcome::Failed(TaskFailure::new(
+            FailureKind::UnknownTask,
+            format!(
+                "no task named {:?} is registered in worker {worker_id}; link the crate that defines it into the worker binary (and name it, e.g. `use my_tasks as _;`), then retry the task",
+                task.name
+            ),
+        ));
+    };
+    let attempt = match (registration.run)(&task.payload) {
+        Ok(future) => future,
+        Err(err) => {
+            return Outcome::Failed(TaskFailure::new(FailureKind::Decode, error_chain(&err)));
+        }
+    };
+    let result = match registration.defaults.timeout {
+        Some(limit) => match tokio::time::timeout(limit, CatchUnwind(attempt)).await {
+            Ok(result) => result,
+            Err(_) => Err(TaskFailure::new(
+                FailureKind::Timeout,
+                format!("attempt ran longer than its timeout of {}", human(limit)),
+            )),
+        },
+        None => CatchUnwind(attempt).await,
+    };
+    match result {
+        Ok(bytes) => Outcome::Succeeded(bytes),
+        Err(failure) if failure.kind.is_retryable() && task.attempt < task.max_attempts => {
+            let delay = registration
+                .defaults
+                .backoff
+                .delay(task.attempt, jitter(task));
+            Outcome::Retry { failure, delay }
+        }
+        Err(failure) => Outcome::Failed(failure),
+    }
+}
+
+/// Polls a task's future, turning a panic into that attempt's failure.
+struct CatchUnwind(TaskFuture);
+
+impl Future for CatchUnwind {
+    type Output = Result<Vec<u8>, TaskFailure>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // The future is dropped right after a panic, so no broken state is observed.
+        match catch_unwind(AssertUnwindSafe(|| self.0.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(Ok(bytes))) => Poll::Ready(Ok(bytes)),
+            Ok(Poll::Ready(Err(message))) => {
+                Poll::Ready(Err(TaskFailure::new(FailureKind::Error, message)))
+            }
+            Err(panic) => Poll::Ready(Err(TaskFailure::new(
+                FailureKind::Panic,
+                format!("task panicked: {}", panic_message(&*panic)),
+            ))),
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    if let Some(message) = panic.downcast_ref::<&str>() {
+        message
+    } else if let Some(message) = panic.downcast_ref::<String>() {
+        message
+    } else {
+        "(a panic payload that is not a string)"
+    }
+}
+
+/// `error: source: source…`, since the stored text is all an operator sees.
+pub(crate) fn error_chain(error: &dyn StdError) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+fn human(duration: Duration) -> String {
+    if duration.subsec_millis() == 0 {
+        format!("{}s", duration.as_secs())
+    } else {
+        format!("{}ms", duration.as_millis())
+    }
+}
+
+/// A value in [0, 1) that differs between tasks and attempts, so retries of
+/// tasks that failed together spread out. Not cryptographic.
+fn jitter(task: &ClaimedTask) -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.subsec_nanos())
+        .unwrap_or(0);
+    let mut x = (task.id.0 as u64) ^ (u64::from(task.attempt) << 32) ^ u64::from(nanos);
+    // splitmix64 finaliser
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
