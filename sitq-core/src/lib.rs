@@ -16,6 +16,9 @@ mod registry;
 mod signals;
 mod task;
 
+#[cfg(feature = "testing")]
+pub mod testing;
+
 pub use backend::{
     Backend, BackendConnector, ClaimRef, ClaimRequest, ClaimedTask, Completion, ConnectFuture,
     NewTask, Outcome,

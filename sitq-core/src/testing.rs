@@ -1,0 +1,120 @@
+//! The backend conformance suite: every behaviour of the queue and worker
+//! that does not depend on the backend, run by each backend's tests.
+//!
+//! A backend implements [`Harness`] (a fresh queue per test, a way to start
+//! a worker) and expands [`conformance_tests!`](crate::conformance_tests)
+//! in one of its integration tests:
+//!
+//! ```ignore
+//! struct Sqlite;
+//! #[async_trait::async_trait]
+//! impl sitq_core::testing::Harness for Sqlite { /* ... */ }
+//! sitq_core::conformance_tests!(Sqlite);
+//! ```
+
+mod cases;
+mod tasks;
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::{Queue, Registry};
+
+pub use cases::*;
+pub use tasks::registry;
+
+/// How a conformance test wants its worker.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Tasks at once.
+    pub concurrency: usize,
+    /// Lease length.
+    pub lease: Duration,
+    /// The conformance tasks (pass to `Worker::registry`).
+    pub registry: Registry,
+}
+
+/// A started worker.
+#[async_trait]
+pub trait RunningWorker: Send {
+    /// Stops gracefully: waits for in-flight tasks, then returns.
+    async fn shutdown(self: Box<Self>);
+}
+
+/// What a backend provides to run the suite.
+#[async_trait]
+pub trait Harness: Send + Sync {
+    /// A fresh, empty queue of this backend. Panics when it cannot connect.
+    async fn queue(&self) -> Queue;
+
+    /// Another client of the same database as `queue`, with its own
+    /// connections (a stand-in for another process).
+    async fn second_client(&self, queue: &Queue) -> Queue;
+
+    /// Starts a worker on `queue` with `config` (and no signal handling).
+    fn start_worker(&self, queue: &Queue, config: WorkerConfig) -> Box<dyn RunningWorker>;
+}
+
+/// Default worker settings for tests: concurrency 4, a 30 s lease.
+pub fn worker_config() -> WorkerConfig {
+    WorkerConfig {
+        concurrency: 4,
+        lease: Duration::from_secs(30),
+        registry: registry(),
+    }
+}
+
+/// Bound for every wait in the suite: generous, since CI machines are slow,
+/// but a hang still fails with a message.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Polls `check` until it returns `Some`, failing with `what` after [`WAIT`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {WAIT:?} waiting for {what}"
+        );
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// Expands to one `#[tokio::test]` per conformance case, each given a fresh
+/// `$harness` (an expression of a type implementing [`Harness`]).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($harness:expr) => {
+        $crate::conformance_tests!(@cases $harness;
+            typed_round_trip, blocking_task, run_at_with_offset_is_exact, error_result_is_kept,
+            retries_then_success, retries_exhausted_is_failed_and_kept, delay_is_honoured,
+            priority_order, timeout_fails_the_attempt, panic_fails_the_attempt_not_the_worker,
+            graceful_shutdown_finishes_in_flight_tasks, unknown_task_name_is_failed_and_kept,
+            corrupt_payload_is_failed_and_kept, payload_too_large_is_refused,
+            invalid_options_are_refused, enqueue_many_is_one_batch, cancel_pending_task,
+            wait_timeout_gives_up, missing_task_is_not_found, expired_lease_is_recovered,
+            stale_completion_is_fenced, lost_heartbeat_is_reported,
+            two_clients_execute_each_task_once, prune_keeps_unfinished_tasks,
+            handle_wait_is_woken_across_clients,
+        );
+    };
+    (@cases $harness:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                $crate::testing::$case(&$harness).await;
+            }
+        )*
+    };
+}
