@@ -3,7 +3,8 @@
 
 pub use sitq_core::blocking;
 pub use sitq_core::{
-    Backoff, ConnectOptions, EnqueueOptions, Error, FailureKind, Queue, Result, Task, TaskFailure,
+    Backoff, ConnectOptions, EnqueueOptions, Error, FailureKind, Queue, Registry, Result, Task,
+    TaskFailure,
     TaskHandle, TaskId, TaskRecord, TaskStatus,
 };
 pub use sitq_worker::{ShutdownHandle, Worker};
