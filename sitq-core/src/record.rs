@@ -171,8 +171,10 @@ impl TaskFailure {
 }
 
 /// Everything stored about one task.
+///
+/// Backends build it field by field, so it is not `#[non_exhaustive]`;
+/// new fields come with a minor version bump.
 #[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
 pub struct TaskRecord {
     /// The task's id.
     pub id: TaskId,

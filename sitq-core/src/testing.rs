@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use crate::{Queue, Registry};
 
 pub use cases::*;
-pub use tasks::registry;
+pub use tasks::{registry, unique};
 
 /// How a conformance test wants its worker.
 #[derive(Clone, Debug)]
@@ -46,15 +46,22 @@ pub trait RunningWorker: Send {
 /// What a backend provides to run the suite.
 #[async_trait]
 pub trait Harness: Send + Sync {
-    /// A fresh, empty queue of this backend. Panics when it cannot connect.
-    async fn queue(&self) -> Queue;
-
-    /// Another client of the same database as `queue`, with its own
-    /// connections (a stand-in for another process).
-    async fn second_client(&self, queue: &Queue) -> Queue;
+    /// The URL of a fresh, empty database of this backend. Each
+    /// `Queue::connect` to it is a separate client with its own connections
+    /// (a stand-in for another process).
+    async fn fresh_url(&self) -> String;
 
     /// Starts a worker on `queue` with `config` (and no signal handling).
     fn start_worker(&self, queue: &Queue, config: WorkerConfig) -> Box<dyn RunningWorker>;
+}
+
+/// Connects to a fresh database of `h`; returns the queue and its URL.
+pub async fn open(h: &impl Harness) -> (Queue, String) {
+    let url = h.fresh_url().await;
+    let queue = Queue::connect(&url)
+        .await
+        .unwrap_or_else(|err| panic!("connecting to {url}: {err}"));
+    (queue, url)
 }
 
 /// Default worker settings for tests: concurrency 4, a 30 s lease.

@@ -9,7 +9,7 @@ use chrono::{FixedOffset, TimeZone, Utc};
 use super::tasks::{
     Add, BlockingAdd, Fail, Flaky, Gate, Panic, Record, Slow, count, log, open_gate, unique,
 };
-use super::{Harness, WAIT, eventually, worker_config};
+use super::{Harness, WAIT, eventually, open, worker_config};
 use crate::{
     ClaimRequest, Completion, EnqueueOptions, Error, FailureKind, Outcome, Queue, Task, TaskId,
     TaskStatus,
@@ -33,7 +33,7 @@ async fn status_becomes(queue: &Queue, id: TaskId, want: TaskStatus) {
 
 /// A typed task returns its typed result.
 pub async fn typed_round_trip(h: &impl Harness) {
-    let queue = h.queue().await;
+    let (queue, _) = open(h).await;
     let worker = h.start_worker(&queue, worker_config());
     let handle = queue.enqueue(Add { a: 2, b: 3 }).await.expect("enqueue");
     assert_eq!(wait(&handle).await.expect("result"), 5);
@@ -49,7 +49,7 @@ pub async fn typed_round_trip(h: &impl Harness) {
 
 /// A task that runs on the blocking pool returns its result.
 pub async fn blocking_task(h: &impl Harness) {
-    let queue = h.queue().await;
+    let (queue, _) = open(h).await;
     let worker = h.start_worker(&queue, worker_config());
     let handle = queue
         .enqueue(BlockingAdd { a: 40, b: 2 })
@@ -61,7 +61,7 @@ pub async fn blocking_task(h: &impl Harness) {
 
 /// `run_at` given with a non-UTC offset is stored as the same instant.
 pub async fn run_at_with_offset_is_exact(h: &impl Harness) {
-    let queue = h.queue().await;
+    let (queue, _) = open(h).await;
     let tz = FixedOffset::east_opt(9 * 3600 + 30 * 60).expect("offset");
     let at = tz
         .with_ymd_and_hms(2031, 6, 1, 8, 15, 0)
@@ -82,7 +82,7 @@ pub async fn run_at_with_offset_is_exact(h: &impl Harness) {
 
 /// An `Err` result fails the task with its message; the record keeps it.
 pub async fn error_result_is_kept(h: &impl Harness) {
-    let queue = h.queue().await;
+    let (queue, _) = open(h).await;
     let worker = h.start_worker(&queue, worker_config());
     let handle = queue
         .enqueue(Fail {
@@ -114,7 +114,7 @@ pub async fn error_result_is_kept(h: &impl Harness) {
 
 /// A task failing twice succeeds on its third attempt.
 pub async fn retries_then_success(h: &impl Harness) {
-    let queue = h.queue().await;
+    let (queue, _) = open(h).await;
     let worker = h.start_worker(&queue, worker_config());
     let key = unique("flaky");
     let handle = queue
@@ -131,7 +131,7 @@ pub async fn retries_then_success(h: &impl Harness) {
 
 /// Out of attempts, the task is failed and kept with its last error.
 pub async fn retries_exhausted_is_failed_and_kept(h: &impl Harness) {
-    let queue = h.queue().await;
+    let (queue, _) = open(h).await;
     let worker = h.start_worker(&queue, worker_config());
     let key = unique("flaky");
     let handle = queue
@@ -160,7 +160,7 @@ pub async fn retries_exhausted_is_failed_and_kept(h: &impl Harness) {
 
 /// A delayed task does not start before its delay.
 pub async fn delay_is_honoured(h: &impl Harness) {
-    let queue = h.queue().await;
+    let (queue, _) = open(h).await;
     let worker = h.start_worker(&queue, worker_config());
     let delay = Duration::from_millis(300);
     let handle = queue
@@ -180,7 +180,7 @@ pub async fn delay_is_honoured(h: &impl Harness) {
 
 /// Highest priority first, then earliest run_at, then enqueue order.
 pub async fn priority_order(h: &impl Harness) {
-    let queue = h.queue().await;
+    let (queue, _) = open(h).await;
     let name = unique("order");
     let record = |tag: &str| Record {
         log: name.clone(),
@@ -210,7 +210,7 @@ pub async fn priority_order(h: &impl Harness) {
 
 /// An attempt past its timeout fails with kind `timeout`.
 pub async fn timeout_fails_the_attempt(h: &impl Harness) {
-    let queue = h.queue().await;
+    let (queue, _) = open(h).await;
     let worker = h.start_worker(&queue, worker_config());
     let handle = queue.enqueue(Slow { ms: 60_000 }).await.expect("enqueue");
     assert!(
@@ -228,7 +228,7 @@ pub async fn timeout_fails_the_attempt(h: &impl Harness) {
 
 /// A panic fails that attempt with the panic message; the worker goes on.
 pub async fn panic_fails_the_attempt_not_the_worker(h: &impl Harness) {
-    let queue = h.queue().await;
+    let (queue, _) = open(h).await;
     let worker = h.start_worker(&queue, worker_config());
     let handle = queue
         .enqueue(Panic {
@@ -253,7 +253,7 @@ pub async fn panic_fails_the_attempt_not_the_worker(h: &impl Harness) {
 
 /// Shutdown waits for in-flight tasks and stores their results.
 pub async fn graceful_shutdown_finishes_in_flight_tasks(h: &impl Harness) {
-    let queue = h.queue().await;
+    let (queue, _) = open(h).await;
     let worker = h.start_worker(&queue, worker_config());
     let key = unique("gate");
     let handle = queue
@@ -280,7 +280,7 @@ pub async fn graceful_shutdown_finishes_in_flight_tasks(h: &impl Harness) {
 
 /// A task no worker knows is failed with a clear reason and kept.
 pub async fn unknown_task_name_is_failed_and_kept(h: &impl Harness) {
-    let queue = h.queue().await;
+    let (queue, _) = open(h).await;
     let worker = h.start_worker(&queue, worker_config());
     let id = queue
         .enqueue_raw("no::such::task", vec![0x90], EnqueueOptions::new())
@@ -304,7 +304,7 @@ pub async fn unknown_task_name_is_failed_and_kept(h: &impl Harness) {
 
 /// An undecodable payload is failed with the decode error and kept.
 pub async fn corrupt_payload_is_failed_and_kept(h: &impl Harness) {
-    let queue = h.queue().await;
+    let (queue, _) = open(h).await;
     let worker = h.start_worker(&queue, worker_config());
     let id = queue
         .enqueue_raw(Add::NAME, vec![0xc1, 0xff, 0x00], EnqueueOptions::new())
@@ -326,7 +326,7 @@ pub async fn corrupt_payload_is_failed_and_kept(h: &impl Harness) {
 
 /// A payload over the limit is refused at enqueue; nothing is stored.
 pub async fn payload_too_large_is_refused(h: &impl Harness) {
-    let queue = h.queue().await;
+    let (queue, _) = open(h).await;
     let big = vec![7u8; queue.options().max_payload_bytes + 1];
     match queue
         .enqueue_raw("sitq::testing::add", big, EnqueueOptions::new())
@@ -344,7 +344,7 @@ pub async fn payload_too_large_is_refused(h: &impl Harness) {
 
 /// Invalid options are refused with a clear error.
 pub async fn invalid_options_are_refused(h: &impl Harness) {
-    let queue = h.queue().await;
+    let (queue, _) = open(h).await;
     let zero = queue
         .enqueue_with(Add { a: 1, b: 1 }, EnqueueOptions::new().max_attempts(0))
         .await;
@@ -359,7 +359,7 @@ pub async fn invalid_options_are_refused(h: &impl Harness) {
 
 /// `enqueue_many` stores every task, and each runs.
 pub async fn enqueue_many_is_one_batch(h: &impl Harness) {
-    let queue = h.queue().await;
+    let (queue, _) = open(h).await;
     let handles = queue
         .enqueue_many((0..100).map(|i| Add { a: i, b: 1 }))
         .await
@@ -376,7 +376,7 @@ pub async fn enqueue_many_is_one_batch(h: &impl Harness) {
 
 /// A pending task can be cancelled; waiting on it says so.
 pub async fn cancel_pending_task(h: &impl Harness) {
-    let queue = h.queue().await;
+    let (queue, _) = open(h).await;
     let handle = queue
         .enqueue_with(
             Add { a: 1, b: 1 },
@@ -398,7 +398,7 @@ pub async fn cancel_pending_task(h: &impl Harness) {
 
 /// `wait_timeout` gives up with the task's status; the task stays queued.
 pub async fn wait_timeout_gives_up(h: &impl Harness) {
-    let queue = h.queue().await;
+    let (queue, _) = open(h).await;
     let handle = queue.enqueue(Add { a: 1, b: 1 }).await.expect("enqueue");
     match handle.wait_timeout(Duration::from_millis(50)).await {
         Err(Error::WaitTimeout {
@@ -411,7 +411,7 @@ pub async fn wait_timeout_gives_up(h: &impl Harness) {
 
 /// An unknown id is `NotFound`.
 pub async fn missing_task_is_not_found(h: &impl Harness) {
-    let queue = h.queue().await;
+    let (queue, _) = open(h).await;
     assert!(matches!(
         queue.status(TaskId(987_654_321)).await,
         Err(Error::NotFound(_))
@@ -424,7 +424,7 @@ pub async fn missing_task_is_not_found(h: &impl Harness) {
 
 /// A task claimed by a worker that died is rerun once the lease expires.
 pub async fn expired_lease_is_recovered(h: &impl Harness) {
-    let queue = h.queue().await;
+    let (queue, _) = open(h).await;
     let handle = queue.enqueue(Add { a: 20, b: 22 }).await.expect("enqueue");
     let backend = queue.backend();
     let claimed = backend
@@ -450,7 +450,7 @@ pub async fn expired_lease_is_recovered(h: &impl Harness) {
 
 /// A completion from a stale claim does not apply.
 pub async fn stale_completion_is_fenced(h: &impl Harness) {
-    let queue = h.queue().await;
+    let (queue, _) = open(h).await;
     let handle = queue.enqueue(Add { a: 1, b: 1 }).await.expect("enqueue");
     let backend = queue.backend();
     let request = ClaimRequest {
@@ -491,7 +491,7 @@ pub async fn stale_completion_is_fenced(h: &impl Harness) {
 
 /// A heartbeat for a claim that was lost reports it.
 pub async fn lost_heartbeat_is_reported(h: &impl Harness) {
-    let queue = h.queue().await;
+    let (queue, _) = open(h).await;
     queue.enqueue(Add { a: 1, b: 1 }).await.expect("enqueue");
     let backend = queue.backend();
     let request = ClaimRequest {
@@ -535,8 +535,8 @@ pub async fn lost_heartbeat_is_reported(h: &impl Harness) {
 /// Two clients of one database (stand-ins for two processes), each with a
 /// worker: every task runs exactly once.
 pub async fn two_clients_execute_each_task_once(h: &impl Harness) {
-    let queue = h.queue().await;
-    let other = h.second_client(&queue).await;
+    let (queue, url) = open(h).await;
+    let other = Queue::connect(&url).await.expect("second client");
     let name = unique("once");
     let tasks: Vec<_> = (0..400)
         .map(|i| Record {
@@ -563,7 +563,7 @@ pub async fn two_clients_execute_each_task_once(h: &impl Harness) {
 
 /// Pruning deletes old finished tasks and keeps unfinished ones.
 pub async fn prune_keeps_unfinished_tasks(h: &impl Harness) {
-    let queue = h.queue().await;
+    let (queue, _) = open(h).await;
     let worker = h.start_worker(&queue, worker_config());
     let done = queue.enqueue(Add { a: 1, b: 1 }).await.expect("enqueue");
     wait(&done).await.expect("result");
@@ -587,8 +587,8 @@ pub async fn prune_keeps_unfinished_tasks(h: &impl Harness) {
 
 /// A handle on one client sees a task finished through another.
 pub async fn handle_wait_is_woken_across_clients(h: &impl Harness) {
-    let queue = h.queue().await;
-    let other = h.second_client(&queue).await;
+    let (queue, url) = open(h).await;
+    let other = Queue::connect(&url).await.expect("second client");
     let handle = queue.enqueue(Add { a: 5, b: 5 }).await.expect("enqueue");
     let worker = h.start_worker(&other, worker_config());
     assert_eq!(wait(&handle).await.expect("result"), 10);

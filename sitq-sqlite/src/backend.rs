@@ -1,0 +1,251 @@
+//! [`SqliteBackend`]: the `Backend` trait over the writer task and a reader pool.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sitq_core::{
+    Backend, ClaimRef, ClaimRequest, ClaimedTask, Completion, ConnectOptions, Error, NewTask,
+    Result, Signals, TaskId, TaskRecord, TaskStatus,
+};
+use sqlx::sqlite::SqlitePool;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::connect::Target;
+use crate::ops::read::{Found, Read};
+use crate::ops::write::Claim;
+use crate::time;
+use crate::writer::{self, command::Command, command::Reply, command::writer_gone};
+
+/// sitq's storage in one SQLite file (or in memory, for tests).
+///
+/// Writes go through one writer task per backend that batches them into
+/// group commits; reads use a small pool beside it. Several processes may
+/// share one file: each claim, completion and lease check is atomic in its
+/// `BEGIN IMMEDIATE` transaction.
+///
+/// ```no_run
+/// # async fn demo() -> sitq_core::Result<()> {
+/// use sitq_core::ConnectOptions;
+/// use sitq_sqlite::SqliteBackend;
+///
+/// let backend = SqliteBackend::connect("sqlite://tasks.db", ConnectOptions::new()).await?;
+/// let queue = sitq_core::Queue::from_backend(std::sync::Arc::new(backend), ConnectOptions::new());
+/// # drop(queue);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct SqliteBackend {
+    writer: mpsc::Sender<Command>,
+    /// `None` for an in-memory database, whose reads go through the writer.
+    readers: Option<SqlitePool>,
+    signals: Arc<Signals>,
+    poll_interval: Duration,
+    closed: AtomicBool,
+}
+
+impl SqliteBackend {
+    /// Opens the database at `url` (`sqlite://tasks.db`, `sqlite:///abs/path.db`,
+    /// `sqlite:tasks.db`, `sqlite::memory:`), creating the file (mode 0600)
+    /// and applying migrations as needed.
+    ///
+    /// Every connection uses WAL, a 30 s busy timeout, foreign keys and
+    /// `synchronous=NORMAL`: a commit survives a crash of the process, and
+    /// the last commits before a power loss may be lost. Add
+    /// `?synchronous=FULL` to the URL to keep those too, at the cost of an
+    /// fsync per group commit.
+    ///
+    /// Each `sqlite::memory:` connect is a fresh, private database.
+    ///
+    /// Must be called inside a tokio runtime: the writer task is spawned on it.
+    pub async fn connect(url: &str, options: ConnectOptions) -> Result<SqliteBackend> {
+        let target = Target::parse(url)?;
+        target.create_file()?;
+        let conn = target.connect_writer().await?;
+        let signals = Arc::new(Signals::new());
+        let writer = writer::spawn(conn, signals.clone());
+        Ok(SqliteBackend {
+            writer,
+            readers: target.reader_pool(options.max_connections),
+            signals,
+            poll_interval: options.poll_interval,
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// Sends a command built around its reply channel; waits for the answer.
+    async fn call<T>(
+        &self,
+        op: &'static str,
+        command: impl FnOnce(Reply<T>) -> Command,
+    ) -> Result<T> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(closed(op));
+        }
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(command(reply))
+            .await
+            .map_err(|_| writer_gone(op))?;
+        // A dropped reply means the writer stopped before answering.
+        answer.await.map_err(|_| writer_gone(op))?
+    }
+
+    async fn read(&self, read: Read) -> Result<Found> {
+        let op = read.op();
+        match &self.readers {
+            Some(pool) => {
+                if self.closed.load(Ordering::Acquire) {
+                    return Err(closed(op));
+                }
+                let mut conn = pool
+                    .acquire()
+                    .await
+                    .map_err(|err| Error::database(op, err))?;
+                read.run(&mut conn).await
+            }
+            None => self.call(op, |reply| Command::Read { read, reply }).await,
+        }
+    }
+}
+
+fn closed(op: &'static str) -> Error {
+    Error::database(op, "the SQLite backend was closed")
+}
+
+fn unexpected(op: &'static str) -> Error {
+    Error::database(
+        op,
+        "internal error: the read returned another kind of answer",
+    )
+}
+
+#[async_trait]
+impl Backend for SqliteBackend {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn signals(&self) -> &Signals {
+        &self.signals
+    }
+
+    fn poll_interval(&self) -> Duration {
+        self.poll_interval
+    }
+
+    async fn enqueue(&self, tasks: Vec<NewTask>) -> Result<Vec<TaskId>> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.call("enqueueing tasks", |reply| Command::Enqueue {
+            tasks,
+            reply,
+        })
+        .await
+    }
+
+    async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<ClaimedTask>> {
+        if request.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let claim = Claim {
+            worker_id: request.worker_id.to_owned(),
+            queues: request.queues.to_vec(),
+            limit: request.limit,
+            lease: request.lease,
+        };
+        self.call("claiming tasks", |reply| Command::Claim { claim, reply })
+            .await
+    }
+
+    async fn next_run_at(&self, queues: &[String]) -> Result<Option<DateTime<Utc>>> {
+        match self.read(Read::NextRunAt(queues.to_vec())).await? {
+            Found::NextRunAt(next) => Ok(next.map(time::from_micros)),
+            _ => Err(unexpected("finding the next scheduled task")),
+        }
+    }
+
+    async fn heartbeat(
+        &self,
+        worker_id: &str,
+        claims: &[ClaimRef],
+        lease: Duration,
+    ) -> Result<Vec<ClaimRef>> {
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let worker_id = worker_id.to_owned();
+        let claims = claims.to_vec();
+        self.call("extending leases", |reply| Command::Heartbeat {
+            worker_id,
+            claims,
+            lease,
+            reply,
+        })
+        .await
+    }
+
+    async fn complete(&self, completions: Vec<Completion>) -> Result<Vec<bool>> {
+        if completions.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.call("recording task outcomes", |reply| Command::Complete {
+            completions,
+            reply,
+        })
+        .await
+    }
+
+    async fn recover_expired(&self) -> Result<u64> {
+        self.call("recovering expired leases", |reply| Command::Recover {
+            reply,
+        })
+        .await
+    }
+
+    async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>> {
+        match self.read(Read::Get(id)).await? {
+            Found::Record(record) => Ok(record.map(|record| *record)),
+            _ => Err(unexpected("reading a task")),
+        }
+    }
+
+    async fn status(&self, id: TaskId) -> Result<Option<TaskStatus>> {
+        match self.read(Read::Status(id)).await? {
+            Found::Status(status) => Ok(status),
+            _ => Err(unexpected("reading a task's status")),
+        }
+    }
+
+    async fn cancel(&self, id: TaskId) -> Result<bool> {
+        self.call("cancelling a task", |reply| Command::Cancel { id, reply })
+            .await
+    }
+
+    async fn prune(&self, before: DateTime<Utc>) -> Result<u64> {
+        let before = time::to_micros(before);
+        self.call("pruning finished tasks", |reply| Command::Prune {
+            before,
+            reply,
+        })
+        .await
+    }
+
+    async fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // The writer finishes the commands it already has, then closes its connection.
+        let (reply, done) = oneshot::channel();
+        if self.writer.send(Command::Close { reply }).await.is_ok() {
+            let _ = done.await;
+        }
+        if let Some(pool) = &self.readers {
+            pool.close().await;
+        }
+    }
+}

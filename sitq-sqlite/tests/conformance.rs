@@ -1,0 +1,49 @@
+//! The shared backend conformance suite (`sitq_core::testing`) on SQLite.
+
+use async_trait::async_trait;
+use sitq_core::Queue;
+use sitq_core::testing::{Harness, RunningWorker, WorkerConfig};
+use sitq_worker::{ShutdownHandle, Worker};
+// Links the backend, which registers the `sqlite` scheme.
+use sitq_sqlite as _;
+
+/// Each test gets a fresh database file, which a second client can open
+/// again with its own connections, as another process would.
+struct Sqlite;
+
+#[async_trait]
+impl Harness for Sqlite {
+    async fn fresh_url(&self) -> String {
+        let name = sitq_core::testing::unique("sitq-conformance") + ".db";
+        format!("sqlite://{}", std::env::temp_dir().join(name).display())
+    }
+
+    fn start_worker(&self, queue: &Queue, config: WorkerConfig) -> Box<dyn RunningWorker> {
+        let worker = Worker::new(queue.clone())
+            .concurrency(config.concurrency)
+            .lease(config.lease)
+            .registry(config.registry)
+            .handle_signals(false);
+        let handle = worker.shutdown_handle();
+        let running = tokio::spawn(worker.run());
+        Box::new(Started { handle, running })
+    }
+}
+
+struct Started {
+    handle: ShutdownHandle,
+    running: tokio::task::JoinHandle<sitq_core::Result<()>>,
+}
+
+#[async_trait]
+impl RunningWorker for Started {
+    async fn shutdown(self: Box<Self>) {
+        self.handle.shutdown().await;
+        self.running
+            .await
+            .expect("worker task")
+            .expect("worker run");
+    }
+}
+
+sitq_core::conformance_tests!(Sqlite);

@@ -1,0 +1,120 @@
+//! Opening databases: files, modes, WAL, migrations, memory isolation, the URL scheme.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+
+use common::{TempDb, memory, task};
+use sitq_core::{Backend, ConnectOptions, Queue, TaskId, TaskStatus};
+use sitq_sqlite::SqliteBackend;
+use sqlx::{Connection as _, SqliteConnection};
+
+#[tokio::test]
+async fn a_new_file_is_created_owner_only() {
+    let db = TempDb::new("mode");
+    let backend = db.connect().await;
+    let mode = std::fs::metadata(&db.path)
+        .expect("the database file exists after connect")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+    backend.close().await;
+}
+
+#[tokio::test]
+async fn the_file_is_in_wal_mode() {
+    let db = TempDb::new("wal");
+    let backend = db.connect().await;
+    backend.enqueue(vec![task("t")]).await.expect("enqueue");
+    let mut conn = SqliteConnection::connect(&db.url())
+        .await
+        .expect("raw connect");
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut conn)
+        .await
+        .expect("pragma");
+    assert_eq!(mode, "wal");
+    backend.close().await;
+}
+
+#[tokio::test]
+async fn connecting_twice_keeps_the_data() {
+    let db = TempDb::new("twice");
+    let first = db.connect().await;
+    let ids = first.enqueue(vec![task("t")]).await.expect("enqueue");
+    first.close().await;
+    let second = db.connect().await;
+    assert_eq!(
+        second.status(ids[0]).await.expect("status"),
+        Some(TaskStatus::Pending)
+    );
+    second.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_connects_to_a_new_file_all_succeed() {
+    let db = TempDb::new("concurrent");
+    let url = db.url();
+    let connects: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { SqliteBackend::connect(&url, ConnectOptions::new()).await })
+        })
+        .collect();
+    for connect in connects {
+        let backend = connect
+            .await
+            .expect("connect task")
+            .expect("every concurrent connect succeeds");
+        backend.enqueue(vec![task("t")]).await.expect("enqueue");
+        backend.close().await;
+    }
+}
+
+#[tokio::test]
+async fn each_memory_connect_is_its_own_database() {
+    let a = memory().await;
+    let b = memory().await;
+    let ids = a.enqueue(vec![task("t")]).await.expect("enqueue");
+    assert_eq!(
+        a.status(ids[0]).await.expect("status"),
+        Some(TaskStatus::Pending)
+    );
+    assert_eq!(b.status(ids[0]).await.expect("status"), None);
+}
+
+#[tokio::test]
+async fn queue_connect_finds_the_sqlite_scheme() {
+    let db = TempDb::new("scheme");
+    let queue = Queue::connect(&db.url()).await.expect("Queue::connect");
+    assert_eq!(queue.backend().name(), "sqlite");
+    let memory = Queue::connect("sqlite::memory:").await.expect("memory");
+    assert!(matches!(
+        memory.status(TaskId(1)).await,
+        Err(sitq_core::Error::NotFound(_))
+    ));
+    queue.close().await;
+}
+
+#[tokio::test]
+async fn synchronous_full_is_accepted_and_bad_urls_are_refused() {
+    let db = TempDb::new("sync");
+    let url = format!("{}?synchronous=FULL", db.url());
+    let backend = SqliteBackend::connect(&url, ConnectOptions::new())
+        .await
+        .expect("synchronous=FULL");
+    backend.close().await;
+    let err = SqliteBackend::connect("sqlite://", ConnectOptions::new())
+        .await
+        .expect_err("no file name");
+    assert!(matches!(err, sitq_core::Error::InvalidUrl { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn calls_after_close_fail_instead_of_hanging() {
+    let backend = memory().await;
+    backend.close().await;
+    let err = backend.enqueue(vec![task("t")]).await.expect_err("closed");
+    assert!(err.to_string().contains("enqueueing"), "{err}");
+    assert!(backend.status(TaskId(1)).await.is_err());
+}
