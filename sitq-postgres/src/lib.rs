@@ -1,1 +1,45 @@
-//! The PostgreSQL backend (being written).
+//! The PostgreSQL backend of sitq.
+//!
+//! Producers and workers on many machines share one PostgreSQL database:
+//!
+//! - **Claims** take ready tasks in order (priority, then `run_at`, then id)
+//!   with `FOR UPDATE SKIP LOCKED`, so concurrent workers never block on or
+//!   double-claim a task.
+//! - **Wake-ups** travel by `LISTEN/NOTIFY`: an enqueue or a retry notifies
+//!   `sitq_work`, a finished task notifies `sitq_finished` with its id, and
+//!   every connected process turns those into in-process [`Signals`]. A
+//!   background task keeps the listening connection alive and reconnects it
+//!   with backoff; a slow poll (1 s by default) covers the gaps.
+//! - **Time** comes from the server's clock, so leases and retry delays do
+//!   not depend on the clocks of the machines involved.
+//!
+//! Users reach it through `sitq::Queue::connect("postgres://…")` with the
+//! facade's `postgres` feature; [`PostgresBackend::connect`] builds one by hand.
+//!
+//! The URL is sqlx's (libpq-style) with one addition: `connect_timeout=SECONDS`
+//! bounds how long a call waits for a connection when the server is
+//! unreachable (default 10 s).
+//!
+//! [`Signals`]: sitq_core::Signals
+
+mod backend;
+mod connect;
+mod listener;
+mod notify;
+
+pub use backend::PostgresBackend;
+
+use std::sync::Arc;
+
+use sitq_core::{Backend, BackendConnector, ConnectFuture, ConnectOptions};
+
+fn connect_fn(url: String, options: ConnectOptions) -> ConnectFuture {
+    Box::pin(async move {
+        let backend = PostgresBackend::connect(&url, options).await?;
+        Ok(Arc::new(backend) as Arc<dyn Backend>)
+    })
+}
+
+inventory::submit! {
+    BackendConnector { schemes: &["postgres", "postgresql"], connect: connect_fn }
+}

@@ -1,0 +1,183 @@
+//! [`PostgresBackend`]: the [`Backend`] trait on PostgreSQL.
+//!
+//! Each operation lives in its own module below; this one owns the pool, the
+//! listener and the local signals, and raises local signals after commits
+//! (the listener also hears this process's own notifications, which only
+//! wakes a waiter twice).
+
+mod claim;
+mod complete;
+mod enqueue;
+mod inspect;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sitq_core::{
+    Backend, ClaimRef, ClaimRequest, ClaimedTask, Completion, ConnectOptions, Error, NewTask,
+    Result, Signals, TaskId, TaskRecord, TaskStatus,
+};
+use sqlx::postgres::PgPool;
+
+use crate::connect::{self, Settings};
+use crate::listener::Listener;
+use crate::notify::Notices;
+
+/// How often waiters poll when `ConnectOptions::poll_interval` is left at its
+/// default: notifications are the primary path on PostgreSQL, so the poll only
+/// covers the moments the listening connection is down.
+pub(crate) const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The PostgreSQL [`Backend`].
+///
+/// Holds a connection pool for calls and one more connection that listens
+/// for notifications from every process sharing the database. Dropping it
+/// (or calling [`Backend::close`]) stops the listener.
+#[derive(Debug)]
+pub struct PostgresBackend {
+    pool: PgPool,
+    signals: Arc<Signals>,
+    poll_interval: Duration,
+    listener: Listener,
+}
+
+impl PostgresBackend {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/db`),
+    /// applies sitq's migrations and starts listening for notifications.
+    ///
+    /// Fails with [`Error::Database`] when the server cannot be reached within
+    /// the URL's `connect_timeout` (default 10 s), and with
+    /// [`Error::InvalidUrl`] when the URL does not parse.
+    pub async fn connect(url: &str, options: ConnectOptions) -> Result<PostgresBackend> {
+        let settings = Settings::parse(url)?;
+        settings.probe().await?;
+        let pool = settings.pool(options.max_connections);
+        connect::migrate(&pool).await?;
+        let signals = Arc::new(Signals::new());
+        let listener = Listener::start(settings.listener_pool(), signals.clone()).await?;
+        let poll_interval = if options.poll_interval == ConnectOptions::new().poll_interval {
+            DEFAULT_POLL_INTERVAL
+        } else {
+            options.poll_interval
+        };
+        Ok(PostgresBackend {
+            pool,
+            signals,
+            poll_interval,
+            listener,
+        })
+    }
+
+    /// Raises the local signals for what a committed transaction notified.
+    fn signal(&self, notices: &Notices) {
+        if notices.work {
+            self.signals.notify_work();
+        }
+        if !notices.finished.is_empty() {
+            self.signals
+                .notify_finished(notices.finished.iter().copied());
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for PostgresBackend {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn signals(&self) -> &Signals {
+        &self.signals
+    }
+
+    fn poll_interval(&self) -> Duration {
+        self.poll_interval
+    }
+
+    async fn enqueue(&self, tasks: Vec<NewTask>) -> Result<Vec<TaskId>> {
+        let ids = enqueue::enqueue(&self.pool, tasks).await?;
+        if !ids.is_empty() {
+            self.signals.notify_work();
+        }
+        Ok(ids)
+    }
+
+    async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<ClaimedTask>> {
+        claim::claim(&self.pool, request).await
+    }
+
+    async fn next_run_at(&self, queues: &[String]) -> Result<Option<DateTime<Utc>>> {
+        claim::next_run_at(&self.pool, queues).await
+    }
+
+    async fn heartbeat(
+        &self,
+        worker_id: &str,
+        claims: &[ClaimRef],
+        lease: Duration,
+    ) -> Result<Vec<ClaimRef>> {
+        claim::heartbeat(&self.pool, worker_id, claims, lease).await
+    }
+
+    async fn complete(&self, completions: Vec<Completion>) -> Result<Vec<bool>> {
+        let (applied, notices) = complete::complete(&self.pool, completions).await?;
+        self.signal(&notices);
+        Ok(applied)
+    }
+
+    async fn recover_expired(&self) -> Result<u64> {
+        let (recovered, notices) = complete::recover_expired(&self.pool).await?;
+        self.signal(&notices);
+        Ok(recovered)
+    }
+
+    async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>> {
+        inspect::get(&self.pool, id).await
+    }
+
+    async fn status(&self, id: TaskId) -> Result<Option<TaskStatus>> {
+        inspect::status(&self.pool, id).await
+    }
+
+    async fn cancel(&self, id: TaskId) -> Result<bool> {
+        let cancelled = inspect::cancel(&self.pool, id).await?;
+        if cancelled {
+            self.signals.notify_finished([id]);
+        }
+        Ok(cancelled)
+    }
+
+    async fn prune(&self, before: DateTime<Utc>) -> Result<u64> {
+        inspect::prune(&self.pool, before).await
+    }
+
+    async fn close(&self) {
+        self.listener.stop().await;
+        self.pool.close().await;
+    }
+}
+
+/// The longest lease or delay sent to the server: far beyond any real use,
+/// and well inside PostgreSQL's timestamp range.
+const MAX_INTERVAL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `duration` in whole microseconds (PostgreSQL's resolution), capped at
+/// [`MAX_INTERVAL`]. SQL turns it into an interval with `$n * interval '1
+/// microsecond'`: sqlx refuses to encode a `Duration` with nanoseconds, which
+/// jittered backoffs have.
+fn micros(duration: Duration) -> i64 {
+    i64::try_from(duration.min(MAX_INTERVAL).as_micros()).unwrap_or(i64::MAX)
+}
+
+/// A stored count as the API's `u32`; a negative one means a corrupt row.
+fn count(value: i32, what: &'static str) -> Result<u32> {
+    u32::try_from(value)
+        .map_err(|_| Error::database(what, format!("stored count {value} is negative")))
+}
+
+/// An API count for an `INT` column; counts beyond `i32::MAX` mean "unlimited" anyway.
+fn to_int(value: u32) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
+}

@@ -1,0 +1,162 @@
+//! Taking work: claims, their heartbeats, and when the next task is due.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sitq_core::{ClaimRef, ClaimRequest, ClaimedTask, Result, TaskId};
+use sqlx::postgres::PgPool;
+
+use crate::connect::db_error;
+
+use super::{count, micros, to_int};
+
+/// The claim statement, with `$filter` restricting queues or not. Two
+/// statements rather than one with `cardinality($n) = 0 OR …`, so each gets
+/// a plan that fits.
+///
+/// The picked ids are a `MATERIALIZED` CTE rather than `id IN (SELECT …)`: a
+/// locking subquery that the planner may re-scan inside a join can return
+/// more than `LIMIT` rows; a materialized CTE is run exactly once. It is still
+/// one statement: atomic, one round trip.
+macro_rules! claim_sql {
+    ($filter:literal) => {
+        concat!(
+            "
+WITH picked AS MATERIALIZED (
+    SELECT id FROM sitq_tasks
+    WHERE status = 'pending' AND run_at <= now() ",
+            $filter,
+            "
+    ORDER BY priority DESC, run_at, id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE sitq_tasks AS t
+SET status = 'running',
+    attempts = t.attempts + 1,
+    worker_id = $1,
+    started_at = now(),
+    lease_until = now() + $2 * interval '1 microsecond',
+    finished_at = NULL
+FROM picked
+WHERE t.id = picked.id
+RETURNING t.id, t.name, t.queue, t.payload, t.attempts, t.max_attempts, t.created_at,
+          t.priority, t.run_at"
+        )
+    };
+}
+
+const CLAIM_ANY_QUEUE: &str = claim_sql!("");
+const CLAIM_FROM_QUEUES: &str = claim_sql!("AND queue = ANY($4)");
+
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    id: i64,
+    name: String,
+    queue: String,
+    payload: Vec<u8>,
+    attempts: i32,
+    max_attempts: i32,
+    created_at: DateTime<Utc>,
+    priority: i32,
+    run_at: DateTime<Utc>,
+}
+
+/// Claims up to `request.limit` ready tasks, in claim order.
+pub(super) async fn claim(pool: &PgPool, request: ClaimRequest<'_>) -> Result<Vec<ClaimedTask>> {
+    const OP: &str = "claiming tasks";
+    if request.limit == 0 {
+        return Ok(Vec::new());
+    }
+    let limit = i64::try_from(request.limit).unwrap_or(i64::MAX);
+    let query = if request.queues.is_empty() {
+        sqlx::query_as::<_, ClaimedRow>(CLAIM_ANY_QUEUE)
+    } else {
+        sqlx::query_as::<_, ClaimedRow>(CLAIM_FROM_QUEUES)
+    };
+    let query = query
+        .bind(request.worker_id)
+        .bind(micros(request.lease))
+        .bind(limit);
+    let query = if request.queues.is_empty() {
+        query
+    } else {
+        query.bind(request.queues)
+    };
+    let mut rows = query.fetch_all(pool).await.map_err(db_error(OP))?;
+    // RETURNING comes in no particular order.
+    rows.sort_by(|a, b| {
+        b.priority
+            .cmp(&a.priority)
+            .then(a.run_at.cmp(&b.run_at))
+            .then(a.id.cmp(&b.id))
+    });
+    rows.into_iter()
+        .map(|row| {
+            Ok(ClaimedTask {
+                id: TaskId(row.id),
+                name: row.name,
+                queue: row.queue,
+                payload: row.payload,
+                attempt: count(row.attempts, OP)?,
+                max_attempts: count(row.max_attempts, OP)?,
+                created_at: row.created_at,
+            })
+        })
+        .collect()
+}
+
+/// The earliest `run_at` among pending tasks of `queues` (all when empty).
+pub(super) async fn next_run_at(pool: &PgPool, queues: &[String]) -> Result<Option<DateTime<Utc>>> {
+    let query = if queues.is_empty() {
+        sqlx::query_scalar("SELECT min(run_at) FROM sitq_tasks WHERE status = 'pending'")
+    } else {
+        sqlx::query_scalar(
+            "SELECT min(run_at) FROM sitq_tasks WHERE status = 'pending' AND queue = ANY($1)",
+        )
+        .bind(queues)
+    };
+    query
+        .fetch_one(pool)
+        .await
+        .map_err(db_error("finding the next scheduled task"))
+}
+
+/// Extends the leases still held by `worker_id` under the same attempt, in one
+/// statement; returns the claims that were not extended (lost).
+pub(super) async fn heartbeat(
+    pool: &PgPool,
+    worker_id: &str,
+    claims: &[ClaimRef],
+    lease: Duration,
+) -> Result<Vec<ClaimRef>> {
+    const OP: &str = "extending task leases";
+    if claims.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = claims.iter().map(|claim| claim.id.0).collect();
+    let attempts: Vec<i32> = claims.iter().map(|claim| to_int(claim.attempt)).collect();
+    let extended: Vec<(i64, i32)> = sqlx::query_as(
+        "
+UPDATE sitq_tasks AS t
+SET lease_until = now() + $2 * interval '1 microsecond'
+FROM UNNEST($3::bigint[], $4::int[]) AS held(id, attempt)
+WHERE t.id = held.id AND t.attempts = held.attempt
+  AND t.status = 'running' AND t.worker_id = $1
+RETURNING t.id, t.attempts",
+    )
+    .bind(worker_id)
+    .bind(micros(lease))
+    .bind(ids)
+    .bind(attempts)
+    .fetch_all(pool)
+    .await
+    .map_err(db_error(OP))?;
+    let extended: HashSet<(i64, i32)> = extended.into_iter().collect();
+    Ok(claims
+        .iter()
+        .filter(|claim| !extended.contains(&(claim.id.0, to_int(claim.attempt))))
+        .copied()
+        .collect())
+}
