@@ -1,0 +1,88 @@
+//! `cargo xtask test`: the workspace's tests, with PostgreSQL when available.
+
+use std::ffi::{OsStr, OsString};
+
+use crate::postgres::{self, TempCluster};
+use crate::process;
+
+/// How the workspace is tested: the one place to change it (`ci` runs it too).
+const CARGO_TEST: &[&str] = &["test", "--workspace", "--all-features"];
+
+/// Runs [`CARGO_TEST`] plus `extra` with `SITQ_TEST_POSTGRES_URL` pointing at
+/// a throw-away cluster, which is stopped and deleted afterwards whatever the
+/// outcome.
+pub(crate) fn run(extra: &[OsString]) -> Result<(), String> {
+    let cluster = TempCluster::start()?;
+    let mut command = process::cargo();
+    command.args(cargo_test_args(extra));
+    if let Some(cluster) = &cluster {
+        command.env(postgres::URL_VAR, cluster.url());
+    }
+    eprintln!("xtask: {}", process::display(&command));
+    let result = process::run(&mut command);
+    // Stop the server before reporting, so its messages come first.
+    drop(cluster);
+    result
+}
+
+/// [`CARGO_TEST`] followed by `extra`, except that `--workspace` is left out
+/// when `extra` picks packages: cargo would otherwise ignore `-p` and test
+/// everything.
+fn cargo_test_args(extra: &[OsString]) -> Vec<OsString> {
+    let picks_packages = extra
+        .iter()
+        .take_while(|arg| *arg != "--")
+        .any(|arg| is_package_flag(arg));
+    CARGO_TEST
+        .iter()
+        .filter(|arg| !(picks_packages && **arg == "--workspace"))
+        .map(OsString::from)
+        .chain(extra.iter().cloned())
+        .collect()
+}
+
+/// `-p`, `-pNAME`, `--package` or `--package=NAME`.
+fn is_package_flag(arg: &OsStr) -> bool {
+    let Some(arg) = arg.to_str() else {
+        return false;
+    };
+    arg.starts_with("-p") || arg == "--package" || arg.starts_with("--package=")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cargo_test_args;
+    use std::ffi::OsString;
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn whole_workspace_by_default() {
+        assert_eq!(
+            cargo_test_args(&args(&["--", "--nocapture"])),
+            args(&["test", "--workspace", "--all-features", "--", "--nocapture"])
+        );
+    }
+
+    #[test]
+    fn picked_packages_replace_the_workspace() {
+        assert_eq!(
+            cargo_test_args(&args(&["-p", "sitq-postgres"])),
+            args(&["test", "--all-features", "-p", "sitq-postgres"])
+        );
+        assert_eq!(
+            cargo_test_args(&args(&["--package=sitq-core"])),
+            args(&["test", "--all-features", "--package=sitq-core"])
+        );
+    }
+
+    #[test]
+    fn test_binary_arguments_do_not_pick_packages() {
+        assert_eq!(
+            cargo_test_args(&args(&["--", "-p"])),
+            args(&["test", "--workspace", "--all-features", "--", "-p"])
+        );
+    }
+}
