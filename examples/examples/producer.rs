@@ -31,6 +31,9 @@ async fn main() -> sitq::Result<()> {
     for handle in thumbs {
         println!("{}", handle.wait_timeout(Duration::from_secs(60)).await?);
     }
-    println!("checksum = {:#x}", sum.wait_timeout(Duration::from_secs(60)).await?);
+    println!(
+        "checksum = {:#x}",
+        sum.wait_timeout(Duration::from_secs(60)).await?
+    );
     Ok(())
 }

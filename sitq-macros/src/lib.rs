@@ -1,1 +1,64 @@
-//! `#[sitq::task]` (being written).
+//! `#[sitq::task]`: turns a fn into a typed, registered sitq task.
+//!
+//! Use it through the `sitq` facade (`#[sitq::task]`); the generated code
+//! names `::sitq::__private`, so this crate is not usable on its own.
+
+mod duration;
+mod expand;
+mod parse;
+
+use proc_macro::TokenStream;
+
+/// Makes a fn a sitq task.
+///
+/// ```ignore
+/// #[sitq::task(queue = "mail", max_attempts = 5, timeout = "30s")]
+/// pub async fn send(to: String, retries: u32) -> Result<(), MyError> { /* ... */ }
+///
+/// let handle = send::enqueue(&queue, "a@example.com".into(), 1).await?;
+/// let later = send::with().delay(Duration::from_secs(5)).enqueue(&queue, to, 1).await?;
+/// ```
+///
+/// Generates, next to the fn (which stays as written and callable):
+///
+/// - a struct of the same name whose fields are the fn's arguments: the
+///   stored payload (`#[serde(...)]` on an argument moves to its field, e.g.
+///   `#[serde(default)]` for an argument added while tasks are queued);
+/// - `impl sitq::Task` for it: `NAME` (default `module_path!()::fn_name`) and
+///   `DEFAULTS` from the options; `Output` is `T` for `-> T` and for `-> Result<T, E>`
+///   (any path ending in `Result`), `()` without a return type;
+/// - `send::enqueue(&queue, args..)` and `send::with()` (an options builder:
+///   `delay`, `run_at`, `priority`, `queue`, `max_attempts`, then `enqueue`);
+/// - its registration, so a worker linked with this code runs it. A plain
+///   (non-async) fn runs on tokio's blocking pool.
+///
+/// Options: `name = "..."`, `queue = "..."`, `priority = N` (i32),
+/// `max_attempts = N` (at least 1), `timeout = "30s"`, and `backoff = "1s"`
+/// (exponential from that base, capped at 1 h), `backoff = exponential("1s", "10m")`
+/// or `backoff = fixed("5s")`. Durations: `"500ms"`, `"30s"`, `"5m"`, `"1h"`,
+/// `"2d"` and combinations from the largest unit down, like `"1m30s"`.
+///
+/// Arguments and the result must be owned `Serialize + DeserializeOwned` types;
+/// the error type of a `Result` must be `Display`.
+#[proc_macro_attribute]
+pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item = proc_macro2::TokenStream::from(item);
+    let options = syn::parse::<parse::Options>(attr);
+    let task = parse::task_fn(item.clone());
+    let expanded = match (options, task) {
+        (Ok(options), Ok(task)) => expand::task(&options, &task),
+        (Err(mut options), Err(task)) => {
+            options.combine(task);
+            Err(options)
+        }
+        (Err(err), Ok(_)) | (Ok(_), Err(err)) => Err(err),
+    };
+    // On error, still emit the fn as written so IDEs and the rest of the crate keep working.
+    expanded
+        .unwrap_or_else(|err| {
+            let mut tokens = err.into_compile_error();
+            tokens.extend(item);
+            tokens
+        })
+        .into()
+}

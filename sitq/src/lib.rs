@@ -4,8 +4,7 @@
 pub use sitq_core::blocking;
 pub use sitq_core::{
     Backoff, ConnectOptions, EnqueueOptions, Error, FailureKind, Queue, Registry, Result, Task,
-    TaskFailure,
-    TaskHandle, TaskId, TaskRecord, TaskStatus,
+    TaskFailure, TaskHandle, TaskId, TaskRecord, TaskStatus,
 };
 pub use sitq_worker::{ShutdownHandle, Worker};
 

@@ -36,12 +36,22 @@ fn enqueue_and_wait_without_async() {
     });
     let stop = stop_rx.recv().expect("worker started");
 
-    assert_eq!(pending.wait_timeout(Duration::from_secs(30)).expect("result"), 3);
+    assert_eq!(
+        pending
+            .wait_timeout(Duration::from_secs(30))
+            .expect("result"),
+        3
+    );
     let many = client
         .enqueue_many((0..10).map(|i| add { a: i, b: i }))
         .expect("enqueue_many");
     for (i, handle) in (0..).zip(&many) {
-        assert_eq!(handle.wait_timeout(Duration::from_secs(30)).expect("result"), 2 * i);
+        assert_eq!(
+            handle
+                .wait_timeout(Duration::from_secs(30))
+                .expect("result"),
+            2 * i
+        );
     }
     stop.request();
     worker.join().expect("worker thread");

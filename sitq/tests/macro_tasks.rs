@@ -27,7 +27,12 @@ async fn queue() -> Queue {
     Queue::connect("sqlite::memory:").await.expect("connect")
 }
 
-fn worker(queue: &Queue) -> (sitq::ShutdownHandle, tokio::task::JoinHandle<sitq::Result<()>>) {
+fn worker(
+    queue: &Queue,
+) -> (
+    sitq::ShutdownHandle,
+    tokio::task::JoinHandle<sitq::Result<()>>,
+) {
     let worker = Worker::new(queue.clone()).handle_signals(false);
     (worker.shutdown_handle(), tokio::spawn(worker.run()))
 }
@@ -55,7 +60,10 @@ async fn names_and_defaults_come_from_the_attribute() {
     assert_eq!(<add as Task>::NAME, concat!(module_path!(), "::add"));
     assert_eq!(<fails as Task>::NAME, "custom.fails");
     let defaults = <fails as Task>::DEFAULTS;
-    assert_eq!((defaults.queue, defaults.priority, defaults.max_attempts), ("other", 3, 1));
+    assert_eq!(
+        (defaults.queue, defaults.priority, defaults.max_attempts),
+        ("other", 3, 1)
+    );
 }
 
 #[tokio::test]
@@ -73,10 +81,22 @@ async fn the_builder_sets_options() {
         .await
         .expect("enqueue");
     let record = queue.get(handle.id()).await.expect("record");
-    assert_eq!((record.priority, record.queue.as_str(), record.max_attempts), (-4, "bulk", 9));
-    assert_eq!(record.run_at, Utc.with_ymd_and_hms(2032, 3, 1, 4, 0, 0).single().expect("time"));
+    assert_eq!(
+        (record.priority, record.queue.as_str(), record.max_attempts),
+        (-4, "bulk", 9)
+    );
+    assert_eq!(
+        record.run_at,
+        Utc.with_ymd_and_hms(2032, 3, 1, 4, 0, 0)
+            .single()
+            .expect("time")
+    );
 
-    let delayed = add::with().delay(Duration::from_secs(60)).enqueue(&queue, 1, 1).await.expect("enqueue");
+    let delayed = add::with()
+        .delay(Duration::from_secs(60))
+        .enqueue(&queue, 1, 1)
+        .await
+        .expect("enqueue");
     let record = queue.get(delayed.id()).await.expect("record");
     assert!(record.run_at - record.created_at >= chrono::Duration::seconds(59));
 }
@@ -85,9 +105,15 @@ async fn the_builder_sets_options() {
 async fn an_err_result_carries_the_message() {
     let queue = queue().await;
     let (stop, _running) = worker(&queue);
-    let handle = fails::enqueue(&queue, "bad input".into()).await.expect("enqueue");
+    let handle = fails::enqueue(&queue, "bad input".into())
+        .await
+        .expect("enqueue");
     match handle.wait_timeout(WAIT).await {
-        Err(Error::TaskFailed { message, attempts: 1, .. }) => assert_eq!(message, "bad input"),
+        Err(Error::TaskFailed {
+            message,
+            attempts: 1,
+            ..
+        }) => assert_eq!(message, "bad input"),
         other => panic!("expected TaskFailed, got {other:?}"),
     }
     stop.shutdown().await;
@@ -96,7 +122,9 @@ async fn an_err_result_carries_the_message() {
 #[tokio::test]
 async fn a_worker_takes_only_its_queues() {
     let queue = queue().await;
-    let worker = Worker::new(queue.clone()).queues(["default"]).handle_signals(false);
+    let worker = Worker::new(queue.clone())
+        .queues(["default"])
+        .handle_signals(false);
     let stop = worker.shutdown_handle();
     tokio::spawn(worker.run());
     let other = fails::enqueue(&queue, "x".into()).await.expect("enqueue");

@@ -1,5 +1,7 @@
 //! Worker processes sharing one database: each task runs exactly once, and a
 //! task whose worker is killed with SIGKILL is completed by another worker.
+//! On SQLite, and on PostgreSQL with the `postgres` feature and a server
+//! named by `SITQ_TEST_POSTGRES_URL`.
 //!
 //! The worker processes are this test binary re-run with `child_worker` as
 //! the only test and the database URL in the environment.
@@ -14,7 +16,10 @@ use sitq::{Queue, TaskStatus, Worker};
 /// Appends `index` as one line to the file `log` (O_APPEND: atomic small writes).
 #[sitq::task]
 async fn tally(log: String, index: u32) -> Result<(), std::io::Error> {
-    let mut file = std::fs::OpenOptions::new().append(true).create(true).open(log)?;
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(log)?;
     file.write_all(format!("{index}\n").as_bytes())
 }
 
@@ -95,7 +100,10 @@ async fn each_task_runs_once(url: &str, workers: usize, tasks: u32) {
     let log = temp_path("tally.log");
     let log_str = log.display().to_string();
     let handles = queue
-        .enqueue_many((0..tasks).map(|index| tally { log: log_str.clone(), index }))
+        .enqueue_many((0..tasks).map(|index| tally {
+            log: log_str.clone(),
+            index,
+        }))
         .await
         .expect("enqueue");
     let mut processes: Vec<_> = (0..workers)
@@ -113,7 +121,10 @@ async fn each_task_runs_once(url: &str, workers: usize, tasks: u32) {
         seen[index] += 1;
     }
     let wrong: Vec<_> = seen.iter().enumerate().filter(|(_, n)| **n != 1).collect();
-    assert!(wrong.is_empty(), "tasks not run exactly once (index, runs): {wrong:?}");
+    assert!(
+        wrong.is_empty(),
+        "tasks not run exactly once (index, runs): {wrong:?}"
+    );
     for handle in handles.iter().step_by(97) {
         let record = queue.get(handle.id()).await.expect("record");
         assert_eq!((record.status, record.attempts), (TaskStatus::Succeeded, 1));
@@ -131,11 +142,17 @@ async fn killed_worker_task_completes_elsewhere(url: &str) {
     let mut first = WorkerProcess::spawn(url, lease);
     let deadline = tokio::time::Instant::now() + WAIT;
     while !marker.exists() {
-        assert!(tokio::time::Instant::now() < deadline, "the first worker never started the task");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first worker never started the task"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     first.kill();
-    assert_eq!(queue.status(handle.id()).await.expect("status"), TaskStatus::Running);
+    assert_eq!(
+        queue.status(handle.id()).await.expect("status"),
+        TaskStatus::Running
+    );
     let _second = WorkerProcess::spawn(url, lease);
     assert_eq!(handle.wait_timeout(WAIT).await.expect("result"), 7);
     let record = queue.get(handle.id()).await.expect("record");
@@ -155,4 +172,109 @@ async fn sqlite_two_worker_processes_run_each_task_once() {
 #[tokio::test]
 async fn sqlite_killed_worker_task_is_completed_by_another() {
     killed_worker_task_completes_elsewhere(&sqlite_url("killed.db")).await;
+}
+
+/// The same on PostgreSQL, one fresh database per test on the server named
+/// by `SITQ_TEST_POSTGRES_URL`.
+#[cfg(feature = "postgres")]
+mod postgres {
+    use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
+
+    use super::{each_task_runs_once, killed_worker_task_completes_elsewhere};
+
+    const SERVER_VAR: &str = "SITQ_TEST_POSTGRES_URL";
+
+    /// A database of its own on the test server, dropped by [`TestDb::drop`].
+    struct TestDb {
+        server: String,
+        name: String,
+        url: String,
+    }
+
+    impl TestDb {
+        /// A fresh database, or `None` (after saying so) when no server is
+        /// configured. Panics then if `CI=true`: skipping would hide that the
+        /// tests never ran.
+        async fn create(test: &str) -> Option<TestDb> {
+            let server = match std::env::var(SERVER_VAR) {
+                Ok(url) if !url.is_empty() => url,
+                _ if std::env::var("CI").as_deref() == Ok("true") => {
+                    panic!(
+                        "{SERVER_VAR} is not set but CI=true: the PostgreSQL tests must run in CI"
+                    )
+                }
+                _ => {
+                    eprintln!(
+                        "skipped: PostgreSQL tests need {SERVER_VAR} (or `cargo xtask test`)"
+                    );
+                    return None;
+                }
+            };
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|elapsed| elapsed.subsec_nanos())
+                .unwrap_or(0);
+            let name = format!("sitq_processes_{test}_{}_{nanos}", std::process::id());
+            let mut admin = PgConnection::connect(&server)
+                .await
+                .expect("connect to the test server");
+            admin
+                .execute(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .await
+                .expect("create the test database");
+            admin.close().await.ok();
+            let url = with_database(&server, &name);
+            Some(TestDb { server, name, url })
+        }
+
+        /// Drops the database, forcing out connections left behind.
+        async fn drop(self) {
+            let mut admin = PgConnection::connect(&self.server)
+                .await
+                .expect("connect to the test server");
+            admin
+                .execute(AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.name
+                )))
+                .await
+                .expect("drop the test database");
+            admin.close().await.ok();
+        }
+    }
+
+    /// `url` pointing at database `name` instead, keeping its query string.
+    fn with_database(url: &str, name: &str) -> String {
+        let (base, query) = url
+            .split_once('?')
+            .map_or((url, None), |(base, query)| (base, Some(query)));
+        let authority_start = base.find("://").map_or(0, |at| at + 3);
+        let authority_end = base[authority_start..]
+            .find('/')
+            .map_or(base.len(), |at| authority_start + at);
+        let mut url = format!("{}/{name}", &base[..authority_end]);
+        if let Some(query) = query {
+            url.push('?');
+            url.push_str(query);
+        }
+        url
+    }
+
+    #[tokio::test]
+    async fn three_worker_processes_run_each_task_once() {
+        let Some(db) = TestDb::create("once").await else {
+            return;
+        };
+        each_task_runs_once(&db.url, 3, 3000).await;
+        db.drop().await;
+    }
+
+    #[tokio::test]
+    async fn killed_worker_task_is_completed_by_another() {
+        let Some(db) = TestDb::create("killed").await else {
+            return;
+        };
+        killed_worker_task_completes_elsewhere(&db.url).await;
+        db.drop().await;
+    }
 }

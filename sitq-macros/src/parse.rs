@@ -1,0 +1,592 @@
+//! Parsing: the attribute's options and the checks on the fn's signature.
+//!
+//! Every error points at the offending token. Independent errors are combined
+//! so one build shows them all.
+
+use std::time::Duration;
+
+use proc_macro2::{Delimiter, Span, TokenStream, TokenTree};
+use syn::ext::IdentExt;
+use syn::parse::{Parse, ParseStream};
+use syn::spanned::Spanned;
+use syn::visit::Visit;
+use syn::{
+    Attribute, Expr, ExprCall, ExprLit, ExprUnary, FnArg, GenericArgument, Ident, Item, ItemFn,
+    Lit, LitInt, LitStr, Pat, PathArguments, ReturnType, Token, Type, UnOp,
+};
+
+use crate::duration;
+
+/// The options of `#[sitq::task(...)]`, all optional.
+#[derive(Default)]
+pub(crate) struct Options {
+    pub name: Option<LitStr>,
+    pub queue: Option<LitStr>,
+    pub priority: Option<i32>,
+    pub max_attempts: Option<u32>,
+    pub timeout: Option<Duration>,
+    pub backoff: Option<Backoff>,
+}
+
+/// The retry delay set with `backoff = ...`.
+pub(crate) enum Backoff {
+    Exponential { base: Duration, max: Duration },
+    Fixed(Duration),
+}
+
+/// The cap of `backoff = "<base>"`, matching the runtime's default backoff.
+const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(3600);
+
+/// An option's key.
+#[derive(Copy, Clone, PartialEq, Eq)]
+enum Key {
+    Name,
+    Queue,
+    Priority,
+    MaxAttempts,
+    Timeout,
+    Backoff,
+}
+
+impl Key {
+    const ALL: [Key; 6] = [
+        Key::Name,
+        Key::Queue,
+        Key::Priority,
+        Key::MaxAttempts,
+        Key::Timeout,
+        Key::Backoff,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Key::Name => "name",
+            Key::Queue => "queue",
+            Key::Priority => "priority",
+            Key::MaxAttempts => "max_attempts",
+            Key::Timeout => "timeout",
+            Key::Backoff => "backoff",
+        }
+    }
+
+    /// What the value must be.
+    fn expected(self) -> &'static str {
+        match self {
+            Key::Name => "a string literal (the name the task is stored and dispatched under)",
+            Key::Queue => "a string literal",
+            Key::Priority => "an integer literal (an i32; higher runs first)",
+            Key::MaxAttempts => "an integer literal of at least 1",
+            Key::Timeout => "a duration string",
+            Key::Backoff => {
+                "a duration string (exponential from that base, capped at 1h), \
+                 `exponential(base, cap)` or `fixed(delay)`"
+            }
+        }
+    }
+
+    fn example(self) -> &'static str {
+        match self {
+            Key::Name => "`name = \"mail::send\"`",
+            Key::Queue => "`queue = \"mail\"`",
+            Key::Priority => "`priority = 10`",
+            Key::MaxAttempts => "`max_attempts = 5`",
+            Key::Timeout => "`timeout = \"30s\"`",
+            Key::Backoff => {
+                "`backoff = \"1s\"`, `backoff = exponential(\"1s\", \"10m\")` or `backoff = fixed(\"5s\")`"
+            }
+        }
+    }
+}
+
+/// "`name`, `queue`, ...", for the unknown-option message.
+fn known_options() -> String {
+    Key::ALL
+        .iter()
+        .map(|key| format!("`{}`", key.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Parse for Options {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let mut options = Options::default();
+        let mut seen: Vec<Key> = Vec::new();
+        let mut errors = Errors::default();
+        while !input.is_empty() {
+            // `parse_any` so that `type = ...` gets the "unknown option" message.
+            let ident = Ident::parse_any(input)?;
+            let name = ident.unraw().to_string();
+            let Some(key) = Key::ALL.into_iter().find(|key| key.as_str() == name) else {
+                return Err(syn::Error::new(
+                    ident.span(),
+                    format!(
+                        "unknown option `{name}`; the options are {}",
+                        known_options()
+                    ),
+                ));
+            };
+            if !input.peek(Token![=]) {
+                return Err(syn::Error::new(
+                    ident.span(),
+                    format!("expected `{name} = <value>`, e.g. {}", key.example()),
+                ));
+            }
+            input.parse::<Token![=]>()?;
+            let value: Expr = input.parse()?;
+            if seen.contains(&key) {
+                errors.push(syn::Error::new(
+                    ident.span(),
+                    format!("option `{name}` is given twice"),
+                ));
+            } else {
+                seen.push(key);
+                if let Err(err) = options.set(key, ungroup(&value)) {
+                    errors.push(err);
+                }
+            }
+            if input.is_empty() {
+                break;
+            }
+            input.parse::<Token![,]>()?;
+        }
+        errors.finish()?;
+        Ok(options)
+    }
+}
+
+impl Options {
+    fn set(&mut self, key: Key, value: &Expr) -> syn::Result<()> {
+        let wrong_type = || {
+            syn::Error::new_spanned(
+                value,
+                format!(
+                    "`{}` takes {}, e.g. {}",
+                    key.as_str(),
+                    key.expected(),
+                    key.example()
+                ),
+            )
+        };
+        match key {
+            Key::Name | Key::Queue => {
+                let lit = string_literal(value).ok_or_else(wrong_type)?;
+                if lit.value().trim().is_empty() {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        format!("`{}` must not be empty", key.as_str()),
+                    ));
+                }
+                if key == Key::Name {
+                    self.name = Some(lit.clone());
+                } else {
+                    self.queue = Some(lit.clone());
+                }
+            }
+            Key::Priority => {
+                let (negative, lit) = integer_literal(value).ok_or_else(wrong_type)?;
+                check_suffix(lit, "i32")?;
+                let out_of_range =
+                    || syn::Error::new_spanned(value, "`priority` is out of range for i32");
+                let magnitude: i64 = lit.base10_parse().map_err(|_| out_of_range())?;
+                let signed = if negative { -magnitude } else { magnitude };
+                self.priority = Some(i32::try_from(signed).map_err(|_| out_of_range())?);
+            }
+            Key::MaxAttempts => {
+                let (negative, lit) = integer_literal(value).ok_or_else(wrong_type)?;
+                check_suffix(lit, "u32")?;
+                let at_least_one = || {
+                    syn::Error::new_spanned(
+                        value,
+                        "`max_attempts` must be at least 1 (1 means no retries)",
+                    )
+                };
+                if negative {
+                    return Err(at_least_one());
+                }
+                let attempts: u32 = lit.base10_parse().map_err(|_| {
+                    syn::Error::new_spanned(value, "`max_attempts` is out of range for u32")
+                })?;
+                if attempts == 0 {
+                    return Err(at_least_one());
+                }
+                self.max_attempts = Some(attempts);
+            }
+            Key::Timeout => {
+                let lit = string_literal(value).ok_or_else(wrong_type)?;
+                let timeout = parse_duration(lit)?;
+                if timeout.is_zero() {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        "`timeout` must be longer than zero; leave it out for no limit",
+                    ));
+                }
+                self.timeout = Some(timeout);
+            }
+            Key::Backoff => {
+                let backoff = parse_backoff(value).map_err(|err| err.unwrap_or_else(wrong_type))?;
+                self.backoff = Some(backoff);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `Err(None)` when the value has the wrong shape altogether.
+fn parse_backoff(value: &Expr) -> Result<Backoff, Option<syn::Error>> {
+    if let Some(lit) = string_literal(value) {
+        let base = parse_duration(lit).map_err(Some)?;
+        if base.is_zero() {
+            return Err(Some(syn::Error::new(
+                lit.span(),
+                "an exponential backoff needs a base longer than zero; use `fixed(\"0s\")` to retry at once",
+            )));
+        }
+        let max = base.max(DEFAULT_BACKOFF_MAX);
+        return Ok(Backoff::Exponential { base, max });
+    }
+    let Expr::Call(ExprCall { func, args, .. }) = value else {
+        return Err(None);
+    };
+    let Expr::Path(path) = ungroup(func) else {
+        return Err(None);
+    };
+    let Some(kind) = path.path.get_ident().map(ToString::to_string) else {
+        return Err(None);
+    };
+    let args: Vec<&Expr> = args.iter().collect();
+    match (kind.as_str(), args.as_slice()) {
+        ("fixed", [delay]) => {
+            let lit = string_literal(delay).ok_or(None)?;
+            Ok(Backoff::Fixed(parse_duration(lit).map_err(Some)?))
+        }
+        ("exponential", [base, max]) => {
+            let base_lit = string_literal(base).ok_or(None)?;
+            let max_lit = string_literal(max).ok_or(None)?;
+            let base = parse_duration(base_lit).map_err(Some)?;
+            let max = parse_duration(max_lit).map_err(Some)?;
+            if base.is_zero() {
+                return Err(Some(syn::Error::new(
+                    base_lit.span(),
+                    "an exponential backoff needs a base longer than zero; use `fixed(\"0s\")` to retry at once",
+                )));
+            }
+            if max < base {
+                return Err(Some(syn::Error::new(
+                    max_lit.span(),
+                    "the cap of an exponential backoff must not be shorter than its base",
+                )));
+            }
+            Ok(Backoff::Exponential { base, max })
+        }
+        _ => Err(None),
+    }
+}
+
+fn parse_duration(lit: &LitStr) -> syn::Result<Duration> {
+    duration::parse(&lit.value()).map_err(|message| syn::Error::new(lit.span(), message))
+}
+
+fn check_suffix(lit: &LitInt, ty: &str) -> syn::Result<()> {
+    match lit.suffix() {
+        "" => Ok(()),
+        suffix if suffix == ty => Ok(()),
+        suffix => Err(syn::Error::new(
+            lit.span(),
+            format!("expected an {ty}, found a literal of type {suffix}; drop the suffix"),
+        )),
+    }
+}
+
+fn ungroup(expr: &Expr) -> &Expr {
+    match expr {
+        Expr::Group(group) => ungroup(&group.expr),
+        Expr::Paren(paren) => ungroup(&paren.expr),
+        expr => expr,
+    }
+}
+
+fn string_literal(expr: &Expr) -> Option<&LitStr> {
+    match ungroup(expr) {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) => Some(lit),
+        _ => None,
+    }
+}
+
+/// An integer literal, possibly negated: (negative, literal).
+fn integer_literal(expr: &Expr) -> Option<(bool, &LitInt)> {
+    match ungroup(expr) {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(lit), ..
+        }) => Some((false, lit)),
+        Expr::Unary(ExprUnary {
+            op: UnOp::Neg(_),
+            expr,
+            ..
+        }) => match ungroup(expr) {
+            Expr::Lit(ExprLit {
+                lit: Lit::Int(lit), ..
+            }) => Some((true, lit)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The annotated fn, checked.
+pub(crate) struct TaskFn {
+    /// The fn as it is emitted: the user's, minus the `#[serde]` attributes
+    /// moved from its arguments to the struct's fields.
+    pub item: ItemFn,
+    pub args: Vec<Arg>,
+    pub output: Output,
+}
+
+/// One argument: a field of the task struct.
+pub(crate) struct Arg {
+    pub ident: Ident,
+    pub ty: Type,
+    /// `#[serde(...)]` attributes written on the argument, e.g. `#[serde(default)]`.
+    pub serde_attrs: Vec<Attribute>,
+}
+
+/// What the fn returns, and so what the task's result is.
+pub(crate) enum Output {
+    /// No return type: the result is `()`.
+    Unit,
+    /// `-> T`.
+    Plain(Type),
+    /// `-> Result<T, E>` (or any path ending in `Result`): `ok` is `T`, `err`
+    /// is `E` when it is written out.
+    Result { ok: Type, err: Option<Box<Type>> },
+}
+
+impl Output {
+    /// The task's result type.
+    pub fn value_type(&self) -> TokenStream {
+        match self {
+            Output::Unit => quote::quote!(()),
+            Output::Plain(ty) => quote::ToTokens::to_token_stream(ty),
+            Output::Result { ok, .. } => quote::ToTokens::to_token_stream(ok),
+        }
+    }
+}
+
+/// Parses and checks the annotated item.
+pub(crate) fn task_fn(tokens: TokenStream) -> syn::Result<TaskFn> {
+    let mut item = match syn::parse2::<Item>(tokens.clone())? {
+        Item::Fn(item) => item,
+        _ => {
+            return Err(syn::Error::new(
+                span_after_attributes(tokens),
+                "#[sitq::task] goes on an `async fn` or a `fn`",
+            ));
+        }
+    };
+    let mut errors = Errors::default();
+    let sig = &mut item.sig;
+    if let Some(unsafety) = &sig.unsafety {
+        errors.push(syn::Error::new(
+            unsafety.span(),
+            "a task cannot be an `unsafe fn`: the worker calls it with no way to uphold its safety contract",
+        ));
+    }
+    if let Some(abi) = &sig.abi {
+        errors.push(syn::Error::new_spanned(
+            abi,
+            "a task cannot be an `extern` fn; call it from an ordinary fn",
+        ));
+    }
+    if let Some(variadic) = &sig.variadic {
+        errors.push(syn::Error::new_spanned(
+            variadic,
+            "a task cannot be variadic: its arguments are stored as a struct",
+        ));
+    }
+    if !sig.generics.params.is_empty() {
+        errors.push(syn::Error::new_spanned(
+            &sig.generics,
+            "a task cannot have type, const or lifetime parameters: its arguments are stored, \
+             so their types must be concrete and owned",
+        ));
+    } else if let Some(where_clause) = &sig.generics.where_clause {
+        errors.push(syn::Error::new_spanned(
+            where_clause,
+            "a task cannot have a `where` clause",
+        ));
+    }
+
+    let mut args = Vec::new();
+    for input in &mut sig.inputs {
+        let typed = match input {
+            FnArg::Receiver(receiver) => {
+                errors.push(syn::Error::new_spanned(
+                    receiver,
+                    "a task cannot take `self`: #[sitq::task] goes on a free fn; \
+                     pass what the task needs as arguments",
+                ));
+                continue;
+            }
+            FnArg::Typed(typed) => typed,
+        };
+        let ident = match &*typed.pat {
+            Pat::Ident(pat) if pat.by_ref.is_none() && pat.subpat.is_none() => pat.ident.clone(),
+            pat => {
+                errors.push(syn::Error::new_spanned(
+                    pat,
+                    "a task's arguments must be plain names (they become the fields of the task struct); \
+                     destructure inside the body",
+                ));
+                continue;
+            }
+        };
+        let mut serde_attrs = Vec::new();
+        let mut kept = Vec::new();
+        for attr in typed.attrs.drain(..) {
+            if attr.path().is_ident("serde") {
+                serde_attrs.push(attr);
+            } else if attr.path().is_ident("cfg") || attr.path().is_ident("cfg_attr") {
+                errors.push(syn::Error::new_spanned(
+                    &attr,
+                    "a task's arguments cannot be conditional: they are its stored payload",
+                ));
+            } else {
+                kept.push(attr);
+            }
+        }
+        typed.attrs = kept;
+        let mut check = TypeCheck::default();
+        check.visit_type(&typed.ty);
+        errors.extend(check.errors);
+        args.push(Arg {
+            ident,
+            ty: (*typed.ty).clone(),
+            serde_attrs,
+        });
+    }
+
+    let output = match &sig.output {
+        ReturnType::Default => Output::Unit,
+        ReturnType::Type(_, ty) => {
+            let mut check = TypeCheck::default();
+            check.visit_type(ty);
+            errors.extend(check.errors);
+            output(ty).unwrap_or_else(|err| {
+                errors.push(err);
+                Output::Unit
+            })
+        }
+    };
+    errors.finish()?;
+    Ok(TaskFn { item, args, output })
+}
+
+fn output(ty: &Type) -> syn::Result<Output> {
+    let Type::Path(path) = ungroup_type(ty) else {
+        return Ok(Output::Plain(ty.clone()));
+    };
+    let Some(last) = path.path.segments.last() else {
+        return Ok(Output::Plain(ty.clone()));
+    };
+    if last.ident != "Result" {
+        return Ok(Output::Plain(ty.clone()));
+    }
+    let PathArguments::AngleBracketed(generics) = &last.arguments else {
+        return Err(syn::Error::new_spanned(
+            ty,
+            "cannot tell the task's result type from a `Result` without arguments; \
+             write `Result<T, E>` (or `io::Result<T>`, `anyhow::Result<T>`)",
+        ));
+    };
+    let mut types = generics.args.iter().filter_map(|arg| match arg {
+        GenericArgument::Type(ty) => Some(ty.clone()),
+        _ => None,
+    });
+    let Some(ok) = types.next() else {
+        return Err(syn::Error::new_spanned(
+            generics,
+            "expected the result type as the first argument of `Result<T, E>`",
+        ));
+    };
+    Ok(Output::Result {
+        ok,
+        err: types.next().map(Box::new),
+    })
+}
+
+fn ungroup_type(ty: &Type) -> &Type {
+    match ty {
+        Type::Group(group) => ungroup_type(&group.elem),
+        Type::Paren(paren) => ungroup_type(&paren.elem),
+        ty => ty,
+    }
+}
+
+/// Finds what can never be stored: `impl Trait` and borrowed types.
+#[derive(Default)]
+struct TypeCheck {
+    errors: Vec<syn::Error>,
+}
+
+impl<'ast> Visit<'ast> for TypeCheck {
+    fn visit_type_impl_trait(&mut self, ty: &'ast syn::TypeImplTrait) {
+        self.errors.push(syn::Error::new_spanned(
+            ty,
+            "a task cannot take or return `impl Trait`: its arguments and result are stored, \
+             so their types must be named; use a concrete type",
+        ));
+    }
+
+    fn visit_type_reference(&mut self, ty: &'ast syn::TypeReference) {
+        self.errors.push(syn::Error::new_spanned(
+            ty,
+            "a task's arguments and result are stored, so they cannot borrow; \
+             use an owned type (`String` for `&str`, `Vec<T>` for `&[T]`, `T` for `&T`)",
+        ));
+    }
+
+    // A fn pointer's own arguments are not stored data; the serde checks report it.
+    fn visit_type_bare_fn(&mut self, _: &'ast syn::TypeBareFn) {}
+}
+
+/// The span of an item's first token after its attributes (its visibility or keyword).
+fn span_after_attributes(tokens: TokenStream) -> Span {
+    let mut tokens = tokens.into_iter().peekable();
+    while let Some(token) = tokens.next() {
+        match token {
+            TokenTree::Punct(punct) if punct.as_char() == '#' => {
+                // `#[...]`, or `#![...]`: skip the `!` and the brackets.
+                tokens.next_if(|token| matches!(token, TokenTree::Punct(p) if p.as_char() == '!'));
+                tokens.next_if(|token| matches!(token, TokenTree::Group(g) if g.delimiter() == Delimiter::Bracket));
+            }
+            token => return token.span(),
+        }
+    }
+    Span::call_site()
+}
+
+/// Errors gathered so that one build reports all of them.
+#[derive(Default)]
+struct Errors(Option<syn::Error>);
+
+impl Errors {
+    fn push(&mut self, error: syn::Error) {
+        match &mut self.0 {
+            Some(first) => first.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    fn finish(self) -> syn::Result<()> {
+        self.0.map_or(Ok(()), Err)
+    }
+}
+
+impl Extend<syn::Error> for Errors {
+    fn extend<I: IntoIterator<Item = syn::Error>>(&mut self, errors: I) {
+        for error in errors {
+            self.push(error);
+        }
+    }
+}

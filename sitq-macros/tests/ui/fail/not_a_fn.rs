@@ -1,0 +1,7 @@
+#[sitq::task]
+#[derive(Debug)]
+pub struct Send {
+    to: String,
+}
+
+fn main() {}

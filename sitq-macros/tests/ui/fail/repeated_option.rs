@@ -1,0 +1,6 @@
+#[sitq::task(queue = "mail", priority = 1, queue = "other")]
+async fn send(to: String) {
+    let _ = to;
+}
+
+fn main() {}
