@@ -3,29 +3,13 @@
 
 mod support;
 
-use std::error::Error as _;
-use std::net::SocketAddr;
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use sitq_core::{Backend, ConnectOptions, Error};
 use sitq_postgres::PostgresBackend;
-use sqlx::postgres::PgConnectOptions;
-use support::{TestDb, task, within};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{JoinHandle, JoinSet};
-
-/// The whole chain of an error, for assertions on its wording.
-fn chain(error: &Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+use support::proxy::Proxy;
+use support::{TestDb, chain, task, within};
+use tokio::net::TcpListener;
 
 /// A port nothing listens on.
 async fn closed_port() -> u16 {
@@ -60,79 +44,13 @@ async fn connecting_to_a_closed_port_fails_fast_and_clearly() {
     db.drop().await;
 }
 
-/// A TCP proxy to the server that the test can cut and restore, standing in
-/// for a server that goes away and comes back.
-struct Proxy {
-    port: u16,
-    target: SocketAddr,
-    task: Option<JoinHandle<()>>,
-}
-
-impl Proxy {
-    async fn start(target: SocketAddr) -> Proxy {
-        let mut proxy = Proxy {
-            port: 0,
-            target,
-            task: None,
-        };
-        proxy.up().await;
-        proxy
-    }
-
-    /// Listens (on the same port as before, if any) and forwards connections.
-    async fn up(&mut self) {
-        let listener = TcpListener::bind(("127.0.0.1", self.port))
-            .await
-            .expect("bind the proxy port");
-        self.port = listener.local_addr().expect("address").port();
-        let target = self.target;
-        self.task = Some(tokio::spawn(async move {
-            // Owned here, so aborting this task closes every connection too.
-            let mut connections = JoinSet::new();
-            loop {
-                let Ok((mut client, _)) = listener.accept().await else {
-                    return;
-                };
-                connections.spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(target).await {
-                        tokio::io::copy_bidirectional(&mut client, &mut server)
-                            .await
-                            .ok();
-                    }
-                });
-            }
-        }));
-    }
-
-    /// Closes the port and every connection through it.
-    async fn down(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-            task.await.ok();
-        }
-    }
-}
-
 #[tokio::test]
 async fn calls_fail_while_the_server_is_gone_and_work_again_after() {
     let Some(db) = TestDb::create().await else {
         return;
     };
-    let options = PgConnectOptions::from_str(&db.url).expect("test URL");
-    let target = tokio::net::lookup_host((options.get_host(), options.get_port()))
-        .await
-        .expect("resolve the server")
-        .next()
-        .expect("an address");
-    let mut proxy = Proxy::start(target).await;
-    let database = options
-        .get_database()
-        .expect("the test URL names a database");
-    let proxied = format!(
-        "postgres://{}@127.0.0.1:{}/{database}?connect_timeout=2",
-        options.get_username(),
-        proxy.port
-    );
+    let mut proxy = Proxy::to(&db.url).await;
+    let proxied = proxy.url(2);
     let backend = PostgresBackend::connect(&proxied, ConnectOptions::new())
         .await
         .expect("connect through the proxy");

@@ -1,0 +1,86 @@
+//! End-to-end: a producer enqueues N no-ops one call at a time while a
+//! worker (in the same process, concurrency C) drains them; the clock runs
+//! from the first enqueue until every task ran and the worker's graceful
+//! stop stored every completion. The ceiling does the same with a
+//! single-row-commit producer and a claim/complete consumer, each on its
+//! own connection.
+
+use std::time::Instant;
+
+use sitq::Worker;
+
+use super::{Bench, CEILING_CLAIM, rate};
+use crate::Result;
+use crate::ceiling::{self, Jobs};
+use crate::progress::Progress;
+use crate::report::{Row, Target, Unit};
+use crate::tasks::{self, Runs, noop};
+
+/// Measures sitq's end-to-end rate and the ceiling's.
+pub async fn run(bench: &mut Bench<'_>) -> Result<()> {
+    let n = bench.args.n;
+    let c = bench.args.concurrency;
+
+    let (fresh, queue) = bench.fresh_queue("end_to_end").await?;
+    let runs = Runs::new(n);
+    tasks::install(Some(runs.clone()));
+    let worker = Worker::new(queue.clone())
+        .concurrency(c)
+        .handle_signals(false);
+    let stop = worker.shutdown_handle();
+    let running = tokio::spawn(worker.run());
+    let progress = Progress::new(
+        bench.label(&format!("e2e: sitq producer + worker C={c}")),
+        n,
+    );
+    let start = Instant::now();
+    for i in 0..n {
+        noop::enqueue(&queue, i as u64).await?;
+        progress.set(runs.distinct());
+    }
+    runs.all_ran().await;
+    stop.shutdown().await;
+    running.await??;
+    let sitq_rate = rate(n, start.elapsed());
+    progress.finish(&format!("{sitq_rate:.0} tasks/s"));
+    tasks::install(None);
+    queue.close().await;
+    bench
+        .verify_noops("end-to-end", &fresh, n, Some(runs.summary()))
+        .await?;
+    bench.provider.drop_database(&fresh).await;
+
+    let fresh = bench.provider.fresh("ceiling_end_to_end").await?;
+    let producer = Jobs::create(bench.raw(&fresh, 1).await?).await?;
+    let consumer = Jobs::create(bench.raw(&fresh, 1).await?).await?;
+    let progress = Progress::new(bench.label("e2e: ceiling producer + consumer"), n);
+    let ceiling_rate = rate(
+        n,
+        ceiling::end_to_end(
+            producer.clone(),
+            consumer.clone(),
+            n,
+            CEILING_CLAIM,
+            &progress,
+        )
+        .await?,
+    );
+    progress.finish(&format!("{ceiling_rate:.0} jobs/s"));
+    super::enqueue::verify_ceiling(bench, "ceiling end-to-end", &consumer, n, true).await?;
+    producer.close().await;
+    consumer.close().await;
+    bench.provider.drop_database(&fresh).await;
+
+    let backend = bench.backend();
+    bench.push(
+        Row::new(
+            backend,
+            format!("end-to-end, in-process, C={c}"),
+            Unit::Rate,
+            sitq_rate,
+        )
+        .ceiling(ceiling_rate)
+        .target(Target::RatioAtLeast(0.4)),
+    );
+    Ok(())
+}
