@@ -3,20 +3,14 @@
 mod completer;
 mod execute;
 mod maintenance;
+mod runner;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sitq_core::{ClaimRef, ClaimRequest, ClaimedTask, Completion, Error, Queue, Registry, Result};
-use tokio::sync::{mpsc, watch};
-use tokio::task::{AbortHandle, JoinSet};
-use tokio::time::Instant;
-use tracing::Instrument;
+use sitq_core::{Queue, Registry, Result};
 
 use crate::shutdown::{self, ShutdownHandle, ShutdownSignal};
-use completer::Held;
-use maintenance::Maintenance;
 
 /// Runs registered tasks from a queue.
 ///
@@ -141,237 +135,14 @@ impl Worker {
         };
         tracing::info!(worker.id = %self.worker_id, tasks = registry.len(), concurrency = self.concurrency, "worker starting");
         let shutdown = &self.shutdown;
-        let result = Runner::new(&self, registry).run(shutdown).await;
+        let result = runner::Runner::new(&self, registry).run(shutdown).await;
         shutdown.finish();
         tracing::info!(worker.id = %self.worker_id, "worker stopped");
         result
     }
 }
 
-/// The state of one [`Worker::run`].
-struct Runner<'w> {
-    worker: &'w Worker,
-    registry: Arc<Registry>,
-    held: Held,
-    attempts: JoinSet<Completion>,
-    aborts: HashMap<ClaimRef, AbortHandle>,
-    ids: HashMap<tokio::task::Id, ClaimRef>,
-}
-
-impl<'w> Runner<'w> {
-    fn new(worker: &'w Worker, registry: Arc<Registry>) -> Self {
-        Runner {
-            worker,
-            registry,
-            held: Held::default(),
-            attempts: JoinSet::new(),
-            aborts: HashMap::new(),
-            ids: HashMap::new(),
-        }
-    }
-
-    async fn run(mut self, shutdown: &ShutdownSignal) -> Result<()> {
-        let worker = self.worker;
-        let backend = worker.queue.backend().clone();
-        let poll = backend.poll_interval();
-
-        let (outcomes_tx, outcomes_rx) = mpsc::channel(worker.concurrency * 2 + 16);
-        let completer = tokio::spawn(completer::run(
-            backend.clone(),
-            outcomes_rx,
-            self.held.clone(),
-            worker.lease,
-        ));
-        let (lost_tx, mut lost_rx) = mpsc::unbounded_channel();
-        let (stop_maintenance, maintenance_stop) = watch::channel(false);
-        let maintenance = tokio::spawn(
-            Maintenance {
-                backend: backend.clone(),
-                worker_id: worker.worker_id.clone(),
-                held: self.held.clone(),
-                lease: worker.lease,
-                retention: worker.retention,
-                lost: lost_tx,
-            }
-            .run(maintenance_stop),
-        );
-        if worker.handle_signals {
-            spawn_signal_listener(shutdown);
-        }
-
-        let mut stop = shutdown.subscribe();
-        let mut work = backend.signals().subscribe_work();
-        let mut maybe_work = true;
-        let mut wake_at = Instant::now() + poll;
-        let mut claim_pause = Duration::from_millis(50);
-
-        while !*stop.borrow() {
-            let free = worker.concurrency - self.attempts.len();
-            if maybe_work && free > 0 {
-                work.borrow_and_update();
-                let request = ClaimRequest {
-                    worker_id: &worker.worker_id,
-                    queues: &worker.queues,
-                    limit: free,
-                    lease: worker.lease,
-                };
-                match backend.claim(request).await {
-                    Ok(claimed) => {
-                        claim_pause = Duration::from_millis(50);
-                        if claimed.len() < free {
-                            // Drained for now: wait for a signal, a due task, or the poll.
-                            maybe_work = false;
-                            wake_at = Instant::now() + poll;
-                            if claimed.is_empty() {
-                                wake_at = self.next_due(wake_at).await;
-                            }
-                        }
-                        for task in claimed {
-                            self.start(task);
-                        }
-                    }
-                    Err(err) => {
-                        tracing::warn!(error = %err, "claim failed; retrying");
-                        maybe_work = false;
-                        wake_at = Instant::now() + claim_pause;
-                        claim_pause = (claim_pause * 2).min(Duration::from_secs(5));
-                    }
-                }
-                continue;
-            }
-            tokio::select! {
-                _ = stop.changed() => {}
-                Some(joined) = self.attempts.join_next_with_id() => {
-                    if let Some(completion) = self.finished(joined)
-                        && outcomes_tx.send(completion).await.is_err()
-                    {
-                        return Err(Error::Config("the result writer stopped unexpectedly".into()));
-                    }
-                }
-                Some(lost) = lost_rx.recv() => self.abandon(&lost),
-                Ok(()) = work.changed() => maybe_work = true,
-                () = tokio::time::sleep_until(wake_at), if !maybe_work => {
-                    let fallback = Instant::now() + poll;
-                    wake_at = self.next_due(fallback).await;
-                    maybe_work = wake_at <= Instant::now();
-                    if !maybe_work {
-                        wake_at = wake_at.min(fallback);
-                    }
-                }
-            }
-        }
-
-        self.drain(&outcomes_tx).await;
-        drop(outcomes_tx);
-        if completer.await.is_err() {
-            tracing::error!("the result writer panicked");
-        }
-        let _ = stop_maintenance.send(true);
-        let _ = maintenance.await;
-        Ok(())
-    }
-
-    /// When the earliest scheduled task is due, capped at `fallback`.
-    async fn next_due(&self, fallback: Instant) -> Instant {
-        let backend = self.worker.queue.backend();
-        match backend.next_run_at(&self.worker.queues).await {
-            Ok(Some(at)) => {
-                let wait = (at - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO);
-                (Instant::now() + wait).min(fallback)
-            }
-            Ok(None) => fallback,
-            Err(err) => {
-                tracing::warn!(error = %err, "could not read the next scheduled time");
-                fallback
-            }
-        }
-    }
-
-    fn start(&mut self, task: ClaimedTask) {
-        let claim = task.claim_ref();
-        completer::lock(&self.held).insert(claim);
-        let registry = self.registry.clone();
-        let worker_id = self.worker.worker_id.clone();
-        let span = tracing::info_span!("run", task.name = %task.name, task.id = %task.id, attempt = task.attempt);
-        let abort = self.attempts.spawn(
-            async move {
-                let outcome = execute::run_attempt(&registry, &task, &worker_id).await;
-                log_outcome(&outcome);
-                Completion { claim, outcome }
-            }
-            .instrument(span),
-        );
-        self.ids.insert(abort.id(), claim);
-        self.aborts.insert(claim, abort);
-    }
-
-    /// Bookkeeping for a finished attempt; its completion, unless it was aborted.
-    fn finished(
-        &mut self,
-        joined: std::result::Result<(tokio::task::Id, Completion), tokio::task::JoinError>,
-    ) -> Option<Completion> {
-        let (id, completion) = match joined {
-            Ok((id, completion)) => (id, Some(completion)),
-            Err(err) => (err.id(), None),
-        };
-        if let Some(claim) = self.ids.remove(&id) {
-            self.aborts.remove(&claim);
-            if completion.is_none() {
-                // Aborted (lease lost) or a bug in the runtime: the lease decides what happens next.
-                completer::lock(&self.held).remove(&claim);
-            }
-        }
-        completion
-    }
-
-    fn abandon(&mut self, lost: &[ClaimRef]) {
-        for claim in lost {
-            if let Some(abort) = self.aborts.get(claim) {
-                tracing::warn!(task.id = %claim.id, attempt = claim.attempt, "lease lost; abandoning the attempt");
-                abort.abort();
-            }
-        }
-    }
-
-    /// Waits for in-flight attempts and hands their outcomes to the writer.
-    async fn drain(&mut self, outcomes: &mpsc::Sender<Completion>) {
-        if self.attempts.is_empty() {
-            return;
-        }
-        tracing::info!(in_flight = self.attempts.len(), "draining in-flight tasks");
-        let deadline = self
-            .worker
-            .shutdown_timeout
-            .map(|timeout| Instant::now() + timeout);
-        loop {
-            let next = match deadline {
-                Some(deadline) => {
-                    match tokio::time::timeout_at(deadline, self.attempts.join_next_with_id()).await
-                    {
-                        Ok(next) => next,
-                        Err(_) => {
-                            tracing::warn!(
-                                abandoned = self.attempts.len(),
-                                "shutdown timeout passed; abandoning in-flight tasks (they run again once their leases expire)"
-                            );
-                            self.attempts.abort_all();
-                            return;
-                        }
-                    }
-                }
-                None => self.attempts.join_next_with_id().await,
-            };
-            let Some(joined) = next else { return };
-            if let Some(completion) = self.finished(joined)
-                && outcomes.send(completion).await.is_err()
-            {
-                return;
-            }
-        }
-    }
-}
-
-fn log_outcome(outcome: &sitq_core::Outcome) {
+pub(crate) fn log_outcome(outcome: &sitq_core::Outcome) {
     match outcome {
         sitq_core::Outcome::Succeeded(_) => tracing::debug!("succeeded"),
         sitq_core::Outcome::Retry { failure, delay } => {
@@ -383,7 +154,7 @@ fn log_outcome(outcome: &sitq_core::Outcome) {
     }
 }
 
-fn spawn_signal_listener(shutdown: &ShutdownSignal) {
+pub(crate) fn spawn_signal_listener(shutdown: &ShutdownSignal) {
     let mut stop = shutdown.subscribe();
     let requested = shutdown.requester();
     tokio::spawn(async move {

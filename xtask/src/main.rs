@@ -9,6 +9,7 @@
 // meant for the library crates.
 #![allow(clippy::print_stdout, reason = "xtask is a command-line tool")]
 
+mod bench;
 mod ci;
 mod postgres;
 mod process;
@@ -29,6 +30,10 @@ Commands:
                      cargo xtask test -- -p sitq-postgres -- --nocapture
   ci                 everything CI checks, stopping at the first failure:
                      fmt, clippy, test (as above), doc
+  bench [FLAGS]      the benchmarks in release mode, each figure beside the plain
+                     SQL ceiling measured in the same run: --n N, --concurrency C,
+                     --backend sqlite|postgres|all, --quick, --json
+                     (cargo xtask bench -- --help lists every flag)
   postgres           start a throw-away PostgreSQL cluster, print its URL, and
                      stop it (deleting its data) on Enter, end of input or Ctrl-C
   help               print this text
@@ -58,6 +63,14 @@ fn run(args: &[OsString]) -> Result<(), String> {
         Some("ci") => {
             no_args("ci", rest)?;
             ci::run()
+        }
+        Some("bench") => {
+            let flags: Vec<String> = rest
+                .iter()
+                .filter(|arg| *arg != "--")
+                .map(|arg| arg.to_string_lossy().into_owned())
+                .collect();
+            bench::run(&flags)
         }
         Some("postgres") => {
             no_args("postgres", rest)?;

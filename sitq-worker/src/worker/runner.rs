@@ -1,0 +1,323 @@
+//! The claim loop of one [`Worker::run`](crate::Worker::run).
+//!
+//! Claims run in the background and fill a small buffer of prefetched tasks,
+//! so a slot freed by a finished attempt is refilled at once instead of
+//! after a database round trip, and claims come in batches rather than one
+//! task at a time.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sitq_core::{
+    Backend, ClaimRef, ClaimRequest, ClaimedTask, Completion, Error, Registry, Result,
+};
+use tokio::sync::{mpsc, watch};
+use tokio::task::{AbortHandle, JoinHandle, JoinSet};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::completer::{self, Held};
+use super::execute;
+use super::maintenance::Maintenance;
+use crate::Worker;
+use crate::shutdown::ShutdownSignal;
+
+/// The state of one run.
+pub(super) struct Runner<'w> {
+    worker: &'w Worker,
+    backend: Arc<dyn Backend>,
+    registry: Arc<Registry>,
+    held: Held,
+    /// Claimed and waiting for a free slot.
+    ready: VecDeque<ClaimedTask>,
+    attempts: JoinSet<Completion>,
+    aborts: HashMap<ClaimRef, AbortHandle>,
+    ids: HashMap<tokio::task::Id, ClaimRef>,
+}
+
+type Claiming = JoinHandle<(usize, Result<Vec<ClaimedTask>>)>;
+
+impl<'w> Runner<'w> {
+    pub(super) fn new(worker: &'w Worker, registry: Arc<Registry>) -> Self {
+        Runner {
+            worker,
+            backend: worker.queue.backend().clone(),
+            registry,
+            held: Held::default(),
+            ready: VecDeque::new(),
+            attempts: JoinSet::new(),
+            aborts: HashMap::new(),
+            ids: HashMap::new(),
+        }
+    }
+
+    pub(super) async fn run(mut self, shutdown: &ShutdownSignal) -> Result<()> {
+        let worker = self.worker;
+        let backend = self.backend.clone();
+        let poll = backend.poll_interval();
+        // Up to one batch of tasks claimed ahead of free slots.
+        let capacity = worker.concurrency * 2;
+
+        let (outcomes_tx, outcomes_rx) = mpsc::channel(capacity + 16);
+        let completer = tokio::spawn(completer::run(
+            backend.clone(),
+            outcomes_rx,
+            self.held.clone(),
+            worker.lease,
+        ));
+        let (lost_tx, mut lost_rx) = mpsc::unbounded_channel();
+        let (stop_maintenance, maintenance_stop) = watch::channel(false);
+        let maintenance = tokio::spawn(
+            Maintenance {
+                backend: backend.clone(),
+                worker_id: worker.worker_id.clone(),
+                held: self.held.clone(),
+                lease: worker.lease,
+                retention: worker.retention,
+                lost: lost_tx,
+            }
+            .run(maintenance_stop),
+        );
+        if worker.handle_signals {
+            super::spawn_signal_listener(shutdown);
+        }
+
+        let mut stop = shutdown.subscribe();
+        let mut work = backend.signals().subscribe_work();
+        let mut maybe_work = true;
+        let mut wake_at = Instant::now() + poll;
+        let mut claim_pause = Duration::from_millis(50);
+        let mut claiming: Option<Claiming> = None;
+
+        while !*stop.borrow() {
+            self.fill_slots();
+            let wanted = capacity - self.attempts.len() - self.ready.len();
+            // Claim when slots would otherwise idle, or when a worthwhile batch is free.
+            if maybe_work
+                && claiming.is_none()
+                && wanted > 0
+                && (self.ready.is_empty() || wanted >= worker.concurrency / 2)
+            {
+                work.borrow_and_update();
+                claiming = Some(self.claim(wanted));
+            }
+            tokio::select! {
+                _ = stop.changed() => {}
+                Some(joined) = self.attempts.join_next_with_id() => {
+                    if let Some(completion) = self.finished(joined)
+                        && outcomes_tx.send(completion).await.is_err()
+                    {
+                        return Err(Error::Config("the result writer stopped unexpectedly".into()));
+                    }
+                }
+                claimed = async {
+                    match claiming.as_mut() {
+                        Some(claim) => claim.await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    claiming = None;
+                    match claimed {
+                        Ok((requested, Ok(tasks))) => {
+                            claim_pause = Duration::from_millis(50);
+                            if tasks.len() < requested {
+                                // Drained for now: wait for a signal, a due task, or the poll.
+                                maybe_work = false;
+                                wake_at = Instant::now() + poll;
+                                if tasks.is_empty() {
+                                    wake_at = self.next_due(wake_at).await;
+                                }
+                            }
+                            let mut held = completer::lock(&self.held);
+                            for task in &tasks {
+                                held.insert(task.claim_ref());
+                            }
+                            drop(held);
+                            self.ready.extend(tasks);
+                        }
+                        Ok((_, Err(err))) => {
+                            tracing::warn!(error = %err, "claim failed; retrying");
+                            maybe_work = false;
+                            wake_at = Instant::now() + claim_pause;
+                            claim_pause = (claim_pause * 2).min(Duration::from_secs(5));
+                        }
+                        Err(err) => {
+                            tracing::error!(error = %err, "the claim task failed");
+                            maybe_work = false;
+                            wake_at = Instant::now() + claim_pause;
+                        }
+                    }
+                }
+                Some(lost) = lost_rx.recv() => self.abandon(&lost),
+                Ok(()) = work.changed() => maybe_work = true,
+                () = tokio::time::sleep_until(wake_at), if !maybe_work => {
+                    let fallback = Instant::now() + poll;
+                    wake_at = self.next_due(fallback).await;
+                    maybe_work = wake_at <= Instant::now();
+                    if !maybe_work {
+                        wake_at = wake_at.min(fallback);
+                    }
+                }
+            }
+        }
+
+        // A claim under way may still hand us tasks: they are ours to run.
+        if let Some(claim) = claiming
+            && let Ok((_, Ok(tasks))) = claim.await
+        {
+            let mut held = completer::lock(&self.held);
+            for task in &tasks {
+                held.insert(task.claim_ref());
+            }
+            drop(held);
+            self.ready.extend(tasks);
+        }
+        self.drain(&outcomes_tx).await;
+        drop(outcomes_tx);
+        if completer.await.is_err() {
+            tracing::error!("the result writer panicked");
+        }
+        let _ = stop_maintenance.send(true);
+        let _ = maintenance.await;
+        Ok(())
+    }
+
+    /// Claims up to `limit` tasks in the background.
+    fn claim(&self, limit: usize) -> Claiming {
+        let backend = self.backend.clone();
+        let worker_id = self.worker.worker_id.clone();
+        let queues = self.worker.queues.clone();
+        let lease = self.worker.lease;
+        tokio::spawn(async move {
+            let request = ClaimRequest {
+                worker_id: &worker_id,
+                queues: &queues,
+                limit,
+                lease,
+            };
+            (limit, backend.claim(request).await)
+        })
+    }
+
+    /// Starts buffered tasks while slots are free.
+    fn fill_slots(&mut self) {
+        while self.attempts.len() < self.worker.concurrency {
+            let Some(task) = self.ready.pop_front() else {
+                return;
+            };
+            self.start(task);
+        }
+    }
+
+    /// When the earliest scheduled task is due, capped at `fallback`.
+    async fn next_due(&self, fallback: Instant) -> Instant {
+        match self.backend.next_run_at(&self.worker.queues).await {
+            Ok(Some(at)) => {
+                let wait = (at - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                (Instant::now() + wait).min(fallback)
+            }
+            Ok(None) => fallback,
+            Err(err) => {
+                tracing::warn!(error = %err, "could not read the next scheduled time");
+                fallback
+            }
+        }
+    }
+
+    fn start(&mut self, task: ClaimedTask) {
+        let claim = task.claim_ref();
+        let registry = self.registry.clone();
+        let worker_id = self.worker.worker_id.clone();
+        let span = tracing::info_span!("run", task.name = %task.name, task.id = %task.id, attempt = task.attempt);
+        let abort = self.attempts.spawn(
+            async move {
+                let outcome = execute::run_attempt(&registry, &task, &worker_id).await;
+                super::log_outcome(&outcome);
+                Completion { claim, outcome }
+            }
+            .instrument(span),
+        );
+        self.ids.insert(abort.id(), claim);
+        self.aborts.insert(claim, abort);
+    }
+
+    /// Bookkeeping for a finished attempt; its completion, unless it was aborted.
+    fn finished(
+        &mut self,
+        joined: std::result::Result<(tokio::task::Id, Completion), tokio::task::JoinError>,
+    ) -> Option<Completion> {
+        let (id, completion) = match joined {
+            Ok((id, completion)) => (id, Some(completion)),
+            Err(err) => (err.id(), None),
+        };
+        if let Some(claim) = self.ids.remove(&id) {
+            self.aborts.remove(&claim);
+            if completion.is_none() {
+                // Aborted (lease lost) or a bug in the runtime: the lease decides what happens next.
+                completer::lock(&self.held).remove(&claim);
+            }
+        }
+        completion
+    }
+
+    fn abandon(&mut self, lost: &[ClaimRef]) {
+        for claim in lost {
+            if let Some(abort) = self.aborts.get(claim) {
+                tracing::warn!(task.id = %claim.id, attempt = claim.attempt, "lease lost; abandoning the attempt");
+                abort.abort();
+            }
+        }
+        self.ready.retain(|task| !lost.contains(&task.claim_ref()));
+        let mut held = completer::lock(&self.held);
+        for claim in lost {
+            if !self.aborts.contains_key(claim) {
+                held.remove(claim);
+            }
+        }
+    }
+
+    /// Runs the buffered tasks and waits for in-flight attempts, handing
+    /// their outcomes to the writer.
+    async fn drain(&mut self, outcomes: &mpsc::Sender<Completion>) {
+        self.fill_slots();
+        if self.attempts.is_empty() {
+            return;
+        }
+        tracing::info!(
+            in_flight = self.attempts.len(),
+            buffered = self.ready.len(),
+            "draining in-flight tasks"
+        );
+        let deadline = self
+            .worker
+            .shutdown_timeout
+            .map(|timeout| Instant::now() + timeout);
+        loop {
+            let next = match deadline {
+                Some(deadline) => {
+                    match tokio::time::timeout_at(deadline, self.attempts.join_next_with_id()).await
+                    {
+                        Ok(next) => next,
+                        Err(_) => {
+                            tracing::warn!(
+                                abandoned = self.attempts.len() + self.ready.len(),
+                                "shutdown timeout passed; abandoning in-flight tasks (they run again once their leases expire)"
+                            );
+                            self.attempts.abort_all();
+                            return;
+                        }
+                    }
+                }
+                None => self.attempts.join_next_with_id().await,
+            };
+            let Some(joined) = next else { return };
+            if let Some(completion) = self.finished(joined)
+                && outcomes.send(completion).await.is_err()
+            {
+                return;
+            }
+            self.fill_slots();
+        }
+    }
+}
