@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
 
-/// The registered name of [`noop`], for verification queries.
+/// The registered name of [`noop()`], for verification queries.
 pub const NOOP_NAME: &str = "sitq_bench::noop";
 
 /// Does nothing but count its run in the installed [`Runs`].
@@ -117,7 +117,7 @@ impl Runs {
 
 static INSTALLED: RwLock<Option<Arc<Runs>>> = RwLock::new(None);
 
-/// Makes `runs` the counters [`noop`] counts into (replacing any before).
+/// Makes `runs` the counters [`noop()`] counts into (replacing any before).
 pub fn install(runs: Option<Arc<Runs>>) {
     *INSTALLED.write().unwrap_or_else(PoisonError::into_inner) = runs;
 }

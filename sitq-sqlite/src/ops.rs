@@ -8,35 +8,38 @@ pub(crate) mod write;
 
 use std::sync::OnceLock;
 
-/// The most rows one multi-row statement carries. With at most 8 bound
-/// values a row this stays far below SQLite's limit of 32,766 variables.
+/// The most rows one padded multi-row statement carries by default (leases).
+/// With at most 8 bound values a row this stays far below SQLite's limit of
+/// 32,766 variables.
 pub(crate) const MAX_ROWS: usize = 256;
 
-/// Row counts of the statements that carry `rows` rows: full chunks of
-/// [`MAX_ROWS`], then the binary decomposition of the rest (100 → 64, 32, 4).
-///
-/// Only powers of two ever reach SQLite, so each operation prepares at most
-/// nine distinct statements and the statement cache always hits.
-pub(crate) fn chunk_sizes(rows: usize) -> impl Iterator<Item = usize> {
-    let full = rows / MAX_ROWS;
-    let rest = rows % MAX_ROWS;
-    std::iter::repeat_n(MAX_ROWS, full).chain(
-        (0..usize::BITS)
-            .rev()
-            .map(|bit| 1usize << bit)
-            .filter(move |size| rest & size != 0),
-    )
+/// The most rows one `INSERT` carries: 6 bound values a row, so 4,096 rows
+/// bind 24,577 variables, below SQLite's 32,766 (bundled SQLite ≥ 3.32).
+pub(crate) const INSERT_MAX_ROWS: usize = 4096;
+
+/// The most rows one fenced completion `UPDATE` carries: 8 bound values a
+/// row, so 2,048 rows bind 16,384 variables.
+pub(crate) const COMPLETE_MAX_ROWS: usize = 2048;
+
+/// Slots for power-of-two sizes 1, 2, 4, … 4,096.
+const SIZES: usize = 13;
+
+/// Statements needed to carry `rows` rows, at most `max_rows` each.
+pub(crate) fn statement_count(rows: usize, max_rows: usize) -> usize {
+    rows.div_ceil(max_rows)
 }
 
-/// The size a padded statement uses for `rows` rows (at most [`MAX_ROWS`]):
-/// the next power of two, so again only nine distinct statements exist.
-pub(crate) fn padded_size(rows: usize) -> usize {
-    rows.next_power_of_two().min(MAX_ROWS)
+/// The size a padded statement uses for `rows` rows (at most `max_rows`):
+/// the next power of two, so only a few distinct statements exist and the
+/// statement cache always hits.
+pub(crate) fn padded_size(rows: usize, max_rows: usize) -> usize {
+    rows.next_power_of_two().min(max_rows)
 }
 
-/// One SQL text per power-of-two row count up to [`MAX_ROWS`], built once.
+/// One SQL text per power-of-two row count up to a maximum, each built on
+/// first use.
 pub(crate) struct SqlBySize {
-    cell: OnceLock<Vec<String>>,
+    cells: [OnceLock<String>; SIZES],
     build: fn(usize) -> String,
 }
 
@@ -44,19 +47,16 @@ impl SqlBySize {
     /// Texts built by `build(rows)` on first use.
     pub(crate) const fn new(build: fn(usize) -> String) -> Self {
         SqlBySize {
-            cell: OnceLock::new(),
+            cells: [const { OnceLock::new() }; SIZES],
             build,
         }
     }
 
-    /// The text for `rows` rows, a power of two no larger than [`MAX_ROWS`].
+    /// The text for `rows` rows, a power of two no larger than 4,096.
     pub(crate) fn get(&'static self, rows: usize) -> &'static str {
-        let texts = self.cell.get_or_init(|| {
-            (0..=MAX_ROWS.trailing_zeros())
-                .map(|exp| (self.build)(1 << exp))
-                .collect()
-        });
-        &texts[rows.trailing_zeros() as usize]
+        debug_assert!(rows.is_power_of_two() && rows < 1 << SIZES);
+        let exp = rows.trailing_zeros() as usize;
+        self.cells[exp].get_or_init(|| (self.build)(rows))
     }
 }
 
@@ -81,23 +81,50 @@ pub(crate) fn placeholders(rows: usize, width: usize, first: usize) -> String {
     sql
 }
 
+/// `(?, ?, …), (…)`: `rows` tuples of `width` anonymous placeholders.
+///
+/// For large statements: binding a numbered parameter makes sqlx look its
+/// name up, a linear scan in SQLite, so binding n of them costs O(n²).
+pub(crate) fn anonymous_placeholders(rows: usize, width: usize) -> String {
+    let mut tuple = String::with_capacity(width * 3 + 1);
+    tuple.push('(');
+    for col in 0..width {
+        if col > 0 {
+            tuple.push_str(", ");
+        }
+        tuple.push('?');
+    }
+    tuple.push(')');
+    let mut sql = String::with_capacity(rows * (tuple.len() + 2));
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&tuple);
+    }
+    sql
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn chunks_are_powers_of_two_and_cover_the_rows() {
-        for rows in [0, 1, 2, 3, 100, 255, 256, 257, 1000] {
-            let sizes: Vec<usize> = chunk_sizes(rows).collect();
-            assert_eq!(sizes.iter().sum::<usize>(), rows, "{rows}");
-            assert!(
-                sizes
-                    .iter()
-                    .all(|size| size.is_power_of_two() && *size <= MAX_ROWS),
-                "{sizes:?}"
-            );
+    fn padded_sizes_are_powers_of_two_that_fit() {
+        for rows in [1, 2, 3, 100, 255, 256, 257, 1000, 5000] {
+            for max in [MAX_ROWS, COMPLETE_MAX_ROWS, INSERT_MAX_ROWS] {
+                let size = padded_size(rows.min(max), max);
+                assert!(size.is_power_of_two() && size <= max && size >= rows.min(max));
+            }
         }
-        assert_eq!(chunk_sizes(100).collect::<Vec<_>>(), [64, 32, 4]);
+        assert_eq!(padded_size(100, INSERT_MAX_ROWS), 128);
+        assert_eq!(statement_count(4097, INSERT_MAX_ROWS), 2);
+        assert_eq!(statement_count(4096, INSERT_MAX_ROWS), 1);
+    }
+
+    #[test]
+    fn anonymous_placeholders_make_tuples() {
+        assert_eq!(anonymous_placeholders(2, 2), "(?, ?), (?, ?)");
     }
 
     #[test]

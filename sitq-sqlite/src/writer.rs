@@ -21,7 +21,7 @@ use sitq_core::{Completion, Error, NewTask, Signals, TaskId};
 use sqlx::{Connection as _, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::ops::{chunk_sizes, write};
+use crate::ops::{COMPLETE_MAX_ROWS, INSERT_MAX_ROWS, statement_count, write};
 use crate::time;
 use command::{Answer, Command, Done, Reply};
 
@@ -230,9 +230,11 @@ impl<'s> Group<'s> {
         let now = self.now;
         if commands.len() > 1 {
             let all: Vec<&NewTask> = commands.iter().flat_map(|(tasks, _)| tasks).collect();
-            if let Ok(ids) = guarded(conn, chunk_sizes(all.len()).count() > 1, async |conn| {
-                write::insert(conn, &all, now).await
-            })
+            if let Ok(ids) = guarded(
+                conn,
+                statement_count(all.len(), INSERT_MAX_ROWS) > 1,
+                async |conn| write::insert(conn, &all, now).await,
+            )
             .await
             {
                 self.effects.work |= !ids.is_empty();
@@ -246,9 +248,11 @@ impl<'s> Group<'s> {
         }
         for (tasks, reply) in commands {
             let tasks: Vec<&NewTask> = tasks.iter().collect();
-            let result = guarded(conn, chunk_sizes(tasks.len()).count() > 1, async |conn| {
-                write::insert(conn, &tasks, now).await
-            })
+            let result = guarded(
+                conn,
+                statement_count(tasks.len(), INSERT_MAX_ROWS) > 1,
+                async |conn| write::insert(conn, &tasks, now).await,
+            )
             .await;
             if let Ok(ids) = &result {
                 self.effects.work |= !ids.is_empty();
@@ -266,7 +270,7 @@ impl<'s> Group<'s> {
     ) {
         const OP: &str = "recording task outcomes";
         let now = self.now;
-        let several_statements = |rows: usize| rows > crate::ops::MAX_ROWS;
+        let several_statements = |rows: usize| statement_count(rows, COMPLETE_MAX_ROWS) > 1;
         if commands.len() > 1 {
             let all: Vec<&Completion> = commands.iter().flat_map(|(c, _)| c).collect();
             if let Ok((applied, effects)) =
@@ -426,5 +430,10 @@ async fn guarded<T>(
 
 /// Runs one fixed statement (prepared once, then cached).
 async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> sqlx::Result<()> {
-    sqlx::query(sql).execute(&mut *conn).await.map(drop)
+    // Empty arguments (rather than none) make sqlx keep the prepared
+    // statement in its cache instead of parsing it again each time.
+    sqlx::query_with(sql, sqlx::sqlite::SqliteArguments::default())
+        .execute(&mut *conn)
+        .await
+        .map(drop)
 }

@@ -9,7 +9,10 @@ use sitq_core::{ClaimRef, ClaimedTask, Completion, FailureKind, NewTask, Outcome
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row as _, SqliteConnection};
 
-use super::{MAX_ROWS, SqlBySize, chunk_sizes, padded_size, placeholders};
+use super::{
+    COMPLETE_MAX_ROWS, INSERT_MAX_ROWS, MAX_ROWS, SqlBySize, anonymous_placeholders, padded_size,
+    placeholders,
+};
 use crate::time;
 
 /// What finishing or requeueing rows means for in-process waiters.
@@ -38,25 +41,48 @@ impl Effects {
 }
 
 static INSERT: SqlBySize = SqlBySize::new(|rows| {
+    // Anonymous placeholders, bound in order of appearance: `created_at`
+    // (the group's clock) first, then six per row.
+    if rows == 1 {
+        return "INSERT INTO sitq_tasks \
+                (created_at, name, queue, payload, priority, max_attempts, run_at) \
+                VALUES (?, ?, ?, ?, ?, ?, ?)"
+            .to_owned();
+    }
+    // Padding rows (all NULL) are filtered out; the literal ordinal in the
+    // first column fixes the insertion order, hence the order of the ids.
+    let mut values = String::with_capacity(rows * 32);
+    for row in 0..rows {
+        if row > 0 {
+            values.push_str(", ");
+        }
+        values.push('(');
+        values.push_str(&row.to_string());
+        values.push_str(", ?, ?, ?, ?, ?, ?)");
+    }
     format!(
-        "INSERT INTO sitq_tasks (name, queue, payload, priority, max_attempts, run_at, created_at) \
-         VALUES {} RETURNING id",
-        placeholders(rows, 7, 1)
+        "INSERT INTO sitq_tasks \
+             (created_at, name, queue, payload, priority, max_attempts, run_at) \
+         SELECT ?, column2, column3, column4, column5, column6, column7 \
+         FROM (VALUES {values}) WHERE column2 IS NOT NULL ORDER BY column1"
     )
 });
 
 /// Inserts `tasks` as pending; their ids, in order.
+///
+/// No `RETURNING` (each returned row would be one more message from the
+/// connection's thread): inside the writer's `BEGIN IMMEDIATE` transaction
+/// one statement gives its rows consecutive ids (AUTOINCREMENT, and nobody
+/// else can write), so the ids are the `n` ending at the last inserted one.
 pub(crate) async fn insert(
     conn: &mut SqliteConnection,
     tasks: &[&NewTask],
     now: i64,
 ) -> sqlx::Result<Vec<TaskId>> {
     let mut ids = Vec::with_capacity(tasks.len());
-    let mut rest = tasks;
-    for size in chunk_sizes(tasks.len()) {
-        let (chunk, tail) = rest.split_at(size);
-        rest = tail;
-        let mut query = sqlx::query(INSERT.get(size));
+    for chunk in tasks.chunks(INSERT_MAX_ROWS) {
+        let size = padded_size(chunk.len(), INSERT_MAX_ROWS);
+        let mut query = sqlx::query(INSERT.get(size)).bind(now);
         for task in chunk {
             query = query
                 .bind(task.name.as_str())
@@ -64,17 +90,23 @@ pub(crate) async fn insert(
                 .bind(task.payload.as_slice())
                 .bind(task.priority)
                 .bind(i64::from(task.max_attempts))
-                .bind(time::to_micros(task.run_at))
-                .bind(now);
+                .bind(time::to_micros(task.run_at));
         }
-        let first = ids.len();
-        for row in query.fetch_all(&mut *conn).await? {
-            ids.push(TaskId(row.try_get(0)?));
+        for _ in chunk.len()..size {
+            for _ in 0..6 {
+                query = query.bind(None::<i64>);
+            }
         }
-        // RETURNING's order is unspecified; ids grow in VALUES order (one
-        // writer holds the lock, AUTOINCREMENT only counts up), so sorting
-        // restores the callers' order.
-        ids[first..].sort_unstable();
+        let done = query.execute(&mut *conn).await?;
+        let n = chunk.len() as i64;
+        if done.rows_affected() != chunk.len() as u64 {
+            return Err(sqlx::Error::Protocol(format!(
+                "inserting {n} tasks stored {} rows",
+                done.rows_affected()
+            )));
+        }
+        let last = done.last_insert_rowid();
+        ids.extend((last - n + 1..=last).map(TaskId));
     }
     Ok(ids)
 }
@@ -189,7 +221,7 @@ pub(crate) async fn heartbeat(
 ) -> sqlx::Result<Vec<ClaimRef>> {
     let mut kept = HashSet::with_capacity(claims.len());
     for chunk in claims.chunks(MAX_ROWS) {
-        let size = padded_size(chunk.len());
+        let size = padded_size(chunk.len(), MAX_ROWS);
         let mut query = sqlx::query(HEARTBEAT.get(size))
             .bind(lease_until)
             .bind(worker_id);
@@ -211,18 +243,75 @@ pub(crate) async fn heartbeat(
         .collect())
 }
 
-static COMPLETE: SqlBySize = SqlBySize::new(|rows| {
+fn complete_sql(rows: usize, returning: &str) -> String {
     format!(
         "UPDATE sitq_tasks SET status = v.column3, result = v.column4, error_kind = v.column5, \
              error = v.column6, run_at = coalesce(v.column7, sitq_tasks.run_at), \
              finished_at = v.column8, lease_until = NULL \
          FROM (VALUES {}) AS v \
          WHERE sitq_tasks.id = v.column1 AND sitq_tasks.attempts = v.column2 \
-           AND sitq_tasks.status = 'running' \
-         RETURNING id, attempts, status",
-        placeholders(rows, 8, 1)
+           AND sitq_tasks.status = 'running'{returning}",
+        anonymous_placeholders(rows, 8)
+    )
+}
+
+/// The fenced update, opening a savepoint first and counting after (one
+/// round trip for all three), without `RETURNING`: when every row applied,
+/// the count says so.
+static COMPLETE: SqlBySize = SqlBySize::new(|rows| {
+    format!(
+        "SAVEPOINT sitq_complete; {}; SELECT changes()",
+        complete_sql(rows, "")
     )
 });
+
+/// The same update, saying which rows applied (when some did not).
+static COMPLETE_RETURNING: SqlBySize =
+    SqlBySize::new(|rows| complete_sql(rows, " RETURNING id, attempts, status"));
+
+/// The stored status an outcome leads to.
+fn outcome_status(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Succeeded(_) => "succeeded",
+        Outcome::Retry { .. } => "pending",
+        Outcome::Failed(_) => "failed",
+    }
+}
+
+/// The fenced update of `chunk` (its claims distinct), with `sql` for `size` rows.
+fn complete_query<'q>(
+    sql: &'static str,
+    size: usize,
+    chunk: &'q [&'q Completion],
+    now: i64,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    let mut query = sqlx::query(sql);
+    for completion in chunk {
+        let (result, failure, run_at, finished_at) = match &completion.outcome {
+            Outcome::Succeeded(result) => (Some(result.as_slice()), None, None, Some(now)),
+            Outcome::Retry { failure, delay } => {
+                (None, Some(failure), Some(time::add(now, *delay)), None)
+            }
+            Outcome::Failed(failure) => (None, Some(failure), None, Some(now)),
+        };
+        query = query
+            .bind(completion.claim.id.0)
+            .bind(i64::from(completion.claim.attempt))
+            .bind(outcome_status(&completion.outcome))
+            .bind(result)
+            .bind(failure.map(|failure| failure.kind.as_str()))
+            .bind(failure.map(|failure| failure.message.as_str()))
+            .bind(run_at)
+            .bind(finished_at);
+    }
+    // Padding rows of NULLs match nothing; they keep the statement count low.
+    for _ in chunk.len()..size {
+        for _ in 0..8 {
+            query = query.bind(None::<i64>);
+        }
+    }
+    query
+}
 
 /// Records outcomes, fenced on (id, attempt, running); per completion whether it applied.
 pub(crate) async fn complete(
@@ -233,57 +322,54 @@ pub(crate) async fn complete(
     // A claim completed twice in one call applies at most once: the first
     // completion ends the attempt, so the later one is stale. Only the first
     // of each claim goes to SQLite (one UPDATE … FROM row per task).
-    let mut seen = HashSet::with_capacity(completions.len());
     let mut first = Vec::with_capacity(completions.len());
     let mut rows: Vec<&Completion> = Vec::with_capacity(completions.len());
-    for completion in completions {
-        let fresh = seen.insert(completion.claim);
-        first.push(fresh);
-        if fresh {
-            rows.push(completion);
+    if completions.len() == 1 {
+        first.push(true);
+        rows.push(completions[0]);
+    } else {
+        let mut seen = HashSet::with_capacity(completions.len());
+        for completion in completions {
+            let fresh = seen.insert(completion.claim);
+            first.push(fresh);
+            if fresh {
+                rows.push(completion);
+            }
         }
     }
 
     let mut effects = Effects::default();
-    let mut applied_set = HashSet::with_capacity(rows.len());
-    for chunk in rows.chunks(MAX_ROWS) {
-        let size = padded_size(chunk.len());
-        let mut query = sqlx::query(COMPLETE.get(size));
-        for completion in chunk {
-            let (status, result, failure, run_at, finished_at) = match &completion.outcome {
-                Outcome::Succeeded(result) => {
-                    ("succeeded", Some(result.as_slice()), None, None, Some(now))
-                }
-                Outcome::Retry { failure, delay } => (
-                    "pending",
-                    None,
-                    Some(failure),
-                    Some(time::add(now, *delay)),
-                    None,
-                ),
-                Outcome::Failed(failure) => ("failed", None, Some(failure), None, Some(now)),
-            };
-            query = query
-                .bind(completion.claim.id.0)
-                .bind(i64::from(completion.claim.attempt))
-                .bind(status)
-                .bind(result)
-                .bind(failure.map(|failure| failure.kind.as_str()))
-                .bind(failure.map(|failure| failure.message.as_str()))
-                .bind(run_at)
-                .bind(finished_at);
-        }
-        for _ in chunk.len()..size {
-            for _ in 0..8 {
-                query = query.bind(None::<i64>);
+    // Claims that did not apply (only filled when some did not).
+    let mut missed: Option<HashSet<(i64, i64)>> = None;
+    for chunk in rows.chunks(COMPLETE_MAX_ROWS) {
+        let size = padded_size(chunk.len(), COMPLETE_MAX_ROWS);
+        let changes =
+            complete_all(conn, complete_query(COMPLETE.get(size), size, chunk, now)).await?;
+        if changes == chunk.len() as u64 {
+            // Every row applied: the common case, one round trip.
+            for completion in chunk {
+                effects.record(completion.claim.id.0, outcome_status(&completion.outcome));
             }
+            continue;
         }
+        // Some were stale: undo, and run again saying which applied.
+        exec(conn, "ROLLBACK TO sitq_complete").await?;
+        let query = complete_query(COMPLETE_RETURNING.get(size), size, chunk, now);
+        let mut applied = HashSet::with_capacity(chunk.len());
         for row in query.fetch_all(&mut *conn).await? {
             let id: i64 = row.try_get(0)?;
             let attempt: i64 = row.try_get(1)?;
             let status: &str = row.try_get(2)?;
             effects.record(id, status);
-            applied_set.insert((id, attempt));
+            applied.insert((id, attempt));
+        }
+        exec(conn, "RELEASE sitq_complete").await?;
+        let missed = missed.get_or_insert_with(HashSet::new);
+        for completion in chunk {
+            let key = (completion.claim.id.0, i64::from(completion.claim.attempt));
+            if !applied.contains(&key) {
+                missed.insert(key);
+            }
         }
     }
     let applied = completions
@@ -291,11 +377,43 @@ pub(crate) async fn complete(
         .zip(first)
         .map(|(completion, first)| {
             first
-                && applied_set
-                    .contains(&(completion.claim.id.0, i64::from(completion.claim.attempt)))
+                && missed.as_ref().is_none_or(|missed| {
+                    !missed.contains(&(completion.claim.id.0, i64::from(completion.claim.attempt)))
+                })
         })
         .collect();
     Ok((applied, effects))
+}
+
+/// Runs `SAVEPOINT sitq_complete; UPDATE …; SELECT changes()` in one round
+/// trip; the rows the update changed. On success the savepoint stays open
+/// (the group's `COMMIT`, or an enclosing savepoint's release, ends it)
+/// unless the caller rolls back to it; on failure nothing of the update is
+/// left.
+async fn complete_all(
+    conn: &mut SqliteConnection,
+    query: sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+) -> sqlx::Result<u64> {
+    match query.fetch_one(&mut *conn).await {
+        Ok(row) => Ok(u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0)),
+        Err(err) => {
+            // The update failed after the savepoint opened (opening one
+            // cannot fail short of running out of memory): undo the update.
+            let _ = exec(conn, "ROLLBACK TO sitq_complete").await;
+            let _ = exec(conn, "RELEASE sitq_complete").await;
+            Err(err)
+        }
+    }
+}
+
+/// Runs one fixed statement (prepared once, then cached).
+async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> sqlx::Result<()> {
+    // Empty arguments (rather than none) make sqlx keep the prepared
+    // statement in its cache instead of parsing it again each time.
+    sqlx::query_with(sql, sqlx::sqlite::SqliteArguments::default())
+        .execute(&mut *conn)
+        .await
+        .map(drop)
 }
 
 /// Returns running tasks whose lease ran out to pending (or to failed when
