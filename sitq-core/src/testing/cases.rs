@@ -494,6 +494,49 @@ pub async fn stale_completion_is_fenced(h: &impl Harness) {
     );
     let record = queue.get(handle.id()).await.expect("record");
     assert_eq!(record.result.as_deref(), Some(&[0x02][..]));
+
+    // A stale and a fresh completion in one batch: only the fresh one applies.
+    let (a, b) = (
+        queue.enqueue(Add { a: 1, b: 2 }).await.expect("enqueue"),
+        queue.enqueue(Add { a: 3, b: 4 }).await.expect("enqueue"),
+    );
+    let request = ClaimRequest {
+        worker_id: "w1",
+        queues: &[],
+        limit: 2,
+        lease: Duration::from_secs(30),
+    };
+    let claimed = backend.claim(request).await.expect("claim");
+    assert_eq!(claimed.len(), 2);
+    let mixed: Vec<_> = claimed
+        .iter()
+        .map(|task| {
+            let attempt = if task.id == a.id() {
+                task.attempt + 7
+            } else {
+                task.attempt
+            };
+            Completion {
+                claim: crate::ClaimRef {
+                    id: task.id,
+                    attempt,
+                },
+                outcome: Outcome::Succeeded(vec![0x03]),
+            }
+        })
+        .collect();
+    let applied = backend.complete(mixed.clone()).await.expect("complete");
+    for (completion, applied) in mixed.iter().zip(applied) {
+        assert_eq!(applied, completion.claim.id == b.id(), "{completion:?}");
+    }
+    assert_eq!(
+        queue.status(a.id()).await.expect("status"),
+        TaskStatus::Running
+    );
+    assert_eq!(
+        queue.status(b.id()).await.expect("status"),
+        TaskStatus::Succeeded
+    );
 }
 
 /// A heartbeat for a claim that was lost reports it.
