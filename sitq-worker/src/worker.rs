@@ -24,6 +24,8 @@ use crate::shutdown::{self, ShutdownHandle, ShutdownSignal};
 pub struct Worker {
     queue: Queue,
     concurrency: usize,
+    prefetch: usize,
+    prefetch_set: bool,
     queues: Vec<String>,
     lease: Duration,
     shutdown_timeout: Option<Duration>,
@@ -42,6 +44,8 @@ impl Worker {
         Worker {
             queue,
             concurrency: 16,
+            prefetch: 32,
+            prefetch_set: false,
             queues: Vec::new(),
             lease: Duration::from_secs(30),
             shutdown_timeout: Some(Duration::from_secs(30)),
@@ -57,6 +61,20 @@ impl Worker {
     /// How many tasks run at once (default 16; at least 1).
     pub fn concurrency(mut self, concurrency: usize) -> Worker {
         self.concurrency = concurrency.max(1);
+        if !self.prefetch_set {
+            self.prefetch = self.concurrency * 2;
+        }
+        self
+    }
+
+    /// How many tasks to claim ahead of free slots (default twice the
+    /// concurrency). Claims then come in batches and a finished task's slot is
+    /// refilled without a database round trip; the cost is that a busy worker
+    /// holds up to this many waiting tasks that another worker could have
+    /// run. Set it low (even 0) for long tasks spread over many workers.
+    pub fn prefetch(mut self, prefetch: usize) -> Worker {
+        self.prefetch = prefetch;
+        self.prefetch_set = true;
         self
     }
 

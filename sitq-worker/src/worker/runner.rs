@@ -56,8 +56,8 @@ impl<'w> Runner<'w> {
         let worker = self.worker;
         let backend = self.backend.clone();
         let poll = backend.poll_interval();
-        // Up to one batch of tasks claimed ahead of free slots.
-        let capacity = worker.concurrency * 2;
+        // Tasks claimed ahead of free slots, so claims come in batches.
+        let capacity = worker.concurrency + worker.prefetch;
 
         let (outcomes_tx, outcomes_rx) = mpsc::channel(capacity + 16);
         let completer = tokio::spawn(completer::run(
@@ -97,7 +97,7 @@ impl<'w> Runner<'w> {
             if maybe_work
                 && claiming.is_none()
                 && wanted > 0
-                && (self.ready.is_empty() || wanted >= worker.concurrency / 2)
+                && (self.ready.is_empty() || wanted >= worker.prefetch.div_ceil(2))
             {
                 work.borrow_and_update();
                 claiming = Some(self.claim(wanted));
