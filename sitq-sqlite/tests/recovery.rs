@@ -10,21 +10,26 @@ use sitq_core::{Backend, FailureKind, NewTask, TaskStatus};
 #[tokio::test]
 async fn an_expired_lease_returns_the_task_to_pending() {
     let backend = memory().await;
-    let ids = backend.enqueue(vec![task("t")]).await.expect("enqueue");
+    let ids = backend
+        .enqueue(vec![task("held"), task("t")])
+        .await
+        .expect("enqueue");
     let mut work = backend.signals().subscribe_work();
     work.mark_unchanged();
+    // A lease that holds (not timing-dependent), then one that expires at once.
+    claim_with_lease(&backend, "w0", 1, Duration::from_secs(3600)).await;
     claim_with_lease(&backend, "w1", 1, Duration::from_millis(1)).await;
-    assert_eq!(
-        backend.recover_expired().await.expect("recover"),
-        0,
-        "the lease still holds"
-    );
     eventually("the 1 ms lease to expire", || async {
         backend.recover_expired().await.expect("recover") == 1
     })
     .await;
     assert_eq!(
         backend.status(ids[0]).await.expect("status"),
+        Some(TaskStatus::Running),
+        "a lease that still holds is left alone"
+    );
+    assert_eq!(
+        backend.status(ids[1]).await.expect("status"),
         Some(TaskStatus::Pending)
     );
     assert!(

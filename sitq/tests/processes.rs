@@ -160,6 +160,52 @@ async fn killed_worker_task_completes_elsewhere(url: &str) {
     let _ = std::fs::remove_file(marker);
 }
 
+/// Sleeps `ms`, then returns it.
+#[sitq::task]
+async fn nap(ms: u64) -> u64 {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    ms
+}
+
+/// SIGTERM: the worker stops claiming, finishes the running task, stores its
+/// result and exits successfully.
+async fn sigterm_drains_then_exits(url: &str) {
+    let queue = Queue::connect(url).await.expect("connect");
+    let handle = nap::enqueue(&queue, 500).await.expect("enqueue");
+    let mut worker = WorkerProcess::spawn(url, Duration::from_secs(30));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while queue.status(handle.id()).await.expect("status") != TaskStatus::Running {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker never started the task"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let pid = worker.0.id().to_string();
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
+    assert!(sent.success(), "kill -TERM {pid} failed");
+    let exit = tokio::task::spawn_blocking(move || {
+        let status = worker.0.wait();
+        (worker, status)
+    })
+    .await
+    .expect("join");
+    let status = exit.1.expect("wait for the worker");
+    assert!(
+        status.success(),
+        "the worker exited with {status} after SIGTERM"
+    );
+    let record = queue.get(handle.id()).await.expect("record");
+    assert_eq!(
+        (record.status, record.attempts),
+        (TaskStatus::Succeeded, 1),
+        "{record:?}"
+    );
+}
+
 fn sqlite_url(name: &str) -> String {
     format!("sqlite://{}", temp_path(name).display())
 }
@@ -167,6 +213,11 @@ fn sqlite_url(name: &str) -> String {
 #[tokio::test]
 async fn sqlite_two_worker_processes_run_each_task_once() {
     each_task_runs_once(&sqlite_url("once.db"), 2, 2000).await;
+}
+
+#[tokio::test]
+async fn sqlite_sigterm_finishes_the_running_task_then_exits() {
+    sigterm_drains_then_exits(&sqlite_url("sigterm.db")).await;
 }
 
 #[tokio::test]
