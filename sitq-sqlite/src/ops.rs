@@ -8,6 +8,8 @@ pub(crate) mod write;
 
 use std::sync::OnceLock;
 
+use sqlx::SqliteConnection;
+
 /// The most rows one padded multi-row statement carries by default (leases).
 /// With at most 8 bound values a row this stays far below SQLite's limit of
 /// 32,766 variables.
@@ -103,6 +105,16 @@ pub(crate) fn anonymous_placeholders(rows: usize, width: usize) -> String {
         sql.push_str(&tuple);
     }
     sql
+}
+
+/// Runs one fixed statement (prepared once, then cached).
+pub(crate) async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> sqlx::Result<()> {
+    // Empty arguments (rather than none) make sqlx keep the prepared
+    // statement in its cache instead of parsing it again each time.
+    sqlx::query_with(sql, sqlx::sqlite::SqliteArguments::default())
+        .execute(&mut *conn)
+        .await
+        .map(drop)
 }
 
 #[cfg(test)]

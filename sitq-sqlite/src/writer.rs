@@ -21,7 +21,7 @@ use sitq_core::{Completion, Error, NewTask, Signals, TaskId};
 use sqlx::{Connection as _, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::ops::{COMPLETE_MAX_ROWS, INSERT_MAX_ROWS, statement_count, write};
+use crate::ops::{COMPLETE_MAX_ROWS, INSERT_MAX_ROWS, exec, statement_count, write};
 use crate::time;
 use command::{Answer, Command, Done, Reply};
 
@@ -426,14 +426,4 @@ async fn guarded<T>(
             Err(err)
         }
     }
-}
-
-/// Runs one fixed statement (prepared once, then cached).
-async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> sqlx::Result<()> {
-    // Empty arguments (rather than none) make sqlx keep the prepared
-    // statement in its cache instead of parsing it again each time.
-    sqlx::query_with(sql, sqlx::sqlite::SqliteArguments::default())
-        .execute(&mut *conn)
-        .await
-        .map(drop)
 }

@@ -10,8 +10,8 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row as _, SqliteConnection};
 
 use super::{
-    COMPLETE_MAX_ROWS, INSERT_MAX_ROWS, MAX_ROWS, SqlBySize, anonymous_placeholders, padded_size,
-    placeholders,
+    COMPLETE_MAX_ROWS, INSERT_MAX_ROWS, MAX_ROWS, SqlBySize, anonymous_placeholders, exec,
+    padded_size, placeholders,
 };
 use crate::time;
 
@@ -404,16 +404,6 @@ async fn complete_all(
             Err(err)
         }
     }
-}
-
-/// Runs one fixed statement (prepared once, then cached).
-async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> sqlx::Result<()> {
-    // Empty arguments (rather than none) make sqlx keep the prepared
-    // statement in its cache instead of parsing it again each time.
-    sqlx::query_with(sql, sqlx::sqlite::SqliteArguments::default())
-        .execute(&mut *conn)
-        .await
-        .map(drop)
 }
 
 /// Returns running tasks whose lease ran out to pending (or to failed when
