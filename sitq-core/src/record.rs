@@ -168,6 +168,18 @@ impl TaskFailure {
             message: message.into(),
         }
     }
+
+    /// Rebuilds a failure from a backend's `error_kind` and `error` columns;
+    /// `None` when both are empty (the task has not failed).
+    pub fn from_columns(kind: Option<&str>, message: Option<String>) -> Option<Self> {
+        if kind.is_none() && message.is_none() {
+            return None;
+        }
+        Some(TaskFailure::new(
+            kind.map_or(FailureKind::Error, FailureKind::parse),
+            message.unwrap_or_default(),
+        ))
+    }
 }
 
 /// Everything stored about one task.

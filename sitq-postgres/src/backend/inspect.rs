@@ -1,7 +1,7 @@
 //! Looking at tasks, cancelling and pruning them.
 
 use chrono::{DateTime, Utc};
-use sitq_core::{Error, FailureKind, Result, TaskFailure, TaskId, TaskRecord, TaskStatus};
+use sitq_core::{Error, Result, TaskFailure, TaskId, TaskRecord, TaskStatus};
 use sqlx::Row;
 use sqlx::postgres::PgPool;
 
@@ -27,14 +27,7 @@ FROM sitq_tasks WHERE id = $1",
     let status: String = row.try_get("status").map_err(decode)?;
     let error_kind: Option<String> = row.try_get("error_kind").map_err(decode)?;
     let error: Option<String> = row.try_get("error").map_err(decode)?;
-    let failure = match (error_kind, error) {
-        (None, None) => None,
-        (kind, message) => Some(TaskFailure::new(
-            kind.as_deref()
-                .map_or(FailureKind::Error, FailureKind::parse),
-            message.unwrap_or_default(),
-        )),
-    };
+    let failure = TaskFailure::from_columns(error_kind.as_deref(), error);
     let count = |column: &str| -> Result<u32> {
         let value: i32 = row.try_get(column).map_err(decode)?;
         Ok(u32::try_from(value).unwrap_or(0))

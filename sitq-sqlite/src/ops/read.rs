@@ -2,7 +2,7 @@
 
 use std::str::FromStr;
 
-use sitq_core::{FailureKind, Result, TaskFailure, TaskId, TaskRecord, TaskStatus};
+use sitq_core::{Result, TaskFailure, TaskId, TaskRecord, TaskStatus};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row as _, SqliteConnection};
 
@@ -110,14 +110,7 @@ fn stored(row: &SqliteRow) -> sqlx::Result<Result<TaskRecord>> {
     };
     let error_kind: Option<String> = row.try_get(12)?;
     let error: Option<String> = row.try_get(13)?;
-    let failure = match (error_kind, error) {
-        (None, None) => None,
-        (kind, message) => Some(TaskFailure::new(
-            kind.as_deref()
-                .map_or(FailureKind::Error, FailureKind::parse),
-            message.unwrap_or_default(),
-        )),
-    };
+    let failure = TaskFailure::from_columns(error_kind.as_deref(), error);
     let priority: i64 = row.try_get(4)?;
     Ok(Ok(TaskRecord {
         id: TaskId(row.try_get(0)?),
