@@ -3,7 +3,6 @@
 use async_trait::async_trait;
 use sitq_core::Queue;
 use sitq_core::testing::{Harness, RunningWorker, WorkerConfig};
-use sitq_worker::{ShutdownHandle, Worker};
 // Links the backend, which registers the `sqlite` scheme.
 use sitq_sqlite as _;
 
@@ -19,30 +18,7 @@ impl Harness for Sqlite {
     }
 
     fn start_worker(&self, queue: &Queue, config: WorkerConfig) -> Box<dyn RunningWorker> {
-        let worker = Worker::new(queue.clone())
-            .concurrency(config.concurrency)
-            .lease(config.lease)
-            .registry(config.registry)
-            .handle_signals(false);
-        let handle = worker.shutdown_handle();
-        let running = tokio::spawn(worker.run());
-        Box::new(Started { handle, running })
-    }
-}
-
-struct Started {
-    handle: ShutdownHandle,
-    running: tokio::task::JoinHandle<sitq_core::Result<()>>,
-}
-
-#[async_trait]
-impl RunningWorker for Started {
-    async fn shutdown(self: Box<Self>) {
-        self.handle.shutdown().await;
-        self.running
-            .await
-            .expect("worker task")
-            .expect("worker run");
+        sitq_worker::testing::start(queue, config)
     }
 }
 

@@ -8,5 +8,8 @@
 mod shutdown;
 mod worker;
 
+#[cfg(feature = "testing")]
+pub mod testing;
+
 pub use shutdown::ShutdownHandle;
 pub use worker::Worker;
