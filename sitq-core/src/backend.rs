@@ -35,10 +35,25 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     async fn enqueue(&self, tasks: Vec<NewTask>) -> Result<Vec<TaskId>>;
 
     /// Atomically claims up to `request.limit` pending tasks whose `run_at` has
-    /// come, in order (priority desc, run_at, id), from `request.queues` (all
-    /// queues when empty): each becomes running, `attempts + 1`, with the
-    /// worker id, `started_at` and a lease of `request.lease`.
+    /// come and whose name is in `request.names`, in order (priority desc,
+    /// run_at, id), from `request.queues` (all queues when empty): each
+    /// becomes running, `attempts + 1`, with the worker id and a lease of
+    /// `request.lease`. The first `request.start` of them (in that order)
+    /// start now (`started_at` = now); the rest are *reserved*: held by the
+    /// worker with `started_at` unset until [`start`](Backend::start) marks
+    /// them, and given back by [`release`](Backend::release) or by lease
+    /// recovery without spending an attempt.
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<ClaimedTask>>;
+
+    /// Marks reserved claims as started (`started_at` = now), fenced: only
+    /// claims still running under that attempt and not yet started change.
+    async fn start(&self, claims: Vec<ClaimRef>) -> Result<()>;
+
+    /// Gives reserved claims that never started back: pending again, the
+    /// attempt not spent (`attempts - 1`), no worker, no lease. Fenced like
+    /// [`start`](Backend::start); a claim that started is left alone.
+    /// Returns how many went back.
+    async fn release(&self, claims: Vec<ClaimRef>) -> Result<u64>;
 
     /// The earliest `run_at` of pending tasks in `queues` (all when empty), if any.
     async fn next_run_at(&self, queues: &[String]) -> Result<Option<DateTime<Utc>>>;
@@ -58,7 +73,9 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     async fn complete(&self, completions: Vec<Completion>) -> Result<Vec<bool>>;
 
     /// Returns tasks whose lease expired to pending (or to failed when they
-    /// have no attempts left), recording a `LeaseExpired` failure. Returns how many.
+    /// have no attempts left), recording a `LeaseExpired` failure. A reserved
+    /// task that never started goes back to pending with its attempt not
+    /// spent and no failure recorded. Returns how many.
     async fn recover_expired(&self) -> Result<u64>;
 
     /// The full record of a task.
@@ -66,6 +83,21 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
 
     /// Just the status of a task (cheaper than [`get`](Backend::get)).
     async fn status(&self, id: TaskId) -> Result<Option<TaskStatus>>;
+
+    /// The outcomes of those of `ids` that have finished (succeeded, failed
+    /// or cancelled), in any order; unfinished and unknown ids are left out.
+    /// One query for all of them, for the waiters of one process.
+    async fn finished(&self, ids: &[TaskId]) -> Result<Vec<Finished>> {
+        let mut finished = Vec::new();
+        for &id in ids {
+            if let Some(record) = self.get(id).await?
+                && record.status.is_finished()
+            {
+                finished.push(Finished::from(record));
+            }
+        }
+        Ok(finished)
+    }
 
     /// Cancels a pending or blocked task; false when it was in another state.
     async fn cancel(&self, id: TaskId) -> Result<bool>;
@@ -101,8 +133,14 @@ pub struct ClaimRequest<'a> {
     pub worker_id: &'a str,
     /// Queues to take from; all when empty.
     pub queues: &'a [String],
+    /// The task names the worker can run: only these are claimed. A worker
+    /// with no tasks does not claim at all; an empty list claims nothing.
+    pub names: &'a [String],
     /// The most tasks to claim.
     pub limit: usize,
+    /// How many of the claimed tasks start now; the rest are reserved
+    /// (prefetched), see [`Backend::claim`].
+    pub start: usize,
     /// How long the claim holds without a heartbeat.
     pub lease: Duration,
 }
@@ -168,6 +206,36 @@ pub enum Outcome {
     },
     /// Failed for good.
     Failed(TaskFailure),
+}
+
+/// A finished task's outcome: what a waiter needs, without the payload.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finished {
+    /// The task's id.
+    pub id: TaskId,
+    /// The registered name.
+    pub name: String,
+    /// `Succeeded`, `Failed` or `Cancelled`.
+    pub status: TaskStatus,
+    /// Attempts spent.
+    pub attempts: u32,
+    /// The encoded result, when it succeeded.
+    pub result: Option<Vec<u8>>,
+    /// The last failure, when it failed (or was cancelled with a reason).
+    pub failure: Option<TaskFailure>,
+}
+
+impl From<TaskRecord> for Finished {
+    fn from(record: TaskRecord) -> Self {
+        Finished {
+            id: record.id,
+            name: record.name,
+            status: record.status,
+            attempts: record.attempts,
+            result: record.result,
+            failure: record.failure,
+        }
+    }
 }
 
 /// The future a [`BackendConnector`] returns.

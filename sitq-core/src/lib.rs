@@ -21,7 +21,7 @@ pub mod testing;
 
 pub use backend::{
     Backend, BackendConnector, ClaimRef, ClaimRequest, ClaimedTask, Completion, ConnectFuture,
-    NewTask, Outcome,
+    Finished, NewTask, Outcome,
 };
 pub use error::{BoxError, Error, Result};
 pub use handle::TaskHandle;

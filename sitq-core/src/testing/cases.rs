@@ -438,7 +438,9 @@ pub async fn expired_lease_is_recovered(h: &impl Harness) {
         .claim(ClaimRequest {
             worker_id: "dead-worker",
             queues: &[],
+            names: &[Add::NAME.to_owned()],
             limit: 1,
+            start: 1,
             lease: Duration::from_millis(200),
         })
         .await
@@ -463,7 +465,9 @@ pub async fn stale_completion_is_fenced(h: &impl Harness) {
     let request = ClaimRequest {
         worker_id: "w1",
         queues: &[],
+        names: &[Add::NAME.to_owned()],
         limit: 1,
+        start: 1,
         lease: Duration::from_secs(30),
     };
     let first = backend.claim(request).await.expect("claim").remove(0);
@@ -503,7 +507,9 @@ pub async fn stale_completion_is_fenced(h: &impl Harness) {
     let request = ClaimRequest {
         worker_id: "w1",
         queues: &[],
+        names: &[Add::NAME.to_owned()],
         limit: 2,
+        start: 2,
         lease: Duration::from_secs(30),
     };
     let claimed = backend.claim(request).await.expect("claim");
@@ -547,7 +553,9 @@ pub async fn lost_heartbeat_is_reported(h: &impl Harness) {
     let request = ClaimRequest {
         worker_id: "w1",
         queues: &[],
+        names: &[Add::NAME.to_owned()],
         limit: 1,
+        start: 1,
         lease: Duration::from_secs(30),
     };
     let claim = backend

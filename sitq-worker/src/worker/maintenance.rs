@@ -43,7 +43,7 @@ impl Maintenance {
     }
 
     async fn heartbeat(&self) {
-        let claims: Vec<ClaimRef> = lock(&self.held).iter().copied().collect();
+        let claims: Vec<ClaimRef> = lock(&self.held).held();
         if claims.is_empty() {
             return;
         }
@@ -52,8 +52,13 @@ impl Maintenance {
             .heartbeat(&self.worker_id, &claims, self.lease)
             .await
         {
-            Ok(lost) if lost.is_empty() => {}
-            Ok(lost) => {
+            Ok(missed) if missed.is_empty() => {}
+            Ok(missed) => {
+                // A claim completed while the heartbeat ran is missed, not lost.
+                let lost = lock(&self.held).really_lost(missed);
+                if lost.is_empty() {
+                    return;
+                }
                 tracing::warn!(
                     count = lost.len(),
                     "lost claims (leases expired); abandoning those attempts"

@@ -17,7 +17,7 @@ use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::completer::{self, Held};
+use super::completer::{self, Held, Message};
 use super::execute;
 use super::maintenance::Maintenance;
 use crate::Worker;
@@ -29,20 +29,25 @@ pub(super) struct Runner<'w> {
     backend: Arc<dyn Backend>,
     registry: Arc<Registry>,
     held: Held,
-    /// Claimed and waiting for a free slot.
-    ready: VecDeque<ClaimedTask>,
+    /// The task names this worker runs: it claims only these.
+    names: Vec<String>,
+    /// Claimed and waiting for a free slot; `true` for a reserved claim
+    /// (prefetched, not yet marked started).
+    ready: VecDeque<(ClaimedTask, bool)>,
     attempts: JoinSet<Completion>,
     aborts: HashMap<ClaimRef, AbortHandle>,
     ids: HashMap<tokio::task::Id, ClaimRef>,
 }
 
-type Claiming = JoinHandle<(usize, Result<Vec<ClaimedTask>>)>;
+/// A claim under way: what it asked for, how many start at once, and what it got.
+type Claiming = JoinHandle<(usize, usize, Result<Vec<ClaimedTask>>)>;
 
 impl<'w> Runner<'w> {
     pub(super) fn new(worker: &'w Worker, registry: Arc<Registry>) -> Self {
         Runner {
             worker,
             backend: worker.queue.backend().clone(),
+            names: registry.names().into_iter().map(str::to_owned).collect(),
             registry,
             held: Held::default(),
             ready: VecDeque::new(),
@@ -59,7 +64,8 @@ impl<'w> Runner<'w> {
         // Tasks claimed ahead of free slots, so claims come in batches.
         let capacity = worker.concurrency + worker.prefetch;
 
-        let (outcomes_tx, outcomes_rx) = mpsc::channel(capacity + 16);
+        // Unbounded: each claim yields at most one start mark and one outcome.
+        let (outcomes_tx, outcomes_rx) = mpsc::unbounded_channel();
         let completer = tokio::spawn(completer::run(
             backend.clone(),
             outcomes_rx,
@@ -91,22 +97,25 @@ impl<'w> Runner<'w> {
         let mut claiming: Option<Claiming> = None;
 
         while !*stop.borrow() {
-            self.fill_slots();
+            self.fill_slots(&outcomes_tx);
             let wanted = capacity - self.attempts.len() - self.ready.len();
             // Claim when slots would otherwise idle, or when a worthwhile batch is free.
             if maybe_work
+                && !self.names.is_empty()
                 && claiming.is_none()
                 && wanted > 0
                 && (self.ready.is_empty() || wanted >= worker.prefetch.div_ceil(2))
             {
                 work.borrow_and_update();
-                claiming = Some(self.claim(wanted));
+                // Free slots start at once; the rest of the batch is reserved.
+                let start = worker.concurrency.saturating_sub(self.attempts.len());
+                claiming = Some(self.claim(wanted, start.min(wanted)));
             }
             tokio::select! {
                 _ = stop.changed() => {}
                 Some(joined) = self.attempts.join_next_with_id() => {
                     if let Some(completion) = self.finished(joined)
-                        && outcomes_tx.send(completion).await.is_err()
+                        && outcomes_tx.send(Message::Done(completion)).is_err()
                     {
                         return Err(Error::Config("the result writer stopped unexpectedly".into()));
                     }
@@ -119,7 +128,7 @@ impl<'w> Runner<'w> {
                 } => {
                     claiming = None;
                     match claimed {
-                        Ok((requested, Ok(tasks))) => {
+                        Ok((requested, start, Ok(tasks))) => {
                             claim_pause = Duration::from_millis(50);
                             if tasks.len() < requested {
                                 // Drained for now: wait for a signal, a due task, or the poll.
@@ -129,14 +138,9 @@ impl<'w> Runner<'w> {
                                     wake_at = self.next_due(wake_at).await;
                                 }
                             }
-                            let mut held = completer::lock(&self.held);
-                            for task in &tasks {
-                                held.insert(task.claim_ref());
-                            }
-                            drop(held);
-                            self.ready.extend(tasks);
+                            self.take(tasks, start);
                         }
-                        Ok((_, Err(err))) => {
+                        Ok((_, _, Err(err))) => {
                             tracing::warn!(error = %err, "claim failed; retrying");
                             maybe_work = false;
                             wake_at = Instant::now() + claim_pause;
@@ -162,17 +166,14 @@ impl<'w> Runner<'w> {
             }
         }
 
-        // A claim under way may still hand us tasks: they are ours to run.
+        // A claim under way may still hand us tasks: those that started are
+        // ours to run, the reserved ones go back below.
         if let Some(claim) = claiming
-            && let Ok((_, Ok(tasks))) = claim.await
+            && let Ok((_, start, Ok(tasks))) = claim.await
         {
-            let mut held = completer::lock(&self.held);
-            for task in &tasks {
-                held.insert(task.claim_ref());
-            }
-            drop(held);
-            self.ready.extend(tasks);
+            self.take(tasks, start);
         }
+        self.release_reserved().await;
         self.drain(&outcomes_tx).await;
         drop(outcomes_tx);
         if completer.await.is_err() {
@@ -183,29 +184,77 @@ impl<'w> Runner<'w> {
         Ok(())
     }
 
-    /// Claims up to `limit` tasks in the background.
-    fn claim(&self, limit: usize) -> Claiming {
+    /// Claims up to `limit` tasks in the background, the first `start` of
+    /// them started at once.
+    fn claim(&self, limit: usize, start: usize) -> Claiming {
         let backend = self.backend.clone();
         let worker_id = self.worker.worker_id.clone();
         let queues = self.worker.queues.clone();
+        let names = self.names.clone();
         let lease = self.worker.lease;
         tokio::spawn(async move {
             let request = ClaimRequest {
                 worker_id: &worker_id,
                 queues: &queues,
+                names: &names,
                 limit,
+                start,
                 lease,
             };
-            (limit, backend.claim(request).await)
+            (limit, start, backend.claim(request).await)
         })
     }
 
-    /// Starts buffered tasks while slots are free.
-    fn fill_slots(&mut self) {
+    /// Holds freshly claimed tasks (their leases are heartbeated from now
+    /// on) and buffers them; all but the first `start` are reserved.
+    fn take(&mut self, tasks: Vec<ClaimedTask>, start: usize) {
+        let mut held = completer::lock(&self.held);
+        for task in &tasks {
+            held.insert(task.claim_ref());
+        }
+        drop(held);
+        self.ready.extend(
+            tasks
+                .into_iter()
+                .enumerate()
+                .map(|(i, task)| (task, i >= start)),
+        );
+    }
+
+    /// Gives the reserved tasks still buffered back to the queue without
+    /// spending their attempts (graceful shutdown): they never started.
+    async fn release_reserved(&mut self) {
+        let (reserved, started): (VecDeque<_>, VecDeque<_>) =
+            self.ready.drain(..).partition(|(_, reserved)| *reserved);
+        self.ready = started;
+        if reserved.is_empty() {
+            return;
+        }
+        let claims: Vec<ClaimRef> = reserved.iter().map(|(task, _)| task.claim_ref()).collect();
+        match self.backend.release(claims.clone()).await {
+            Ok(count) => tracing::info!(count, "gave reserved tasks back to the queue"),
+            Err(err) => tracing::warn!(
+                error = %err,
+                count = claims.len(),
+                "could not give reserved tasks back; they return once their leases expire, without spending an attempt"
+            ),
+        }
+        let mut held = completer::lock(&self.held);
+        for claim in &claims {
+            held.remove(claim);
+        }
+    }
+
+    /// Starts buffered tasks while slots are free; a reserved one is marked
+    /// started through the result writer (batched, not awaited).
+    fn fill_slots(&mut self, outcomes: &mpsc::UnboundedSender<Message>) {
         while self.attempts.len() < self.worker.concurrency {
-            let Some(task) = self.ready.pop_front() else {
+            let Some((task, reserved)) = self.ready.pop_front() else {
                 return;
             };
+            if reserved {
+                completer::send_start(outcomes, task.claim_ref());
+            }
             self.start(task);
         }
     }
@@ -268,7 +317,8 @@ impl<'w> Runner<'w> {
                 abort.abort();
             }
         }
-        self.ready.retain(|task| !lost.contains(&task.claim_ref()));
+        self.ready
+            .retain(|(task, _)| !lost.contains(&task.claim_ref()));
         let mut held = completer::lock(&self.held);
         for claim in lost {
             if !self.aborts.contains_key(claim) {
@@ -279,8 +329,8 @@ impl<'w> Runner<'w> {
 
     /// Runs the buffered tasks and waits for in-flight attempts, handing
     /// their outcomes to the writer.
-    async fn drain(&mut self, outcomes: &mpsc::Sender<Completion>) {
-        self.fill_slots();
+    async fn drain(&mut self, outcomes: &mpsc::UnboundedSender<Message>) {
+        self.fill_slots(outcomes);
         if self.attempts.is_empty() {
             return;
         }
@@ -313,11 +363,11 @@ impl<'w> Runner<'w> {
             };
             let Some(joined) = next else { return };
             if let Some(completion) = self.finished(joined)
-                && outcomes.send(completion).await.is_err()
+                && outcomes.send(Message::Done(completion)).is_err()
             {
                 return;
             }
-            self.fill_slots();
+            self.fill_slots(outcomes);
         }
     }
 }
