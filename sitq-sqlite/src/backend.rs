@@ -1,4 +1,4 @@
-//! [`SqliteBackend`]: the `Backend` trait over the writer task and a reader pool.
+//! [`SqliteBackend`]: the `Backend` trait over the writer thread and reader threads.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,22 +7,23 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sitq_core::{
-    Backend, ClaimRef, ClaimRequest, ClaimedTask, Completion, ConnectOptions, Error, NewTask,
-    Result, Signals, TaskId, TaskRecord, TaskStatus,
+    Backend, ClaimRef, ClaimRequest, ClaimedTask, Completion, ConnectOptions, Error, Finished,
+    NewTask, Result, Signals, TaskId, TaskRecord, TaskStatus,
 };
-use sqlx::sqlite::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::connect::Target;
 use crate::ops::read::{Found, Read};
 use crate::ops::write::Claim;
+use crate::readers::Readers;
 use crate::time;
+use crate::watch::{self, FileWatch};
 use crate::writer::{self, command::Command, command::Reply, command::writer_gone};
 
 /// sitq's storage in one SQLite file (or in memory, for tests).
 ///
-/// Writes go through one writer task per backend that batches them into
-/// group commits; reads use a small pool beside it. Several processes may
+/// Writes go through one writer thread per backend that batches them into
+/// group commits; reads use a few reader threads beside it. Several processes may
 /// share one file: each claim, completion and lease check is atomic in its
 /// `BEGIN IMMEDIATE` transaction.
 ///
@@ -41,10 +42,12 @@ use crate::writer::{self, command::Command, command::Reply, command::writer_gone
 pub struct SqliteBackend {
     writer: mpsc::Sender<Command>,
     /// `None` for an in-memory database, whose reads go through the writer.
-    readers: Option<SqlitePool>,
+    readers: Option<Readers>,
     signals: Arc<Signals>,
     poll_interval: Duration,
     closed: AtomicBool,
+    /// Wakes this process when another one commits (file databases only).
+    _watch: Option<FileWatch>,
 }
 
 impl SqliteBackend {
@@ -59,20 +62,30 @@ impl SqliteBackend {
     /// fsync per group commit.
     ///
     /// Each `sqlite::memory:` connect is a fresh, private database.
-    ///
-    /// Must be called inside a tokio runtime: the writer task is spawned on it.
     pub async fn connect(url: &str, options: ConnectOptions) -> Result<SqliteBackend> {
         let target = Target::parse(url)?;
         target.create_file()?;
-        let conn = target.connect_writer().await?;
         let signals = Arc::new(Signals::new());
-        let writer = writer::spawn(conn, signals.clone());
+        let writer = writer::spawn(target.clone(), signals.clone()).await?;
+        let (readers, watch) = match &target.path {
+            Some(path) => {
+                let count = options
+                    .max_connections
+                    .map_or(DEFAULT_READERS, |n| n as usize);
+                let readers = Readers::start(&target, count).await?;
+                let watch =
+                    watch::watch(path, writer.sender.clone(), writer.external_pending.clone());
+                (Some(readers), watch)
+            }
+            None => (None, None),
+        };
         Ok(SqliteBackend {
-            writer,
-            readers: target.reader_pool(options.max_connections),
+            writer: writer.sender,
+            readers,
             signals,
             poll_interval: options.poll_interval,
             closed: AtomicBool::new(false),
+            _watch: watch,
         })
     }
 
@@ -97,20 +110,19 @@ impl SqliteBackend {
     async fn read(&self, read: Read) -> Result<Found> {
         let op = read.op();
         match &self.readers {
-            Some(pool) => {
+            Some(readers) => {
                 if self.closed.load(Ordering::Acquire) {
                     return Err(closed(op));
                 }
-                let mut conn = pool
-                    .acquire()
-                    .await
-                    .map_err(|err| Error::database(op, err))?;
-                read.run(&mut conn).await
+                readers.read(read).await
             }
             None => self.call(op, |reply| Command::Read { read, reply }).await,
         }
     }
 }
+
+/// Reader threads beside the writer when `ConnectOptions::max_connections` is unset.
+const DEFAULT_READERS: usize = 2;
 
 fn closed(op: &'static str) -> Error {
     Error::database(op, "the SQLite backend was closed")
@@ -149,17 +161,34 @@ impl Backend for SqliteBackend {
     }
 
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<ClaimedTask>> {
-        if request.limit == 0 {
+        if request.limit == 0 || request.names.is_empty() {
             return Ok(Vec::new());
         }
-        let claim = Claim {
-            worker_id: request.worker_id.to_owned(),
-            queues: request.queues.to_vec(),
-            limit: request.limit,
-            lease: request.lease,
-        };
+        let claim = Claim::new(&request);
         self.call("claiming tasks", |reply| Command::Claim { claim, reply })
             .await
+    }
+
+    async fn start(&self, claims: Vec<ClaimRef>) -> Result<()> {
+        if claims.is_empty() {
+            return Ok(());
+        }
+        self.call("marking tasks started", |reply| Command::Start {
+            claims,
+            reply,
+        })
+        .await
+    }
+
+    async fn release(&self, claims: Vec<ClaimRef>) -> Result<u64> {
+        if claims.is_empty() {
+            return Ok(0);
+        }
+        self.call("releasing reserved tasks", |reply| Command::Release {
+            claims,
+            reply,
+        })
+        .await
     }
 
     async fn next_run_at(&self, queues: &[String]) -> Result<Option<DateTime<Utc>>> {
@@ -221,6 +250,16 @@ impl Backend for SqliteBackend {
         }
     }
 
+    async fn finished(&self, ids: &[TaskId]) -> Result<Vec<Finished>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.read(Read::Finished(ids.to_vec())).await? {
+            Found::Finished(finished) => Ok(finished),
+            _ => Err(unexpected("reading finished tasks")),
+        }
+    }
+
     async fn cancel(&self, id: TaskId) -> Result<bool> {
         self.call("cancelling a task", |reply| Command::Cancel { id, reply })
             .await
@@ -243,9 +282,6 @@ impl Backend for SqliteBackend {
         let (reply, done) = oneshot::channel();
         if self.writer.send(Command::Close { reply }).await.is_ok() {
             let _ = done.await;
-        }
-        if let Some(pool) = &self.readers {
-            pool.close().await;
         }
     }
 }

@@ -1,50 +1,84 @@
 //! From a `sqlite:` URL to open, configured, migrated connections.
 
-use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
-use std::str::FromStr;
-use std::time::Duration;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
+use rusqlite::{Connection, OpenFlags};
 use sitq_core::{Error, Result};
-use sqlx::migrate::{Migrate as _, MigrateError, Migrator};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{ConnectOptions as _, Connection as _, SqliteConnection};
-
-/// The schema, embedded at compile time.
-static MIGRATIONS: Migrator = sqlx::migrate!();
-
-/// sitq's own bookkeeping table, so that an application keeping its own sqlx
-/// migrations in the same file does not see ours as unknown (and vice versa).
-const MIGRATIONS_TABLE: &str = "sitq_migrations";
 
 /// Several worker processes share one file and the writer holds the lock for
 /// a whole group commit: wait generously rather than fail with "database is locked".
-const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Enough for every distinct statement the backend prepares (a handful of
-/// chunk sizes per operation), so the hot path never re-prepares.
-const STATEMENT_CACHE: usize = 256;
+/// Enough for every distinct statement the backend prepares, so the hot
+/// path never parses SQL again.
+const STATEMENT_CACHE: usize = 64;
 
-/// Readers beside the writer when `ConnectOptions::max_connections` is unset.
-const DEFAULT_READERS: u32 = 4;
+/// The schema, in order. A version is applied once, in the transaction that
+/// records it; versions applied by a newer sitq are left alone (its schema
+/// only adds).
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "create tasks",
+    include_str!("../migrations/0001_create_tasks.sql"),
+)];
 
-/// What a `sqlite:` URL points at, with the options every connection gets.
-#[derive(Debug)]
+/// sitq's own bookkeeping table (the shape sqlx's migrator used, so files
+/// created by earlier versions are recognised).
+const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS sitq_migrations (
+    version BIGINT PRIMARY KEY,
+    description TEXT NOT NULL,
+    installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    success BOOLEAN NOT NULL,
+    checksum BLOB NOT NULL,
+    execution_time BIGINT NOT NULL
+)";
+
+/// SQLite's `synchronous` setting.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Synchronous {
+    Off,
+    Normal,
+    Full,
+    Extra,
+}
+
+impl Synchronous {
+    fn parse(value: &str) -> Option<Synchronous> {
+        match value.to_ascii_uppercase().as_str() {
+            "OFF" => Some(Synchronous::Off),
+            "NORMAL" => Some(Synchronous::Normal),
+            "FULL" => Some(Synchronous::Full),
+            "EXTRA" => Some(Synchronous::Extra),
+            _ => None,
+        }
+    }
+
+    fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Off => "PRAGMA synchronous = OFF",
+            Synchronous::Normal => "PRAGMA synchronous = NORMAL",
+            Synchronous::Full => "PRAGMA synchronous = FULL",
+            Synchronous::Extra => "PRAGMA synchronous = EXTRA",
+        }
+    }
+}
+
+/// What a `sqlite:` URL points at.
+#[derive(Clone, Debug)]
 pub(crate) struct Target {
-    /// Options for every connection to the database.
-    pub(crate) options: SqliteConnectOptions,
-    /// An in-memory database lives only as long as its single connection.
-    pub(crate) in_memory: bool,
+    /// The database file; `None` for a private in-memory database.
+    pub(crate) path: Option<PathBuf>,
+    /// `synchronous` for every connection.
+    pub(crate) synchronous: Synchronous,
 }
 
 impl Target {
     /// Parses `sqlite://tasks.db`, `sqlite:///abs.db`, `sqlite:tasks.db`,
     /// `sqlite::memory:`, with an optional `?synchronous=FULL` (or `NORMAL`,
-    /// `OFF`, `EXTRA`) next to sqlx's own parameters (`mode`, `cache`, …).
+    /// `OFF`, `EXTRA`); `mode=memory` also asks for memory.
     pub(crate) fn parse(url: &str) -> Result<Target> {
         let invalid = |reason: String| Error::InvalidUrl {
             url: url.to_owned(),
@@ -58,43 +92,41 @@ impl Target {
             Some((database, query)) => (database, Some(query)),
             None => (rest, None),
         };
-        if database.is_empty() && !query.is_some_and(|q| q.contains("mode=memory")) {
-            return Err(invalid(
-                "no database file; use sqlite://tasks.db or sqlite::memory:".into(),
-            ));
-        }
-
-        // `synchronous` is ours; sqlx rejects parameters it does not know.
-        let mut synchronous = SqliteSynchronous::Normal;
-        let mut passed = Vec::new();
+        let mut synchronous = Synchronous::Normal;
+        let mut memory = database == ":memory:";
         for pair in query.into_iter().flat_map(|q| q.split('&')) {
             match pair.split_once('=') {
                 Some((key, value)) if key.eq_ignore_ascii_case("synchronous") => {
-                    synchronous = SqliteSynchronous::from_str(value).map_err(|_| {
+                    synchronous = Synchronous::parse(value).ok_or_else(|| {
                         invalid(format!(
                             "unknown synchronous mode {value:?}; use OFF, NORMAL, FULL or EXTRA"
                         ))
                     })?;
                 }
-                _ if !pair.is_empty() => passed.push(pair),
-                _ => {}
+                Some(("mode", "memory")) => memory = true,
+                _ if pair.is_empty() => {}
+                _ => {
+                    return Err(invalid(format!(
+                        "unknown parameter {pair:?}; the one parameter is synchronous=OFF|NORMAL|FULL|EXTRA"
+                    )));
+                }
             }
         }
-        let in_memory = database == ":memory:" || passed.contains(&"mode=memory");
-        let sqlx_url = if passed.is_empty() {
-            format!("sqlite:{database}")
-        } else {
-            format!("sqlite:{database}?{}", passed.join("&"))
-        };
-        let options = SqliteConnectOptions::from_str(&sqlx_url)
-            .map_err(|err| invalid(err.to_string()))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(synchronous)
-            .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true)
-            .statement_cache_capacity(STATEMENT_CACHE);
-        Ok(Target { options, in_memory })
+        if memory {
+            return Ok(Target {
+                path: None,
+                synchronous,
+            });
+        }
+        if database.is_empty() {
+            return Err(invalid(
+                "no database file; use sqlite://tasks.db or sqlite::memory:".into(),
+            ));
+        }
+        Ok(Target {
+            path: Some(PathBuf::from(database)),
+            synchronous,
+        })
     }
 
     /// Creates the database file, readable by its owner only, if it is missing.
@@ -103,10 +135,9 @@ impl Target {
     /// umask's mode (often world-readable), and task payloads may be private.
     /// SQLite gives the `-wal` and `-shm` files the database file's mode.
     pub(crate) fn create_file(&self) -> Result<()> {
-        if self.in_memory {
+        let Some(path) = &self.path else {
             return Ok(());
-        }
-        let path: &Path = self.options.get_filename();
+        };
         OpenOptions::new()
             .read(true)
             .write(true)
@@ -121,83 +152,144 @@ impl Target {
             })
     }
 
-    /// Opens the writer's connection and brings the schema up to date.
-    pub(crate) async fn connect_writer(&self) -> Result<SqliteConnection> {
-        let mut conn = self
-            .options
-            .connect()
-            .await
-            .map_err(|err| Error::database("opening the SQLite database", err))?;
-        migrate(&mut conn).await?;
+    /// Opens the writer's connection: WAL, the schema brought up to date.
+    pub(crate) fn open_writer(&self) -> Result<Connection> {
+        let conn = self.open(OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        if self.path.is_some() {
+            use_wal(&conn)?;
+        }
+        migrate(&conn)?;
         Ok(conn)
     }
 
-    /// A pool of readers beside the writer (WAL lets them read while it writes).
-    ///
-    /// `None` for an in-memory database: it exists only inside the writer's
-    /// connection, so reads go through the writer too.
-    pub(crate) fn reader_pool(&self, max_connections: Option<u32>) -> Option<SqlitePool> {
-        if self.in_memory {
-            return None;
-        }
-        let options = self.options.clone().pragma("query_only", "ON");
-        Some(
-            SqlitePoolOptions::new()
-                .max_connections(max_connections.unwrap_or(DEFAULT_READERS).max(1))
-                .min_connections(0)
-                .connect_lazy_with(options),
-        )
+    /// Opens a reader's connection (WAL lets it read while the writer writes).
+    pub(crate) fn open_reader(&self) -> Result<Connection> {
+        let conn = self.open(OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        conn.execute_batch("PRAGMA query_only = ON")
+            .map_err(db("configuring a SQLite reader"))?;
+        Ok(conn)
+    }
+
+    /// Opens a connection with the busy timeout in force before anything
+    /// else runs, so that opening beside other processes waits instead of
+    /// failing with "database is locked".
+    fn open(&self, flags: OpenFlags) -> Result<Connection> {
+        let op = "opening the SQLite database";
+        let flags = flags | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let conn = match &self.path {
+            Some(path) => Connection::open_with_flags(path, flags)
+                .map_err(|err| Error::database(op, format!("{}: {err}", path.display())))?,
+            None => Connection::open_in_memory().map_err(db(op))?,
+        };
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(db(op))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        conn.execute_batch(self.synchronous.pragma())
+            .map_err(db(op))?;
+        conn.execute_batch("PRAGMA foreign_keys = ON")
+            .map_err(db(op))?;
+        Ok(conn)
     }
 }
 
-/// Applies pending migrations inside one `BEGIN IMMEDIATE` transaction, so two
-/// processes connecting at once take turns: the second waits for the write
-/// lock, then finds everything applied.
-///
-/// This is sqlx's `Migrator::run` spelled out over the public `Migrate`
-/// trait: `run` cannot be called here (its `Acquire` bound is "not general
-/// enough" inside the `Send` future a connector returns), and spelling it out
-/// also lets the bookkeeping table be sitq's own.
-async fn migrate(conn: &mut SqliteConnection) -> Result<()> {
-    let db = |err: MigrateError| Error::database("migrating the SQLite schema", err);
-    let mut tx = conn
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(|err| db(err.into()))?;
-    tx.ensure_migrations_table(MIGRATIONS_TABLE)
-        .await
-        .map_err(db)?;
-    if let Some(version) = tx.dirty_version(MIGRATIONS_TABLE).await.map_err(db)? {
-        return Err(db(MigrateError::Dirty(version)));
-    }
-    let applied: HashMap<i64, _> = tx
-        .list_applied_migrations(MIGRATIONS_TABLE)
-        .await
-        .map_err(db)?
-        .into_iter()
-        .map(|applied| (applied.version, applied.checksum))
-        .collect();
-    // Versions applied by a newer sitq are left alone: its schema only adds.
-    for migration in MIGRATIONS.iter() {
-        if migration.migration_type.is_down_migration() {
-            continue;
-        }
-        match applied.get(&migration.version) {
-            Some(checksum) if *checksum != migration.checksum => {
-                return Err(db(MigrateError::VersionMismatch(migration.version)));
+/// `map_err` for a rusqlite error during `op`.
+pub(crate) fn db(op: &'static str) -> impl Fn(rusqlite::Error) -> Error {
+    move |err| Error::database(op, err)
+}
+
+/// Switches the file to WAL. The switch takes an exclusive lock, and SQLite
+/// does not always wait for it through the busy handler, so a connect racing
+/// others retries for as long as the busy timeout allows.
+fn use_wal(conn: &Connection) -> Result<()> {
+    let op = "switching the SQLite database to WAL";
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |row| {
+            row.get::<_, String>(0)
+        }) {
+            Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
+            Ok(mode) => {
+                return Err(Error::database(
+                    op,
+                    format!(
+                        "SQLite kept journal mode {mode:?}; is the file on a network file system?"
+                    ),
+                ));
             }
-            Some(_) => {}
-            None => {
-                tx.apply(MIGRATIONS_TABLE, migration).await.map_err(db)?;
+            Err(err) if is_busy(&err) && Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
             }
+            Err(err) => return Err(Error::database(op, err)),
         }
     }
-    tx.commit().await.map_err(|err| db(err.into()))
+}
+
+/// Whether `err` is SQLite's "database is locked" (or busy).
+pub(crate) fn is_busy(err: &rusqlite::Error) -> bool {
+    matches!(
+        err.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Applies missing migrations inside one `BEGIN IMMEDIATE` transaction, so
+/// two processes connecting at once take turns: the second waits for the
+/// write lock, then finds everything applied.
+fn migrate(conn: &Connection) -> Result<()> {
+    let op = "migrating the SQLite schema";
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match migrate_once(conn) {
+            Err(err) if is_busy(&err) && Instant::now() < deadline => {
+                let _ = conn.execute_batch("ROLLBACK");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            result => return result.map_err(db(op)),
+        }
+    }
+}
+
+fn migrate_once(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = (|| {
+        conn.execute_batch(MIGRATIONS_TABLE)?;
+        for (version, description, sql) in MIGRATIONS {
+            let applied: bool = conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM sitq_migrations WHERE version = ?1)",
+                [version],
+                |row| row.get(0),
+            )?;
+            if applied {
+                continue;
+            }
+            let started = Instant::now();
+            conn.execute_batch(sql)?;
+            conn.execute(
+                "INSERT INTO sitq_migrations (version, description, success, checksum, execution_time) \
+                 VALUES (?1, ?2, TRUE, X'', ?3)",
+                rusqlite::params![
+                    version,
+                    description,
+                    i64::try_from(started.elapsed().as_nanos()).unwrap_or(i64::MAX)
+                ],
+            )?;
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => conn.execute_batch("COMMIT"),
+        Err(err) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(err)
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn url_forms() -> Result<()> {
@@ -208,11 +300,14 @@ mod tests {
             ("sqlite://tasks.db?synchronous=FULL", "tasks.db"),
         ] {
             let target = Target::parse(url)?;
-            assert!(!target.in_memory, "{url}");
-            assert_eq!(target.options.get_filename(), Path::new(file), "{url}");
+            assert_eq!(target.path.as_deref(), Some(Path::new(file)), "{url}");
         }
-        assert!(Target::parse("sqlite::memory:")?.in_memory);
-        assert!(Target::parse("sqlite://:memory:")?.in_memory);
+        assert_eq!(
+            Target::parse("sqlite://tasks.db?synchronous=full")?.synchronous,
+            Synchronous::Full
+        );
+        assert!(Target::parse("sqlite::memory:")?.path.is_none());
+        assert!(Target::parse("sqlite://:memory:")?.path.is_none());
         Ok(())
     }
 
@@ -222,6 +317,7 @@ mod tests {
             "sqlite://",
             "postgres://x",
             "sqlite://a.db?synchronous=SOMETIMES",
+            "sqlite://a.db?cache=shared",
         ] {
             assert!(
                 matches!(Target::parse(url), Err(Error::InvalidUrl { .. })),

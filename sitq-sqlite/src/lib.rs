@@ -13,18 +13,21 @@
 //!   a process crash; the last ones may not survive a power loss); add
 //!   `?synchronous=FULL` to the URL for an fsync per commit.
 //! - **Speed.** SQLite has one writer, so each backend funnels its writes
-//!   through one task that group-commits whatever is waiting: many enqueues
-//!   become one multi-row `INSERT`, a claim is one `UPDATE … RETURNING`, many
-//!   completions one `UPDATE … FROM (VALUES …)`. Reads use a separate pool.
-//!
-//! Known gap: [`Backend::get`] reports an error for
-//! an existing task, because `sitq_core::TaskRecord` cannot yet be built
-//! outside `sitq-core` (it is `#[non_exhaustive]` without a constructor).
+//!   through one thread that drives SQLite's C library directly (rusqlite)
+//!   and group-commits whatever is waiting: one channel message per command,
+//!   never per row; a claim is one `UPDATE … RETURNING`. Reads run on a few
+//!   reader threads beside it.
+//! - **Wake-ups.** In this process, commits wake workers and waiters
+//!   directly (finished tasks carry their outcome, so a waiter needs no
+//!   query). Across processes, a watch on the `-wal` file plus `PRAGMA
+//!   data_version` tells within milliseconds that another process committed.
 
 mod backend;
 mod connect;
 mod ops;
+mod readers;
 mod time;
+mod watch;
 mod writer;
 
 pub use backend::SqliteBackend;

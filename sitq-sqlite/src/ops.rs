@@ -1,120 +1,69 @@
-//! The SQL of every operation, as functions over one connection.
+//! The SQL of every operation, as functions over one rusqlite connection.
 //!
-//! The writer task calls [`write`] inside its group transaction; [`read`] runs
-//! on a reader connection (or on the writer's, for an in-memory database).
+//! The writer thread calls [`write`] inside its group transaction; [`read`]
+//! runs on a reader connection (or on the writer's, for an in-memory
+//! database). Statements are prepared once per connection and cached, and
+//! each row is one execution of a cached statement: with no thread between
+//! us and SQLite's C library, a row costs microseconds, and a one-row
+//! statement fails alone.
 
 pub(crate) mod read;
 pub(crate) mod write;
 
-use std::sync::OnceLock;
+use sitq_core::TaskStatus;
 
-use sqlx::SqliteConnection;
-
-/// The most rows one padded multi-row statement carries by default (leases).
-/// With at most 8 bound values a row this stays far below SQLite's limit of
-/// 32,766 variables.
-pub(crate) const MAX_ROWS: usize = 256;
-
-/// The most rows one `INSERT` carries: 6 bound values a row, so 4,096 rows
-/// bind 24,577 variables, below SQLite's 32,766 (bundled SQLite ≥ 3.32).
-pub(crate) const INSERT_MAX_ROWS: usize = 4096;
-
-/// The most rows one fenced completion `UPDATE` carries: 8 bound values a
-/// row, so 2,048 rows bind 16,384 variables.
-pub(crate) const COMPLETE_MAX_ROWS: usize = 2048;
-
-/// Slots for power-of-two sizes 1, 2, 4, … 4,096.
-const SIZES: usize = 13;
-
-/// Statements needed to carry `rows` rows, at most `max_rows` each.
-pub(crate) fn statement_count(rows: usize, max_rows: usize) -> usize {
-    rows.div_ceil(max_rows)
-}
-
-/// The size a padded statement uses for `rows` rows (at most `max_rows`):
-/// the next power of two, so only a few distinct statements exist and the
-/// statement cache always hits.
-pub(crate) fn padded_size(rows: usize, max_rows: usize) -> usize {
-    rows.next_power_of_two().min(max_rows)
-}
-
-/// One SQL text per power-of-two row count up to a maximum, each built on
-/// first use.
-pub(crate) struct SqlBySize {
-    cells: [OnceLock<String>; SIZES],
-    build: fn(usize) -> String,
-}
-
-impl SqlBySize {
-    /// Texts built by `build(rows)` on first use.
-    pub(crate) const fn new(build: fn(usize) -> String) -> Self {
-        SqlBySize {
-            cells: [const { OnceLock::new() }; SIZES],
-            build,
+/// A JSON array of strings, for `IN (SELECT value FROM json_each(?))`: one
+/// bound value however many names or queues a worker has, so the claim's
+/// text (and its cached plan) never changes.
+pub(crate) fn json_strings(values: &[String]) -> String {
+    let mut json = String::with_capacity(values.iter().map(|v| v.len() + 3).sum::<usize>() + 2);
+    json.push('[');
+    for (i, value) in values.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
         }
-    }
-
-    /// The text for `rows` rows, a power of two no larger than 4,096.
-    pub(crate) fn get(&'static self, rows: usize) -> &'static str {
-        debug_assert!(rows.is_power_of_two() && rows < 1 << SIZES);
-        let exp = rows.trailing_zeros() as usize;
-        self.cells[exp].get_or_init(|| (self.build)(rows))
-    }
-}
-
-/// `(?a, ?b, …), (…)`: `rows` tuples of `width` numbered placeholders,
-/// numbered from `first`.
-pub(crate) fn placeholders(rows: usize, width: usize, first: usize) -> String {
-    let mut sql = String::with_capacity(rows * width * 6);
-    for row in 0..rows {
-        if row > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for col in 0..width {
-            if col > 0 {
-                sql.push_str(", ");
+        json.push('"');
+        for c in value.chars() {
+            match c {
+                '"' => json.push_str("\\\""),
+                '\\' => json.push_str("\\\\"),
+                c if u32::from(c) < 0x20 => json.push_str(&format!("\\u{:04x}", u32::from(c))),
+                c => json.push(c),
             }
-            sql.push('?');
-            sql.push_str(&(first + row * width + col).to_string());
         }
-        sql.push(')');
+        json.push('"');
     }
-    sql
+    json.push(']');
+    json
 }
 
-/// `(?, ?, …), (…)`: `rows` tuples of `width` anonymous placeholders.
-///
-/// For large statements: binding a numbered parameter makes sqlx look its
-/// name up, a linear scan in SQLite, so binding n of them costs O(n²).
-pub(crate) fn anonymous_placeholders(rows: usize, width: usize) -> String {
-    let mut tuple = String::with_capacity(width * 3 + 1);
-    tuple.push('(');
-    for col in 0..width {
-        if col > 0 {
-            tuple.push_str(", ");
+/// A JSON array of ids, for `IN (SELECT value FROM json_each(?))`.
+pub(crate) fn json_ids(ids: impl IntoIterator<Item = i64>) -> String {
+    let mut json = String::from("[");
+    for (i, id) in ids.into_iter().enumerate() {
+        if i > 0 {
+            json.push(',');
         }
-        tuple.push('?');
+        json.push_str(&id.to_string());
     }
-    tuple.push(')');
-    let mut sql = String::with_capacity(rows * (tuple.len() + 2));
-    for row in 0..rows {
-        if row > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&tuple);
-    }
-    sql
+    json.push(']');
+    json
 }
 
-/// Runs one fixed statement (prepared once, then cached).
-pub(crate) async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> sqlx::Result<()> {
-    // Empty arguments (rather than none) make sqlx keep the prepared
-    // statement in its cache instead of parsing it again each time.
-    sqlx::query_with(sql, sqlx::sqlite::SqliteArguments::default())
-        .execute(&mut *conn)
-        .await
-        .map(drop)
+/// A stored counter; sitq writes only values that came from a `u32`.
+pub(crate) fn count(value: i64) -> u32 {
+    u32::try_from(value.max(0)).unwrap_or(u32::MAX)
+}
+
+/// A stored status, as the conversion error rusqlite expects from a column.
+pub(crate) fn status(value: &str, column: usize) -> rusqlite::Result<TaskStatus> {
+    value.parse().map_err(|err: sitq_core::Error| {
+        rusqlite::Error::FromSqlConversionFailure(
+            column,
+            rusqlite::types::Type::Text,
+            Box::new(err),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -122,25 +71,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn padded_sizes_are_powers_of_two_that_fit() {
-        for rows in [1, 2, 3, 100, 255, 256, 257, 1000, 5000] {
-            for max in [MAX_ROWS, COMPLETE_MAX_ROWS, INSERT_MAX_ROWS] {
-                let size = padded_size(rows.min(max), max);
-                assert!(size.is_power_of_two() && size <= max && size >= rows.min(max));
-            }
-        }
-        assert_eq!(padded_size(100, INSERT_MAX_ROWS), 128);
-        assert_eq!(statement_count(4097, INSERT_MAX_ROWS), 2);
-        assert_eq!(statement_count(4096, INSERT_MAX_ROWS), 1);
-    }
-
-    #[test]
-    fn anonymous_placeholders_make_tuples() {
-        assert_eq!(anonymous_placeholders(2, 2), "(?, ?), (?, ?)");
-    }
-
-    #[test]
-    fn placeholders_number_rows_in_order() {
-        assert_eq!(placeholders(2, 2, 3), "(?3, ?4), (?5, ?6)");
+    fn json_strings_escape() {
+        assert_eq!(
+            json_strings(&["a".into(), "b\"c\\".into(), "\n".into()]),
+            r#"["a","b\"c\\","\u000a"]"#
+        );
+        assert_eq!(json_strings(&[]), "[]");
+        assert_eq!(json_ids([1, 2]), "[1,2]");
     }
 }

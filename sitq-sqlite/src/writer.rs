@@ -1,326 +1,237 @@
-//! The writer task: every write of this process goes through one connection,
-//! in group commits.
+//! The writer thread: every write of this process goes through one
+//! connection, in group commits.
 //!
 //! SQLite has one writer at a time, so a pool of writing connections would
 //! only queue on the file lock (and pay a commit, an fsync under
 //! `synchronous=FULL`, per caller). Instead callers send [`Command`]s over a
-//! channel; the task takes whatever is waiting (up to [`MAX_GROUP`]), runs it
-//! all in one `BEGIN IMMEDIATE … COMMIT`, and answers after the commit. Under
-//! load the group grows by itself: commands pile up while a commit runs.
-//!
-//! Within a group, all enqueues become one multi-row `INSERT` and all
-//! completions one `UPDATE … FROM (VALUES …)`. If such a merged statement
-//! fails, it is rolled back to a savepoint and each command runs again on
-//! its own, so one bad command fails alone.
+//! channel, one message per command (never per row); the thread takes
+//! whatever is waiting (up to [`MAX_GROUP`]), runs it all in one
+//! `BEGIN IMMEDIATE … COMMIT` on SQLite's C library directly, and answers
+//! after the commit. Under load the group grows by itself: commands pile up
+//! while a commit runs. A command of several statements runs inside a
+//! savepoint, so one that fails leaves nothing behind and fails alone.
 
 pub(crate) mod command;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use sitq_core::{Completion, Error, NewTask, Signals, TaskId};
-use sqlx::{Connection as _, SqliteConnection};
+use rusqlite::Connection;
+use sitq_core::{Error, Signals};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::ops::{COMPLETE_MAX_ROWS, INSERT_MAX_ROWS, exec, statement_count, write};
+use crate::connect::{Target, db};
+use crate::ops::write::{self, Effects};
 use crate::time;
-use command::{Answer, Command, Done, Reply};
+use command::{Answer, Command, answer};
 
 /// The most commands in one group commit; bounds how long callers whose
 /// command arrived first wait for the others.
 const MAX_GROUP: usize = 512;
 
 /// Commands that may queue before callers wait for room (backpressure).
-pub(crate) const CHANNEL: usize = 4096;
+const CHANNEL: usize = 4096;
 
 /// Finished rows one prune deletes per group commit, so that a large backlog
 /// never holds the write lock for long.
 const PRUNE_STEP: i64 = 5_000;
 
-/// Starts the writer task on the current tokio runtime.
-pub(crate) fn spawn(conn: SqliteConnection, signals: Arc<Signals>) -> mpsc::Sender<Command> {
+/// The writer's side of the channel and what it shares with the watcher.
+pub(crate) struct Spawned {
+    pub(crate) sender: mpsc::Sender<Command>,
+    /// Set by the file watcher when it has sent [`Command::External`] and the
+    /// writer has not yet looked; coalesces a burst of file events into one check.
+    pub(crate) external_pending: Arc<AtomicBool>,
+}
+
+/// Starts the writer thread, which opens and migrates the database; returns
+/// once that is done (or failed).
+pub(crate) async fn spawn(target: Target, signals: Arc<Signals>) -> sitq_core::Result<Spawned> {
     let (sender, receiver) = mpsc::channel(CHANNEL);
-    tokio::spawn(run(conn, receiver, signals));
-    sender
+    let (opened_tx, opened) = oneshot::channel();
+    let external_pending = Arc::new(AtomicBool::new(false));
+    let pending = external_pending.clone();
+    std::thread::Builder::new()
+        .name("sitq-sqlite-writer".into())
+        .spawn(move || match target.open_writer() {
+            Ok(conn) => {
+                let _ = opened_tx.send(Ok(()));
+                Writer::new(conn, signals, pending).run(receiver);
+            }
+            Err(err) => {
+                let _ = opened_tx.send(Err(err));
+            }
+        })
+        .map_err(|source| Error::Io {
+            op: "starting the SQLite writer thread",
+            source,
+        })?;
+    opened
+        .await
+        .map_err(|_| command::writer_gone("opening the SQLite database"))??;
+    Ok(Spawned {
+        sender,
+        external_pending,
+    })
 }
 
 /// A prune that has more rows to delete in later groups.
-#[derive(Debug)]
 struct Pruning {
     before: i64,
     deleted: u64,
-    reply: Reply<u64>,
+    reply: command::Reply<u64>,
 }
 
-async fn run(
-    mut conn: SqliteConnection,
-    mut receiver: mpsc::Receiver<Command>,
+struct Writer {
+    conn: Connection,
     signals: Arc<Signals>,
-) {
-    let mut commands = Vec::with_capacity(MAX_GROUP);
-    let mut pruning = Vec::new();
-    loop {
-        if pruning.is_empty() {
-            // Waits for one command, then takes whatever else is waiting.
-            if receiver.recv_many(&mut commands, MAX_GROUP).await == 0 {
-                break; // every sender is gone: the backend was dropped
+    external_pending: Arc<AtomicBool>,
+    /// `PRAGMA data_version` when last looked: it changes only when another
+    /// connection (another process) commits.
+    data_version: i64,
+    pruning: Vec<Pruning>,
+}
+
+impl Writer {
+    fn new(conn: Connection, signals: Arc<Signals>, external_pending: Arc<AtomicBool>) -> Self {
+        let mut writer = Writer {
+            conn,
+            signals,
+            external_pending,
+            data_version: 0,
+            pruning: Vec::new(),
+        };
+        writer.data_version = writer.read_data_version().unwrap_or(0);
+        writer
+    }
+
+    fn run(mut self, mut receiver: mpsc::Receiver<Command>) {
+        let mut commands = Vec::with_capacity(MAX_GROUP);
+        loop {
+            if self.pruning.is_empty() {
+                // Waits for one command, then takes whatever else is waiting.
+                match receiver.blocking_recv() {
+                    Some(command) => commands.push(command),
+                    None => break, // every sender is gone: the backend was dropped
+                }
             }
-        } else {
             while commands.len() < MAX_GROUP {
                 match receiver.try_recv() {
                     Ok(command) => commands.push(command),
                     Err(_) => break,
                 }
             }
-        }
-        let mut group = Group::new(&signals);
-        let close = group.run(&mut conn, commands.drain(..), &mut pruning).await;
-        if let Some(reply) = close {
-            if let Err(err) = conn.close().await {
-                tracing::warn!(error = %err, "closing the SQLite writer connection failed");
+            if let Some(reply) = self.group(&mut commands) {
+                drop(self.conn);
+                let _ = reply.send(());
+                return;
             }
-            let _ = reply.send(());
-            return;
-        }
-    }
-    let _ = conn.close().await;
-}
-
-/// One group commit in progress.
-struct Group<'s> {
-    now: i64,
-    signals: &'s Signals,
-    done: Vec<Done>,
-    effects: write::Effects,
-}
-
-impl<'s> Group<'s> {
-    fn new(signals: &'s Signals) -> Self {
-        Group {
-            // One clock reading per group: every command in it happens at
-            // the same instant, as if run back to back.
-            now: time::now_micros(),
-            signals,
-            done: Vec::new(),
-            effects: write::Effects::default(),
         }
     }
 
     /// Runs `commands` (and the next step of unfinished prunes) in one
     /// transaction; returns the reply of a `Close` among them.
-    async fn run(
-        &mut self,
-        conn: &mut SqliteConnection,
-        commands: impl Iterator<Item = Command>,
-        pruning: &mut Vec<Pruning>,
-    ) -> Option<oneshot::Sender<()>> {
-        let mut enqueues = Vec::new();
-        let mut completes = Vec::new();
-        let mut others = Vec::new();
+    fn group(&mut self, commands: &mut Vec<Command>) -> Option<oneshot::Sender<()>> {
         let mut close = None;
-        for command in commands {
-            match command {
-                Command::Enqueue { tasks, reply } => enqueues.push((tasks, reply)),
-                Command::Complete { completions, reply } => completes.push((completions, reply)),
-                Command::Close { reply } => close = Some(reply),
-                other => others.push(other),
+        let mut external = false;
+        commands.retain(|command| match command {
+            Command::External => {
+                external = true;
+                false
             }
+            _ => true,
+        });
+        if external {
+            self.external_pending.store(false, Ordering::Release);
+            self.check_external();
+        }
+        if commands.is_empty() && self.pruning.is_empty() {
+            return None;
         }
 
-        if let Err(err) = exec(conn, "BEGIN IMMEDIATE").await {
+        let mut answers: Vec<Answer> = Vec::with_capacity(commands.len());
+        let mut effects = Effects::default();
+        if let Err(err) = self.conn.execute_batch("BEGIN IMMEDIATE") {
             // Nothing ran: every caller learns why (typically the busy timeout).
-            let err = Arc::new(err);
             tracing::warn!(error = %err, "could not start a SQLite write transaction");
-            self.answer_all(enqueues, completes, others, pruning);
-            self.finish(Some(&err));
+            let err = Arc::new(err);
+            for command in commands.drain(..) {
+                if let Command::Close { reply } = command {
+                    close = Some(reply);
+                } else {
+                    fail(command, &err);
+                }
+            }
+            for job in self.pruning.drain(..) {
+                answer(job.reply, Ok(job.deleted))(Some(&err));
+            }
             return close;
         }
-
-        for job in std::mem::take(pruning) {
-            self.prune(conn, job, pruning).await;
+        // Read after the lock is ours, so a wait for it never shortens leases.
+        let now = time::now_micros();
+        for job in std::mem::take(&mut self.pruning) {
+            self.prune(job, now, &mut answers);
         }
-        self.enqueue(conn, enqueues).await;
-        self.complete(conn, completes).await;
-        for command in others {
-            self.one(conn, command, pruning).await;
+        for command in commands.drain(..) {
+            if let Command::Close { reply } = command {
+                close = Some(reply);
+            } else {
+                self.one(command, now, &mut effects, &mut answers);
+            }
         }
-
-        let committed = exec(conn, "COMMIT").await;
-        match committed {
-            Ok(()) => self.finish(None),
-            Err(err) => {
-                let err = Arc::new(err);
-                tracing::warn!(error = %err, "a SQLite group commit failed");
-                let _ = exec(conn, "ROLLBACK").await;
-                for job in pruning.drain(..) {
-                    self.done
-                        .push(Done::Count(Answer::new(job.reply, Ok(job.deleted))));
+        match self.conn.execute_batch("COMMIT") {
+            Ok(()) => {
+                self.signal(effects);
+                for answer in answers {
+                    answer(None);
                 }
-                self.finish(Some(&err));
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "a SQLite group commit failed");
+                let _ = self.conn.execute_batch("ROLLBACK");
+                let err = Arc::new(err);
+                for answer in answers {
+                    answer(Some(&err));
+                }
+                for job in self.pruning.drain(..) {
+                    answer(job.reply, Ok(job.deleted))(Some(&err));
+                }
             }
         }
         close
     }
 
-    /// Signals waiters (only after a successful commit), then answers everyone.
-    fn finish(&mut self, failed_commit: Option<&Arc<sqlx::Error>>) {
-        if failed_commit.is_none() {
-            let effects = std::mem::take(&mut self.effects);
-            if !effects.finished.is_empty() {
-                self.signals.notify_finished(effects.finished);
-            }
-            if effects.work {
-                self.signals.notify_work();
-            }
-        }
-        for done in self.done.drain(..) {
-            done.send(failed_commit);
-        }
-    }
-
-    /// Queues an answer for every command, so that [`finish`](Self::finish)
-    /// sends them all the transaction's failure.
-    fn answer_all(
+    /// Runs one command; queues its answer for after the commit.
+    fn one(
         &mut self,
-        enqueues: Vec<(Vec<NewTask>, Reply<Vec<TaskId>>)>,
-        completes: Vec<(Vec<Completion>, Reply<Vec<bool>>)>,
-        others: Vec<Command>,
-        pruning: &mut Vec<Pruning>,
-    ) {
-        // The placeholder results are replaced by the failure in `finish`.
-        for (_, reply) in enqueues {
-            self.done
-                .push(Done::Ids(Answer::new(reply, Ok(Vec::new()))));
-        }
-        for (_, reply) in completes {
-            self.done
-                .push(Done::Applied(Answer::new(reply, Ok(Vec::new()))));
-        }
-        for job in pruning.drain(..) {
-            self.done
-                .push(Done::Count(Answer::new(job.reply, Ok(job.deleted))));
-        }
-        for command in others {
-            let done = match command {
-                Command::Claim { reply, .. } => Done::Claimed(Answer::new(reply, Ok(Vec::new()))),
-                Command::Heartbeat { reply, .. } => Done::Lost(Answer::new(reply, Ok(Vec::new()))),
-                Command::Recover { reply } | Command::Prune { reply, .. } => {
-                    Done::Count(Answer::new(reply, Ok(0)))
-                }
-                Command::Cancel { reply, .. } => Done::Flag(Answer::new(reply, Ok(false))),
-                Command::Read { reply, read } => Done::Found(Answer::new(
-                    reply,
-                    Err(Error::database(read.op(), "no transaction")),
-                )),
-                // Sorted out by `run` before this point.
-                Command::Enqueue { .. } | Command::Complete { .. } | Command::Close { .. } => {
-                    continue;
-                }
-            };
-            self.done.push(done);
-        }
-    }
-
-    /// All enqueues of the group as one multi-row insert; one by one if that fails.
-    async fn enqueue(
-        &mut self,
-        conn: &mut SqliteConnection,
-        commands: Vec<(Vec<NewTask>, Reply<Vec<TaskId>>)>,
-    ) {
-        const OP: &str = "enqueueing tasks";
-        let now = self.now;
-        if commands.len() > 1 {
-            let all: Vec<&NewTask> = commands.iter().flat_map(|(tasks, _)| tasks).collect();
-            if let Ok(ids) = guarded(
-                conn,
-                statement_count(all.len(), INSERT_MAX_ROWS) > 1,
-                async |conn| write::insert(conn, &all, now).await,
-            )
-            .await
-            {
-                self.effects.work |= !ids.is_empty();
-                let mut ids = ids.into_iter();
-                for (tasks, reply) in commands {
-                    let mine = ids.by_ref().take(tasks.len()).collect();
-                    self.done.push(Done::Ids(Answer::new(reply, Ok(mine))));
-                }
-                return;
-            }
-        }
-        for (tasks, reply) in commands {
-            let tasks: Vec<&NewTask> = tasks.iter().collect();
-            let result = guarded(
-                conn,
-                statement_count(tasks.len(), INSERT_MAX_ROWS) > 1,
-                async |conn| write::insert(conn, &tasks, now).await,
-            )
-            .await;
-            if let Ok(ids) = &result {
-                self.effects.work |= !ids.is_empty();
-            }
-            let result = result.map_err(|err| Error::database(OP, err));
-            self.done.push(Done::Ids(Answer::new(reply, result)));
-        }
-    }
-
-    /// All completions of the group as one fenced update; one by one if that fails.
-    async fn complete(
-        &mut self,
-        conn: &mut SqliteConnection,
-        commands: Vec<(Vec<Completion>, Reply<Vec<bool>>)>,
-    ) {
-        const OP: &str = "recording task outcomes";
-        let now = self.now;
-        let several_statements = |rows: usize| statement_count(rows, COMPLETE_MAX_ROWS) > 1;
-        if commands.len() > 1 {
-            let all: Vec<&Completion> = commands.iter().flat_map(|(c, _)| c).collect();
-            if let Ok((applied, effects)) =
-                guarded(conn, several_statements(all.len()), async |conn| {
-                    write::complete(conn, &all, now).await
-                })
-                .await
-            {
-                self.effects.merge(effects);
-                let mut applied = applied.into_iter();
-                for (completions, reply) in commands {
-                    let mine = applied.by_ref().take(completions.len()).collect();
-                    self.done.push(Done::Applied(Answer::new(reply, Ok(mine))));
-                }
-                return;
-            }
-        }
-        for (completions, reply) in commands {
-            let completions: Vec<&Completion> = completions.iter().collect();
-            let result = guarded(conn, several_statements(completions.len()), async |conn| {
-                write::complete(conn, &completions, now).await
-            })
-            .await;
-            let result = match result {
-                Ok((applied, effects)) => {
-                    self.effects.merge(effects);
-                    Ok(applied)
-                }
-                Err(err) => Err(Error::database(OP, err)),
-            };
-            self.done.push(Done::Applied(Answer::new(reply, result)));
-        }
-    }
-
-    /// A command that is a single statement (atomic by itself in SQLite, so
-    /// no savepoint is needed to isolate it).
-    async fn one(
-        &mut self,
-        conn: &mut SqliteConnection,
         command: Command,
-        pruning: &mut Vec<Pruning>,
+        now: i64,
+        effects: &mut Effects,
+        answers: &mut Vec<Answer>,
     ) {
-        let now = self.now;
-        let done = match command {
+        let conn = &self.conn;
+        match command {
+            Command::Enqueue { tasks, reply } => {
+                let result = guarded(conn, tasks.len() > 1, || write::insert(conn, &tasks, now));
+                effects.work |= result.is_ok();
+                answers.push(answer(reply, result.map_err(db("enqueueing tasks"))));
+            }
             Command::Claim { claim, reply } => {
-                let result = write::claim(conn, &claim, now).await;
-                Done::Claimed(Answer::new(
+                let several = claim.start > 0 && claim.limit > claim.start;
+                let result = guarded(conn, several, || write::claim(conn, &claim, now));
+                answers.push(answer(reply, result.map_err(db("claiming tasks"))));
+            }
+            Command::Start { claims, reply } => {
+                let result = guarded(conn, claims.len() > 1, || write::start(conn, &claims, now));
+                answers.push(answer(reply, result.map_err(db("marking tasks started"))));
+            }
+            Command::Release { claims, reply } => {
+                let result = guarded(conn, claims.len() > 1, || write::release(conn, &claims));
+                effects.work |= matches!(result, Ok(n) if n > 0);
+                answers.push(answer(
                     reply,
-                    result.map_err(|e| Error::database("claiming tasks", e)),
-                ))
+                    result.map_err(db("releasing reserved tasks")),
+                ));
             }
             Command::Heartbeat {
                 worker_id,
@@ -329,34 +240,31 @@ impl<'s> Group<'s> {
                 reply,
             } => {
                 let lease_until = time::add(now, lease);
-                let result = guarded(conn, claims.len() > crate::ops::MAX_ROWS, async |conn| {
-                    write::heartbeat(conn, &worker_id, &claims, lease_until).await
-                })
-                .await;
-                Done::Lost(Answer::new(
-                    reply,
-                    result.map_err(|e| Error::database("extending leases", e)),
-                ))
+                let result = guarded(conn, claims.len() > 1, || {
+                    write::heartbeat(conn, &worker_id, &claims, lease_until)
+                });
+                answers.push(answer(reply, result.map_err(db("extending leases"))));
+            }
+            Command::Complete { completions, reply } => {
+                let mut mine = Effects::default();
+                let result = guarded(conn, completions.len() > 1, || {
+                    write::complete(conn, &completions, now, &mut mine)
+                });
+                if result.is_ok() {
+                    merge(effects, mine);
+                }
+                answers.push(answer(reply, result.map_err(db("recording task outcomes"))));
             }
             Command::Recover { reply } => {
-                let result = match write::recover_expired(conn, now).await {
-                    Ok((count, effects)) => {
-                        self.effects.merge(effects);
-                        Ok(count)
-                    }
-                    Err(err) => Err(Error::database("recovering expired leases", err)),
-                };
-                Done::Count(Answer::new(reply, result))
+                let result = write::recover_expired(conn, now, effects);
+                answers.push(answer(
+                    reply,
+                    result.map_err(db("recovering expired leases")),
+                ));
             }
             Command::Cancel { id, reply } => {
-                let result = write::cancel(conn, id, now).await;
-                if let Ok(true) = result {
-                    self.effects.finished.push(id);
-                }
-                Done::Flag(Answer::new(
-                    reply,
-                    result.map_err(|e| Error::database("cancelling a task", e)),
-                ))
+                let result = write::cancel(conn, id, now, effects);
+                answers.push(answer(reply, result.map_err(db("cancelling a task"))));
             }
             Command::Prune { before, reply } => {
                 let job = Pruning {
@@ -364,65 +272,113 @@ impl<'s> Group<'s> {
                     deleted: 0,
                     reply,
                 };
-                return self.prune(conn, job, pruning).await;
+                self.prune(job, now, answers);
             }
             Command::Read { read, reply } => {
-                let result = read.run(conn).await;
-                Done::Found(Answer::new(reply, result))
+                let op = read.op();
+                answers.push(answer(reply, read.run(conn).map_err(db(op))));
             }
-            // Sorted out by `run` before this point.
-            Command::Enqueue { .. } | Command::Complete { .. } | Command::Close { .. } => return,
-        };
-        self.done.push(done);
+            // Sorted out by `group` before this point.
+            Command::External | Command::Close { .. } => {}
+        }
     }
 
     /// One step of a prune: answers when done, else keeps it for the next group.
-    async fn prune(
-        &mut self,
-        conn: &mut SqliteConnection,
-        mut job: Pruning,
-        pruning: &mut Vec<Pruning>,
-    ) {
-        match write::prune_some(conn, job.before, PRUNE_STEP).await {
+    fn prune(&mut self, mut job: Pruning, _now: i64, answers: &mut Vec<Answer>) {
+        match write::prune_some(&self.conn, job.before, PRUNE_STEP) {
             Ok(deleted) => {
                 job.deleted += deleted;
                 if deleted < PRUNE_STEP as u64 {
-                    self.done
-                        .push(Done::Count(Answer::new(job.reply, Ok(job.deleted))));
+                    answers.push(answer(job.reply, Ok(job.deleted)));
                 } else {
-                    pruning.push(job);
+                    self.pruning.push(job);
                 }
             }
             Err(err) => {
                 let err = Error::database("pruning finished tasks", err);
-                self.done
-                    .push(Done::Count(Answer::new(job.reply, Err(err))));
+                answers.push(answer(job.reply, Err(err)));
             }
         }
+    }
+
+    /// Wakes this process's workers and waiters after a commit.
+    fn signal(&self, effects: Effects) {
+        if !effects.finished.is_empty() {
+            self.signals.notify_outcomes(effects.finished);
+        }
+        if effects.work {
+            self.signals.notify_work();
+        }
+    }
+
+    /// After a file event: if another process committed, wake everyone here.
+    fn check_external(&mut self) {
+        match self.read_data_version() {
+            Ok(version) if version != self.data_version => {
+                self.data_version = version;
+                self.signals.notify_work();
+                self.signals.notify_external();
+            }
+            Ok(_) => {}
+            Err(err) => tracing::debug!(error = %err, "could not read PRAGMA data_version"),
+        }
+    }
+
+    fn read_data_version(&self) -> rusqlite::Result<i64> {
+        self.conn
+            .prepare_cached("PRAGMA data_version")?
+            .query_row([], |row| row.get(0))
+    }
+}
+
+fn merge(effects: &mut Effects, other: Effects) {
+    effects.finished.extend(other.finished);
+    effects.work |= other.work;
+}
+
+/// Answers a command that never ran with the transaction's failure.
+fn fail(command: Command, err: &Arc<rusqlite::Error>) {
+    fn send<T: Send + 'static>(reply: command::Reply<T>, err: &Arc<rusqlite::Error>) {
+        let _ = reply.send(Err(Error::database(
+            "starting a SQLite write transaction",
+            err.clone(),
+        )));
+    }
+    match command {
+        Command::Enqueue { reply, .. } => send(reply, err),
+        Command::Claim { reply, .. } => send(reply, err),
+        Command::Start { reply, .. } => send(reply, err),
+        Command::Release { reply, .. } => send(reply, err),
+        Command::Heartbeat { reply, .. } => send(reply, err),
+        Command::Complete { reply, .. } => send(reply, err),
+        Command::Recover { reply } => send(reply, err),
+        Command::Cancel { reply, .. } => send(reply, err),
+        Command::Prune { reply, .. } => send(reply, err),
+        Command::Read { reply, .. } => send(reply, err),
+        Command::External | Command::Close { .. } => {}
     }
 }
 
 /// Runs `body`, inside a savepoint when `several_statements` (one statement
 /// is atomic by itself), so that its failure leaves nothing behind and the
 /// rest of the group goes on.
-async fn guarded<T>(
-    conn: &mut SqliteConnection,
+fn guarded<T>(
+    conn: &Connection,
     several_statements: bool,
-    body: impl AsyncFnOnce(&mut SqliteConnection) -> sqlx::Result<T>,
-) -> sqlx::Result<T> {
+    body: impl FnOnce() -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
     if !several_statements {
-        return body(conn).await;
+        return body();
     }
-    exec(conn, "SAVEPOINT sitq_command").await?;
-    match body(conn).await {
+    conn.execute_batch("SAVEPOINT sitq_command")?;
+    match body() {
         Ok(value) => {
-            exec(conn, "RELEASE sitq_command").await?;
+            conn.execute_batch("RELEASE sitq_command")?;
             Ok(value)
         }
         Err(err) => {
             // ROLLBACK TO keeps the savepoint open; RELEASE then drops it.
-            let _ = exec(conn, "ROLLBACK TO sitq_command").await;
-            let _ = exec(conn, "RELEASE sitq_command").await;
+            let _ = conn.execute_batch("ROLLBACK TO sitq_command; RELEASE sitq_command");
             Err(err)
         }
     }

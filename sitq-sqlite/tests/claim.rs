@@ -76,7 +76,9 @@ async fn claims_only_from_the_requested_queues() {
         .claim(ClaimRequest {
             worker_id: "w",
             queues: &queues,
+            names: &common::names(),
             limit: 10,
+            start: 10,
             lease: LEASE,
         })
         .await

@@ -7,7 +7,6 @@ use std::os::unix::fs::PermissionsExt;
 use common::{TempDb, memory, task};
 use sitq_core::{Backend, ConnectOptions, Queue, TaskId, TaskStatus};
 use sitq_sqlite::SqliteBackend;
-use sqlx::{Connection as _, SqliteConnection};
 
 #[tokio::test]
 async fn a_new_file_is_created_owner_only() {
@@ -26,12 +25,9 @@ async fn the_file_is_in_wal_mode() {
     let db = TempDb::new("wal");
     let backend = db.connect().await;
     backend.enqueue(vec![task("t")]).await.expect("enqueue");
-    let mut conn = SqliteConnection::connect(&db.url())
-        .await
-        .expect("raw connect");
-    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(&mut conn)
-        .await
+    let conn = rusqlite::Connection::open(&db.path).expect("raw connect");
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
         .expect("pragma");
     assert_eq!(mode, "wal");
     backend.close().await;

@@ -285,28 +285,45 @@ pub async fn graceful_shutdown_finishes_in_flight_tasks(h: &impl Harness) {
     );
 }
 
-/// A task no worker knows is failed with a clear reason and kept.
-pub async fn unknown_task_name_is_failed_and_kept(h: &impl Harness) {
+/// A worker claims only the tasks it has registered: a task it does not
+/// know stays pending, its attempts unspent, for a worker that knows it
+/// (two worker binaries with different tasks share a queue; a rolling
+/// deploy adds a task type).
+pub async fn unknown_task_waits_for_a_worker_that_knows_it(h: &impl Harness) {
     let (queue, _) = open(h).await;
-    let worker = h.start_worker(&queue, worker_config());
-    let id = queue
+    let mut config = worker_config();
+    config.registry = super::registry_without(Add::NAME);
+    let partial = h.start_worker(&queue, config);
+    let add = queue.enqueue(Add { a: 1, b: 2 }).await.expect("enqueue");
+    let unknown = queue
         .enqueue_raw("no::such::task", vec![0x90], EnqueueOptions::new())
         .await
         .expect("enqueue");
-    status_becomes(&queue, id, TaskStatus::Failed).await;
-    let failure = queue
-        .get(id)
+    // Enqueued last: once it ran, the worker has looked past the other two.
+    let known = queue
+        .enqueue(BlockingAdd { a: 2, b: 2 })
         .await
-        .expect("record")
-        .failure
-        .expect("failure");
-    assert_eq!(failure.kind, FailureKind::UnknownTask);
-    assert!(
-        failure.message.contains("no::such::task"),
-        "{}",
-        failure.message
+        .expect("enqueue");
+    assert_eq!(wait(&known).await.expect("a known task runs"), 4);
+    for id in [add.id(), unknown] {
+        let record = queue.get(id).await.expect("record");
+        assert_eq!(record.status, TaskStatus::Pending, "task {id}");
+        assert_eq!(record.attempts, 0, "task {id}: no attempt spent");
+        assert!(record.failure.is_none(), "task {id}: no failure");
+    }
+    partial.shutdown().await;
+
+    let full = h.start_worker(&queue, worker_config());
+    assert_eq!(
+        wait(&add).await.expect("the worker that knows it runs it"),
+        3
     );
-    worker.shutdown().await;
+    assert_eq!(
+        queue.status(unknown).await.expect("status"),
+        TaskStatus::Pending,
+        "no worker knows it: it waits, visible"
+    );
+    full.shutdown().await;
 }
 
 /// An undecodable payload is failed with the decode error and kept.

@@ -221,6 +221,12 @@ pub fn registry() -> Registry {
     Registry::from_registrations(REGISTRATIONS.iter()).expect("conformance task names are unique")
 }
 
+/// The conformance tasks but `name`: a worker that has not linked it.
+pub fn registry_without(name: &str) -> Registry {
+    Registry::from_registrations(REGISTRATIONS.iter().filter(|r| r.name != name))
+        .expect("conformance task names are unique")
+}
+
 static COUNTS: LazyLock<Mutex<HashMap<String, u32>>> = LazyLock::new(Default::default);
 static LOGS: LazyLock<Mutex<HashMap<String, Vec<String>>>> = LazyLock::new(Default::default);
 static GATES: LazyLock<Mutex<HashMap<String, Arc<Semaphore>>>> = LazyLock::new(Default::default);

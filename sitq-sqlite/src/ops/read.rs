@@ -1,23 +1,21 @@
 //! Reads: one statement each, on any connection.
 
-use std::str::FromStr;
+use rusqlite::{Connection, OptionalExtension, params};
+use sitq_core::{Finished, TaskFailure, TaskId, TaskRecord, TaskStatus};
 
-use sitq_core::{Result, TaskFailure, TaskId, TaskRecord, TaskStatus};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row as _, SqliteConnection};
-
-use super::placeholders;
-use super::write::count;
+use super::{count, json_ids, json_strings, status};
 use crate::time;
 
-/// A read, owned so that it can travel to the writer task (in-memory databases).
+/// A read, owned so that it can travel to a reader thread.
 #[derive(Debug)]
 pub(crate) enum Read {
-    /// [`get`].
+    /// The full record of a task.
     Get(TaskId),
-    /// [`status`].
+    /// A task's status.
     Status(TaskId),
-    /// [`next_run_at`].
+    /// The outcomes of those tasks that finished.
+    Finished(Vec<TaskId>),
+    /// The earliest pending `run_at` in these queues (all when empty).
     NextRunAt(Vec<String>),
 }
 
@@ -28,6 +26,8 @@ pub(crate) enum Found {
     Record(Option<Box<TaskRecord>>),
     /// From [`Read::Status`].
     Status(Option<TaskStatus>),
+    /// From [`Read::Finished`].
+    Finished(Vec<Finished>),
     /// From [`Read::NextRunAt`], in stored form.
     NextRunAt(Option<i64>),
 }
@@ -38,62 +38,75 @@ impl Read {
         match self {
             Read::Get(_) => "reading a task",
             Read::Status(_) => "reading a task's status",
+            Read::Finished(_) => "reading finished tasks",
             Read::NextRunAt(_) => "finding the next scheduled task",
         }
     }
 
     /// Runs the read on `conn`.
-    pub(crate) async fn run(&self, conn: &mut SqliteConnection) -> Result<Found> {
-        let op = self.op();
-        let db = |err| sitq_core::Error::database(op, err);
+    pub(crate) fn run(&self, conn: &Connection) -> rusqlite::Result<Found> {
         match self {
             Read::Get(id) => {
-                let row = sqlx::query(
+                let mut statement = conn.prepare_cached(
                     "SELECT id, name, queue, status, priority, attempts, max_attempts, \
                          created_at, run_at, started_at, finished_at, worker_id, \
                          error_kind, error, payload, result \
                      FROM sitq_tasks WHERE id = ?1",
-                )
-                .bind(id.0)
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(db)?;
-                match row {
-                    None => Ok(Found::Record(None)),
-                    Some(row) => Ok(Found::Record(Some(Box::new(stored(&row).map_err(db)??)))),
-                }
+                )?;
+                let record = statement.query_row([id.0], stored).optional()?;
+                Ok(Found::Record(record.map(Box::new)))
             }
             Read::Status(id) => {
-                let status: Option<String> =
-                    sqlx::query_scalar("SELECT status FROM sitq_tasks WHERE id = ?1")
-                        .bind(id.0)
-                        .fetch_optional(&mut *conn)
-                        .await
-                        .map_err(db)?;
-                status
-                    .map(|status| TaskStatus::from_str(&status))
+                let mut statement =
+                    conn.prepare_cached("SELECT status FROM sitq_tasks WHERE id = ?1")?;
+                let found: Option<String> =
+                    statement.query_row([id.0], |row| row.get(0)).optional()?;
+                found
+                    .map(|text| status(&text, 0))
                     .transpose()
                     .map(Found::Status)
+            }
+            Read::Finished(ids) => {
+                let mut statement = conn.prepare_cached(
+                    "SELECT id, name, status, attempts, result, error_kind, error \
+                     FROM sitq_tasks \
+                     WHERE id IN (SELECT value FROM json_each(?1)) \
+                       AND status IN ('succeeded', 'failed', 'cancelled')",
+                )?;
+                let rows = statement.query_map([json_ids(ids.iter().map(|id| id.0))], |row| {
+                    let status_text: String = row.get(2)?;
+                    Ok(Finished {
+                        id: TaskId(row.get(0)?),
+                        name: row.get(1)?,
+                        status: status(&status_text, 2)?,
+                        attempts: count(row.get(3)?),
+                        result: row.get(4)?,
+                        failure: TaskFailure::from_columns(
+                            row.get::<_, Option<String>>(5)?.as_deref(),
+                            row.get(6)?,
+                        ),
+                    })
+                })?;
+                rows.collect::<rusqlite::Result<_>>().map(Found::Finished)
             }
             Read::NextRunAt(queues) => {
                 // ORDER BY run_at LIMIT 1 walks the pending run_at index from
                 // its start, stopping at the first row in one of `queues`.
-                let query = if queues.is_empty() {
-                    sqlx::query_scalar(
+                let next: Option<i64> = if queues.is_empty() {
+                    conn.prepare_cached(
                         "SELECT run_at FROM sitq_tasks WHERE status = 'pending' \
                          ORDER BY run_at LIMIT 1",
-                    )
+                    )?
+                    .query_row([], |row| row.get(0))
+                    .optional()?
                 } else {
-                    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    conn.prepare_cached(
                         "SELECT run_at FROM sitq_tasks WHERE status = 'pending' \
-                         AND queue IN {} ORDER BY run_at LIMIT 1",
-                        placeholders(1, queues.len(), 1)
-                    )))
+                         AND queue IN (SELECT value FROM json_each(?1)) ORDER BY run_at LIMIT 1",
+                    )?
+                    .query_row(params![json_strings(queues)], |row| row.get(0))
+                    .optional()?
                 };
-                let query = queues
-                    .iter()
-                    .fold(query, |query, queue| query.bind(queue.as_str()));
-                let next: Option<i64> = query.fetch_optional(&mut *conn).await.map_err(db)?;
                 Ok(Found::NextRunAt(next))
             }
         }
@@ -101,33 +114,29 @@ impl Read {
 }
 
 /// Decodes every column of one task.
-fn stored(row: &SqliteRow) -> sqlx::Result<Result<TaskRecord>> {
+fn stored(row: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRecord> {
     let time = |micros: Option<i64>| micros.map(time::from_micros);
-    let status: String = row.try_get(3)?;
-    let status = match TaskStatus::from_str(&status) {
-        Ok(status) => status,
-        Err(err) => return Ok(Err(err)),
-    };
-    let error_kind: Option<String> = row.try_get(12)?;
-    let error: Option<String> = row.try_get(13)?;
-    let failure = TaskFailure::from_columns(error_kind.as_deref(), error);
-    let priority: i64 = row.try_get(4)?;
-    Ok(Ok(TaskRecord {
-        id: TaskId(row.try_get(0)?),
-        name: row.try_get(1)?,
-        queue: row.try_get(2)?,
-        status,
+    let status_text: String = row.get(3)?;
+    let priority: i64 = row.get(4)?;
+    Ok(TaskRecord {
+        id: TaskId(row.get(0)?),
+        name: row.get(1)?,
+        queue: row.get(2)?,
+        status: status(&status_text, 3)?,
         // Stored from an i32; clamping only guards against foreign writers.
         priority: i32::try_from(priority).unwrap_or(if priority < 0 { i32::MIN } else { i32::MAX }),
-        attempts: count(row.try_get(5)?),
-        max_attempts: count(row.try_get(6)?),
-        created_at: time::from_micros(row.try_get(7)?),
-        run_at: time::from_micros(row.try_get(8)?),
-        started_at: time(row.try_get(9)?),
-        finished_at: time(row.try_get(10)?),
-        worker_id: row.try_get(11)?,
-        failure,
-        payload: row.try_get(14)?,
-        result: row.try_get(15)?,
-    }))
+        attempts: count(row.get(5)?),
+        max_attempts: count(row.get(6)?),
+        created_at: time::from_micros(row.get(7)?),
+        run_at: time::from_micros(row.get(8)?),
+        started_at: time(row.get(9)?),
+        finished_at: time(row.get(10)?),
+        worker_id: row.get(11)?,
+        failure: TaskFailure::from_columns(
+            row.get::<_, Option<String>>(12)?.as_deref(),
+            row.get(13)?,
+        ),
+        payload: row.get(14)?,
+        result: row.get(15)?,
+    })
 }

@@ -1,4 +1,4 @@
-//! What callers send the writer task, and how answers go back.
+//! What callers send the writer thread, and how answers go back.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +25,16 @@ pub(crate) enum Command {
         claim: Claim,
         reply: Reply<Vec<ClaimedTask>>,
     },
+    /// `Backend::start`.
+    Start {
+        claims: Vec<ClaimRef>,
+        reply: Reply<()>,
+    },
+    /// `Backend::release`.
+    Release {
+        claims: Vec<ClaimRef>,
+        reply: Reply<u64>,
+    },
     /// `Backend::heartbeat`.
     Heartbeat {
         worker_id: String,
@@ -45,67 +55,33 @@ pub(crate) enum Command {
     Prune { before: i64, reply: Reply<u64> },
     /// A read, for an in-memory database (which only the writer's connection sees).
     Read { read: Read, reply: Reply<Found> },
+    /// The database files changed: another process may have written.
+    External,
     /// Finish the commands already received, close the connection, then answer.
     Close { reply: oneshot::Sender<()> },
 }
 
-/// A command's result, held until its group commits.
-#[derive(Debug)]
-pub(crate) struct Answer<T> {
-    reply: Reply<T>,
-    result: Result<T>,
-}
+/// A result held until its group commits, then sent (or replaced by the
+/// commit's failure: nothing of the group was stored).
+pub(crate) type Answer = Box<dyn FnOnce(Option<&Arc<rusqlite::Error>>) + Send>;
 
-impl<T> Answer<T> {
-    /// `result`, to send to `reply` after the commit.
-    pub(crate) fn new(reply: Reply<T>, result: Result<T>) -> Self {
-        Answer { reply, result }
-    }
-
-    /// Sends the result, or the commit's failure: nothing of the group was stored.
-    fn send(self, failed_commit: Option<&Arc<sqlx::Error>>) {
+/// The answer that sends `result` to `reply` after the commit.
+pub(crate) fn answer<T: Send + 'static>(reply: Reply<T>, result: Result<T>) -> Answer {
+    Box::new(move |failed_commit| {
         let result = match failed_commit {
             Some(err) => Err(Error::database("committing a group of writes", err.clone())),
-            None => self.result,
+            None => result,
         };
         // The caller may have stopped waiting (its future was dropped); the
         // write stands either way, as it would for a lost network reply.
-        let _ = self.reply.send(result);
-    }
+        let _ = reply.send(result);
+    })
 }
 
-/// Any [`Answer`], so one list holds the whole group's.
-#[derive(Debug)]
-pub(crate) enum Done {
-    Ids(Answer<Vec<TaskId>>),
-    Claimed(Answer<Vec<ClaimedTask>>),
-    Lost(Answer<Vec<ClaimRef>>),
-    Applied(Answer<Vec<bool>>),
-    Count(Answer<u64>),
-    Flag(Answer<bool>),
-    Found(Answer<Found>),
-}
-
-impl Done {
-    /// Sends the answer; see [`Answer::send`].
-    pub(crate) fn send(self, failed_commit: Option<&Arc<sqlx::Error>>) {
-        match self {
-            Done::Ids(answer) => answer.send(failed_commit),
-            Done::Claimed(answer) => answer.send(failed_commit),
-            Done::Lost(answer) => answer.send(failed_commit),
-            Done::Applied(answer) => answer.send(failed_commit),
-            Done::Count(answer) => answer.send(failed_commit),
-            Done::Flag(answer) => answer.send(failed_commit),
-            Done::Found(answer) => answer.send(failed_commit),
-        }
-    }
-}
-
-/// The error a caller gets when the writer task is gone.
+/// The error a caller gets when the writer thread is gone.
 pub(crate) fn writer_gone(op: &'static str) -> Error {
     Error::database(
         op,
-        "the SQLite writer task has stopped (the backend was closed, or the tokio runtime \
-         it was connected on shut down)",
+        "the SQLite writer thread has stopped (the backend was closed or dropped)",
     )
 }

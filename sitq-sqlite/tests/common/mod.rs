@@ -92,7 +92,9 @@ pub async fn claim_with_lease(
         .claim(ClaimRequest {
             worker_id: worker,
             queues: &[],
+            names: &names(),
             limit,
+            start: limit,
             lease,
         })
         .await
@@ -115,4 +117,30 @@ where
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(20));
     }
+}
+
+/// Every task name these tests enqueue: a claim takes only names it is given.
+pub fn names() -> Vec<String> {
+    [
+        "a",
+        "b",
+        "c",
+        "d",
+        "t",
+        "m",
+        "ok",
+        "now",
+        "done",
+        "held",
+        "pending",
+        "running",
+        "cancelled",
+        "high-early",
+        "high-late",
+        "later",
+        "low",
+        "low-late",
+    ]
+    .map(str::to_owned)
+    .to_vec()
 }
