@@ -57,7 +57,14 @@ impl Signals {
     }
 
     /// Another process changed the database: waiters look again.
-    pub fn notify_external(&self) {}
+    pub fn notify_external(&self) {
+        let waiters = self.finished.lock().unwrap_or_else(PoisonError::into_inner);
+        for waiter in waiters.values().flatten() {
+            if let Some(notify) = waiter.upgrade() {
+                notify.notify_one();
+            }
+        }
+    }
 
     /// Registers interest in `id` finishing. Register before checking the
     /// task's status: a notification that comes in between is kept.
