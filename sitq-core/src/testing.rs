@@ -14,6 +14,7 @@
 
 mod cases;
 mod tasks;
+mod waits;
 
 use std::future::Future;
 use std::time::Duration;
@@ -24,6 +25,7 @@ use crate::{Queue, Registry};
 
 pub use cases::*;
 pub use tasks::{registry, unique};
+pub use waits::*;
 
 /// How a conformance test wants its worker.
 #[derive(Clone, Debug)]
@@ -121,6 +123,10 @@ macro_rules! conformance_tests {
             stale_completion_is_fenced, lost_heartbeat_is_reported,
             two_clients_execute_each_task_once, prune_keeps_unfinished_tasks,
             handle_wait_is_woken_across_clients,
+        );
+        // Batched waits (testing/waits.rs).
+        $crate::conformance_tests!(@cases $harness;
+            many_waits_are_served_together, ended_waits_leave_no_waiters,
         );
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {
