@@ -99,7 +99,7 @@ impl<T: DeserializeOwned> TaskHandle<T> {
         let start = Instant::now();
         // A timeout too long to represent is no timeout.
         let deadline = timeout.and_then(|timeout| start.checked_add(timeout));
-        let mut waiter = Waiter::register(backend, self.id);
+        let mut waiter = Waiter::register(backend, self.id)?;
         // A stored id may name no task: learn that at once. A task just
         // enqueued exists; check once later in case it was pruned already.
         let mut verify_at = if self.enqueued {

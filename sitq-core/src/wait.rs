@@ -374,25 +374,16 @@ impl State {
 }
 
 /// Starts the lookup loop of `backend` if none runs and someone waits.
+/// The caller is inside a Tokio runtime ([`Waiter::register`] checks).
 fn ensure_service(backend: &Arc<dyn Backend>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
     let waits = backend.signals().waits().clone();
     let Some(generation) = waits.claim_service(&mut waits.lock()) else {
         return;
     };
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => {
-            runtime.spawn(serve(backend.clone(), waits, generation));
-        }
-        Err(_) => {
-            // Only a Tokio runtime can run the loop: fail the waiters clearly.
-            let err = Arc::new(Error::Config(
-                "TaskHandle::wait must run inside a Tokio runtime".into(),
-            ));
-            let mut state = waits.lock();
-            state.service = None;
-            state.fail_all(&err);
-        }
-    }
+    runtime.spawn(serve(backend.clone(), waits, generation));
 }
 
 /// The lookup loop: one round per wake-up or due poll, one query per round.
@@ -464,8 +455,14 @@ pub(crate) struct Waiter {
 
 impl Waiter {
     /// Registers for `id`'s outcome; its first lookup is batched with
-    /// whatever else is due.
-    pub(crate) fn register(backend: &Arc<dyn Backend>, id: TaskId) -> Waiter {
+    /// whatever else is due. Fails outside a Tokio runtime, which the
+    /// lookup loop needs.
+    pub(crate) fn register(backend: &Arc<dyn Backend>, id: TaskId) -> Result<Waiter> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::Config(
+                "TaskHandle::wait must run inside a Tokio runtime (or use sitq::blocking)".into(),
+            ));
+        }
         let waits = backend.signals().waits().clone();
         let (sender, delivery) = oneshot::channel();
         let stopped = waits.stopped.subscribe();
@@ -480,14 +477,14 @@ impl Waiter {
         };
         ensure_service(backend);
         waits.lookup.notify_one();
-        Waiter {
+        Ok(Waiter {
             backend: backend.clone(),
             waits,
             id,
             key,
             delivery,
             stopped,
-        }
+        })
     }
 
     /// The outcome, once the lookup loop has it.

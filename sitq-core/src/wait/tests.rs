@@ -503,3 +503,18 @@ async fn spawn_waits_from(
     .await;
     vec![wait]
 }
+
+#[test]
+fn a_wait_outside_a_tokio_runtime_is_an_error() {
+    let (fake, queue) = Fake::new(NEVER);
+    let handle = fake.add(&queue);
+    let mut wait = std::pin::pin!(handle.wait());
+    let polled = wait
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
+    assert!(
+        matches!(polled, std::task::Poll::Ready(Err(Error::Config(_)))),
+        "{polled:?}"
+    );
+    assert_eq!(fake.signals.registered_waiters(), 0);
+}
