@@ -114,6 +114,14 @@ pub enum Error {
         /// Where the second registration is (`file:line`).
         second: String,
     },
+    /// A worker was stopped at once instead of draining: a second
+    /// SIGINT/SIGTERM during its graceful shutdown, or
+    /// `ShutdownHandle::force`. Its in-flight tasks were abandoned; they run
+    /// again once their leases expire.
+    #[error(
+        "the worker was stopped before its in-flight tasks finished (a second SIGINT/SIGTERM, or ShutdownHandle::force); they run again once their leases expire"
+    )]
+    ForcedShutdown,
     /// A configuration value is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -5,20 +5,35 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
+use crate::backend::Finished;
 use crate::queue::Queue;
 use crate::record::{TaskId, TaskStatus};
+use crate::wait::Waiter;
 use crate::{Error, Result, codec};
+
+/// A waiter whose task was enqueued through its handle checks once, after
+/// this many poll intervals, that the task still exists (it could have
+/// finished and been pruned before the wait began; nothing would ever
+/// report it finished).
+const VERIFY_AFTER_POLLS: u32 = 20;
 
 /// A typed handle to an enqueued task whose result is a `T`.
 pub struct TaskHandle<T> {
     queue: Queue,
     id: TaskId,
+    /// Made by an enqueue, so the task existed: waiting need not check first.
+    enqueued: bool,
     _output: PhantomData<fn() -> T>,
 }
 
 impl<T> Clone for TaskHandle<T> {
     fn clone(&self) -> Self {
-        TaskHandle::new(self.queue.clone(), self.id)
+        TaskHandle {
+            queue: self.queue.clone(),
+            id: self.id,
+            enqueued: self.enqueued,
+            _output: PhantomData,
+        }
     }
 }
 
@@ -29,11 +44,21 @@ impl<T> fmt::Debug for TaskHandle<T> {
 }
 
 impl<T> TaskHandle<T> {
+    /// The handle of a task just enqueued.
     pub(crate) fn new(queue: Queue, id: TaskId) -> Self {
         TaskHandle {
             queue,
             id,
+            enqueued: true,
             _output: PhantomData,
+        }
+    }
+
+    /// The handle of a stored id, which may name no task.
+    pub(crate) fn stored(queue: Queue, id: TaskId) -> Self {
+        TaskHandle {
+            enqueued: false,
+            ..TaskHandle::new(queue, id)
         }
     }
 
@@ -50,11 +75,15 @@ impl<T> TaskHandle<T> {
 
 impl<T: DeserializeOwned> TaskHandle<T> {
     /// Waits until the task finishes; its result, or
-    /// [`Error::TaskFailed`] / [`Error::TaskCancelled`].
+    /// [`Error::TaskFailed`] / [`Error::TaskCancelled`];
+    /// [`Error::NotFound`] if no such task exists.
     ///
-    /// Woken by the backend's notification when the task finishes in this
-    /// process (or, on PostgreSQL, anywhere); otherwise it polls, starting
-    /// at 1 ms and backing off to the backend's poll interval.
+    /// All the waits of a process on one backend are served together: a
+    /// task finished in this process hands its outcome over with no query,
+    /// a notification (PostgreSQL's `NOTIFY`) costs one lookup for every
+    /// task notified at once, and tasks that can finish unnoticed (in
+    /// another process on SQLite) are polled in one batched query per tick,
+    /// each starting at 1 ms and backing off to the backend's poll interval.
     pub async fn wait(&self) -> Result<T> {
         self.wait_until(None).await
     }
@@ -67,58 +96,95 @@ impl<T: DeserializeOwned> TaskHandle<T> {
 
     async fn wait_until(&self, timeout: Option<Duration>) -> Result<T> {
         let backend = self.queue.backend();
-        let deadline = timeout.map(|timeout| Instant::now() + timeout);
-        let max_poll = backend.poll_interval();
-        let mut poll = Duration::from_millis(1).min(max_poll);
+        let start = Instant::now();
+        // A timeout too long to represent is no timeout.
+        let deadline = timeout.and_then(|timeout| start.checked_add(timeout));
+        let mut waiter = Waiter::register(backend, self.id)?;
+        // A stored id may name no task: learn that at once. A task just
+        // enqueued exists; check once later in case it was pruned already.
+        let mut verify_at = if self.enqueued {
+            start.checked_add(backend.poll_interval().saturating_mul(VERIFY_AFTER_POLLS))
+        } else {
+            Some(start)
+        };
         loop {
-            let finished = backend.signals().watch_finished(self.id);
-            let status = self.queue.status(self.id).await?;
-            if status.is_finished() {
-                return self.outcome().await;
-            }
-            let mut sleep_until = Instant::now() + poll;
-            if let Some(deadline) = deadline {
-                if Instant::now() >= deadline {
-                    return Err(Error::WaitTimeout {
-                        id: self.id,
-                        waited: timeout.unwrap_or_default(),
-                        status,
-                    });
-                }
-                sleep_until = sleep_until.min(deadline);
-            }
+            let wake_at = match (verify_at, deadline) {
+                (Some(verify), Some(deadline)) => Some(verify.min(deadline)),
+                (at, None) | (None, at) => at,
+            };
             tokio::select! {
-                () = finished.notified() => {}
-                () = tokio::time::sleep_until(sleep_until) => {
-                    poll = (poll * 2).min(max_poll);
+                finished = waiter.outcome() => return self.outcome(finished?),
+                () = sleep_until(wake_at) => {}
+            }
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                if let Some(finished) = waiter.try_outcome() {
+                    return self.outcome(finished?);
+                }
+                drop(waiter);
+                return self.timed_out(timeout.unwrap_or_default()).await;
+            }
+            if verify_at.take().is_some() {
+                match self.queue.backend().status(self.id).await? {
+                    None => return Err(Error::NotFound(self.id)),
+                    // Finished meanwhile: look it up now rather than at the next poll.
+                    Some(status) if status.is_finished() => waiter.recheck(),
+                    Some(_) => {}
                 }
             }
         }
     }
 
-    async fn outcome(&self) -> Result<T> {
-        let record = self.queue.get(self.id).await?;
-        match record.status {
+    /// The error (or, if it finished just then, the outcome) of a wait that
+    /// ran out of time: one status query.
+    async fn timed_out(&self, waited: Duration) -> Result<T> {
+        let backend = self.queue.backend();
+        match backend.status(self.id).await? {
+            None => Err(Error::NotFound(self.id)),
+            Some(status) if status.is_finished() => {
+                match backend.finished(&[self.id]).await?.into_iter().next() {
+                    Some(finished) => self.outcome(finished),
+                    // Pruned in between.
+                    None => Err(Error::NotFound(self.id)),
+                }
+            }
+            Some(status) => Err(Error::WaitTimeout {
+                id: self.id,
+                waited,
+                status,
+            }),
+        }
+    }
+
+    fn outcome(&self, finished: Finished) -> Result<T> {
+        match finished.status {
             TaskStatus::Succeeded => {
-                let bytes = record.result.unwrap_or_default();
+                let bytes = finished.result.unwrap_or_default();
                 codec::decode(
                     &bytes,
-                    &format!("result of task {} ({})", record.id, record.name),
+                    &format!("result of task {} ({})", finished.id, finished.name),
                 )
             }
-            TaskStatus::Cancelled => Err(Error::TaskCancelled(record.id)),
+            TaskStatus::Cancelled => Err(Error::TaskCancelled(finished.id)),
             _ => {
-                let failure = record.failure.unwrap_or_else(|| {
+                let failure = finished.failure.unwrap_or_else(|| {
                     crate::TaskFailure::new(crate::FailureKind::Error, "no error was recorded")
                 });
                 Err(Error::TaskFailed {
-                    id: record.id,
-                    name: record.name,
-                    attempts: record.attempts,
+                    id: finished.id,
+                    name: finished.name,
+                    attempts: finished.attempts,
                     kind: failure.kind,
                     message: failure.message,
                 })
             }
         }
+    }
+}
+
+/// Sleeps until `at`, or forever.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

@@ -15,6 +15,7 @@ mod record;
 mod registry;
 mod signals;
 mod task;
+mod wait;
 
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -29,7 +30,7 @@ pub use options::{Backoff, ConnectOptions, EnqueueOptions};
 pub use queue::Queue;
 pub use record::{FailureKind, TaskFailure, TaskId, TaskRecord, TaskStatus};
 pub use registry::Registry;
-pub use signals::Signals;
+pub use signals::{FinishedWatch, Signals};
 pub use task::{Task, TaskDefaults, TaskFuture, TaskRegistration};
 
 #[doc(hidden)]

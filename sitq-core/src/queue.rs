@@ -135,7 +135,7 @@ impl Queue {
 
     /// A typed handle to an existing task (from a stored id).
     pub fn handle<T>(&self, id: TaskId) -> TaskHandle<T> {
-        TaskHandle::new(self.clone(), id)
+        TaskHandle::stored(self.clone(), id)
     }
 
     /// The status of a task.

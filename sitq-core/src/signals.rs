@@ -1,18 +1,24 @@
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::ops::Deref;
+use std::sync::Arc;
 
 use tokio::sync::{Notify, watch};
 
+use crate::backend::Finished;
 use crate::record::TaskId;
+use crate::wait::Waits;
 
 /// In-process wake-ups a backend raises after its commits.
 ///
-/// Workers watch for new work; task handles wait for their own task to
-/// finish, so a completion wakes only the waiters of that task.
+/// Workers watch for new work. Task handles waiting in this process are
+/// served together (see [`TaskHandle::wait`](crate::TaskHandle::wait)): a
+/// backend hands them finished tasks' outcomes with
+/// [`notify_outcomes`](Signals::notify_outcomes) (no query at all), or just
+/// the ids with [`notify_finished`](Signals::notify_finished) (one batched
+/// [`Backend::finished`](crate::Backend::finished) lookup for all of them).
 #[derive(Debug)]
 pub struct Signals {
     work: watch::Sender<u64>,
-    finished: Mutex<HashMap<TaskId, Vec<Weak<Notify>>>>,
+    waits: Arc<Waits>,
 }
 
 impl Signals {
@@ -20,7 +26,7 @@ impl Signals {
     pub fn new() -> Self {
         Signals {
             work: watch::Sender::new(0),
-            finished: Mutex::new(HashMap::new()),
+            waits: Arc::new(Waits::new()),
         }
     }
 
@@ -35,52 +41,96 @@ impl Signals {
         self.work.subscribe()
     }
 
-    /// Wakes the waiters of tasks that finished.
+    /// Hands the outcomes of tasks that finished to their waiters in this
+    /// process, which then need no query. Call it after the commit that
+    /// finished them, with every outcome the backend knows in full (e.g.
+    /// from `RETURNING`); entries whose status is not finished are ignored.
+    ///
+    /// Cheap when nobody waits: it returns before iterating, so a lazy
+    /// iterator (`rows.iter().map(..)`) builds no [`Finished`] then; see
+    /// also [`has_waiters`](Signals::has_waiters).
+    pub fn notify_outcomes(&self, outcomes: impl IntoIterator<Item = Finished>) {
+        self.waits.notify_outcomes(outcomes);
+    }
+
+    /// Tells the waiters of `ids` that those tasks finished, when only the
+    /// ids are known (a PostgreSQL `NOTIFY`, a cancel): they are looked up
+    /// in the next round, one [`Backend::finished`](crate::Backend::finished)
+    /// query for all. Also wakes [`watch_finished`](Signals::watch_finished)
+    /// watches.
     pub fn notify_finished(&self, ids: impl IntoIterator<Item = TaskId>) {
-        let mut waiters = self.finished.lock().unwrap_or_else(PoisonError::into_inner);
-        if waiters.is_empty() {
-            return;
-        }
-        for id in ids {
-            for waiter in waiters.remove(&id).into_iter().flatten() {
-                if let Some(notify) = waiter.upgrade() {
-                    notify.notify_one();
-                }
-            }
+        self.waits.notify_finished(ids);
+    }
+
+    /// Whether a task handle in this process is waiting for an outcome now.
+    /// A backend may skip gathering outcomes for
+    /// [`notify_outcomes`](Signals::notify_outcomes) when it is false (a
+    /// waiter that registers later looks its task up itself).
+    pub fn has_waiters(&self) -> bool {
+        self.waits.has_waiters()
+    }
+
+    /// Registers interest in `id` finishing: the watch is woken by
+    /// [`notify_finished`](Signals::notify_finished) or
+    /// [`notify_outcomes`](Signals::notify_outcomes) for `id`. Register
+    /// before checking the task's status: a notification that comes in
+    /// between is kept. Dropping the watch deregisters it.
+    pub fn watch_finished(&self, id: TaskId) -> FinishedWatch {
+        let (key, notify) = self.waits.add_watch(id);
+        FinishedWatch {
+            waits: self.waits.clone(),
+            id,
+            key,
+            notify,
         }
     }
 
-    /// Wakes the waiters of tasks that finished in this process, with their
-    /// outcomes.
-    pub fn notify_outcomes(&self, finished: Vec<crate::Finished>) {
-        self.notify_finished(finished.into_iter().map(|finished| finished.id));
-    }
-
-    /// Another process changed the database: waiters look again.
+    /// Another process changed the database (a backend that learns of
+    /// outside commits, e.g. SQLite's file watch): every waiter here looks
+    /// its task up again in the next round, one query for all.
     pub fn notify_external(&self) {
-        let waiters = self.finished.lock().unwrap_or_else(PoisonError::into_inner);
-        for waiter in waiters.values().flatten() {
-            if let Some(notify) = waiter.upgrade() {
-                notify.notify_one();
-            }
-        }
+        self.waits.notify_all();
     }
 
-    /// Registers interest in `id` finishing. Register before checking the
-    /// task's status: a notification that comes in between is kept.
-    pub fn watch_finished(&self, id: TaskId) -> Arc<Notify> {
-        let notify = Arc::new(Notify::new());
-        let mut waiters = self.finished.lock().unwrap_or_else(PoisonError::into_inner);
-        let list = waiters.entry(id).or_default();
-        list.retain(|waiter| waiter.strong_count() > 0);
-        list.push(Arc::downgrade(&notify));
-        notify
+    /// How many waiters and watches are registered now: zero once every
+    /// one has gone, however it ended. For tests.
+    #[doc(hidden)]
+    pub fn registered_waiters(&self) -> usize {
+        self.waits.registered()
+    }
+
+    pub(crate) fn waits(&self) -> &Arc<Waits> {
+        &self.waits
     }
 }
 
 impl Default for Signals {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// A registration from [`Signals::watch_finished`]: await
+/// [`notified()`](Notify::notified) on it. Deregisters when dropped.
+#[derive(Debug)]
+pub struct FinishedWatch {
+    waits: Arc<Waits>,
+    id: TaskId,
+    key: u64,
+    notify: Arc<Notify>,
+}
+
+impl Deref for FinishedWatch {
+    type Target = Notify;
+
+    fn deref(&self) -> &Notify {
+        &self.notify
+    }
+}
+
+impl Drop for FinishedWatch {
+    fn drop(&mut self) {
+        self.waits.remove(self.id, self.key);
     }
 }
 
@@ -96,5 +146,21 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(5), waiter.notified())
             .await
             .expect("the notification sent before waiting must be kept");
+    }
+
+    #[test]
+    fn a_dropped_watch_leaves_no_entry() {
+        let signals = Signals::new();
+        let first = signals.watch_finished(TaskId(1));
+        let second = signals.watch_finished(TaskId(1));
+        let other = signals.watch_finished(TaskId(2));
+        assert_eq!(signals.registered_waiters(), 3);
+        drop(first);
+        drop(other);
+        assert_eq!(signals.registered_waiters(), 1);
+        signals.notify_finished([TaskId(1)]);
+        assert_eq!(signals.registered_waiters(), 0, "a woken watch is removed");
+        drop(second);
+        assert_eq!(signals.registered_waiters(), 0);
     }
 }

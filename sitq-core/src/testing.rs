@@ -15,6 +15,7 @@
 mod cases;
 mod claims;
 mod tasks;
+mod waits;
 
 use std::future::Future;
 use std::time::Duration;
@@ -26,6 +27,7 @@ use crate::{Queue, Registry};
 pub use cases::*;
 pub use claims::*;
 pub use tasks::{registry, registry_without, unique};
+pub use waits::*;
 
 /// How a conformance test wants its worker.
 #[derive(Clone, Debug)]
@@ -127,6 +129,10 @@ macro_rules! conformance_tests {
             graceful_shutdown_gives_back_reserved_tasks,
             a_dead_workers_reservation_does_not_spend_an_attempt,
             a_started_reservation_spends_its_attempt,
+        );
+        // Batched waits (testing/waits.rs).
+        $crate::conformance_tests!(@cases $harness;
+            many_waits_are_served_together, ended_waits_leave_no_waiters,
         );
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::connect::{Target, db};
 use crate::ops::write::{self, Effects};
-use crate::time;
+use crate::{time, watch};
 use command::{Answer, Command, answer};
 
 /// The most commands in one group commit; bounds how long callers whose
@@ -55,8 +55,13 @@ pub(crate) async fn spawn(target: Target, signals: Arc<Signals>) -> sitq_core::R
         .name("sitq-sqlite-writer".into())
         .spawn(move || match target.open_writer() {
             Ok(conn) => {
+                let signal = target.path.as_deref().and_then(|path| {
+                    watch::Signal::open(path)
+                        .inspect_err(|err| tracing::warn!(error = %err, "cannot create the SQLite signal file; other processes will find this one's work by polling"))
+                        .ok()
+                });
                 let _ = opened_tx.send(Ok(()));
-                Writer::new(conn, signals, pending).run(receiver);
+                Writer::new(conn, signals, pending, signal).run(receiver);
             }
             Err(err) => {
                 let _ = opened_tx.send(Err(err));
@@ -85,6 +90,8 @@ struct Pruning {
 struct Writer {
     conn: Connection,
     signals: Arc<Signals>,
+    /// Tells other processes about this one's commits (file databases).
+    signal: Option<watch::Signal>,
     external_pending: Arc<AtomicBool>,
     /// `PRAGMA data_version` when last looked: it changes only when another
     /// connection (another process) commits.
@@ -93,10 +100,16 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(conn: Connection, signals: Arc<Signals>, external_pending: Arc<AtomicBool>) -> Self {
+    fn new(
+        conn: Connection,
+        signals: Arc<Signals>,
+        external_pending: Arc<AtomicBool>,
+        signal: Option<watch::Signal>,
+    ) -> Self {
         let mut writer = Writer {
             conn,
             signals,
+            signal,
             external_pending,
             data_version: 0,
             pruning: Vec::new(),
@@ -301,8 +314,14 @@ impl Writer {
         }
     }
 
-    /// Wakes this process's workers and waiters after a commit.
+    /// Wakes this process's workers and waiters after a commit, and the
+    /// other processes' through the signal file.
     fn signal(&self, effects: Effects) {
+        if (effects.work || !effects.finished.is_empty())
+            && let Some(signal) = &self.signal
+        {
+            signal.raise();
+        }
         if !effects.finished.is_empty() {
             self.signals.notify_outcomes(effects.finished);
         }

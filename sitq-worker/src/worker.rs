@@ -5,10 +5,16 @@ mod execute;
 mod maintenance;
 mod runner;
 
+#[cfg(all(test, feature = "testing"))]
+#[path = "../tests/support/memory.rs"]
+mod memory;
+#[cfg(all(test, feature = "testing"))]
+mod tests;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use sitq_core::{Queue, Registry, Result};
+use sitq_core::{Error, Queue, Registry, Result};
 
 use crate::shutdown::{self, ShutdownHandle, ShutdownSignal};
 
@@ -109,7 +115,9 @@ impl Worker {
         self
     }
 
-    /// Whether [`run`](Worker::run) stops gracefully on SIGINT/SIGTERM (default true).
+    /// Whether [`run`](Worker::run) stops gracefully on SIGINT/SIGTERM
+    /// (default true). A second signal during the drain stops it at once,
+    /// as [`ShutdownHandle::force`] does.
     pub fn handle_signals(mut self, handle: bool) -> Worker {
         self.handle_signals = handle;
         self
@@ -139,6 +147,11 @@ impl Worker {
 
     /// Runs until shut down; returns once in-flight tasks are finished and
     /// stored. Fails at once if two linked tasks share a name.
+    ///
+    /// A forced stop (a second SIGINT/SIGTERM, or
+    /// [`ShutdownHandle::force`]) makes it return at once with
+    /// [`Error::ForcedShutdown`], abandoning in-flight tasks: they run again
+    /// once their leases expire.
     pub async fn run(self) -> Result<()> {
         let collected = match &self.registry {
             Some(registry) => Ok(registry.clone()),
@@ -153,7 +166,17 @@ impl Worker {
         };
         tracing::info!(worker.id = %self.worker_id, tasks = registry.len(), concurrency = self.concurrency, "worker starting");
         let shutdown = &self.shutdown;
-        let result = runner::Runner::new(&self, registry).run(shutdown).await;
+        let mut forced = shutdown.subscribe_forced();
+        let result = tokio::select! {
+            result = runner::Runner::new(&self, registry).run(shutdown) => result,
+            // Dropping the claim loop aborts its attempts (their JoinSet) and
+            // lets the result writer and maintenance end on their own:
+            // abandoned claims run again once their leases expire.
+            () = shutdown::raised(&mut forced) => {
+                tracing::warn!(worker.id = %self.worker_id, "stopped at once; in-flight tasks abandoned (they run again once their leases expire)");
+                Err(Error::ForcedShutdown)
+            }
+        };
         shutdown.finish();
         tracing::info!(worker.id = %self.worker_id, "worker stopped");
         result
@@ -172,42 +195,80 @@ pub(crate) fn log_outcome(outcome: &sitq_core::Outcome) {
     }
 }
 
+/// Listens for SIGINT/SIGTERM (Ctrl-C elsewhere) until the worker stops:
+/// the first asks for a graceful stop, a second forces it.
 pub(crate) fn spawn_signal_listener(shutdown: &ShutdownSignal) {
-    let mut stop = shutdown.subscribe();
+    // Installed now, before the first claim, so a signal from here on is ours.
+    let Some(mut termination) = Termination::install() else {
+        tracing::warn!(
+            "could not install signal handlers; stop the worker with its ShutdownHandle"
+        );
+        return;
+    };
     let requested = shutdown.requester();
+    let forcer = shutdown.forcer();
+    let mut finished = shutdown.subscribe_finished();
     tokio::spawn(async move {
+        let listen = async {
+            termination.recv().await;
+            tracing::info!(
+                "termination signal received; shutting down gracefully (send another to stop at once)"
+            );
+            requested.send_replace(true);
+            termination.recv().await;
+            tracing::warn!(
+                "second termination signal received; stopping at once, abandoning in-flight tasks"
+            );
+            forcer.force();
+        };
         tokio::select! {
-            () = termination() => {
-                tracing::info!("termination signal received; shutting down gracefully");
-                requested.send_replace(true);
-            }
-            () = maintenance::stopped(&mut stop) => {}
+            () = listen => {}
+            () = shutdown::raised(&mut finished) => {}
         }
     });
 }
 
+/// The process's termination signals. Tokio keeps its handler installed
+/// once a signal came, so each one after the first is seen too.
 #[cfg(unix)]
-async fn termination() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        tracing::warn!(
-            "could not install signal handlers; stop the worker with its ShutdownHandle"
-        );
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
+struct Termination {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl Termination {
+    fn install() -> Option<Termination> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Some(Termination {
+            interrupt: signal(SignalKind::interrupt()).ok()?,
+            terminate: signal(SignalKind::terminate()).ok()?,
+        })
+    }
+
+    /// The next SIGINT or SIGTERM.
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
     }
 }
 
 #[cfg(not(unix))]
-async fn termination() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
+struct Termination;
+
+#[cfg(not(unix))]
+impl Termination {
+    fn install() -> Option<Termination> {
+        Some(Termination)
+    }
+
+    /// The next Ctrl-C.
+    async fn recv(&mut self) {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 
