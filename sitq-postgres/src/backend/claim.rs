@@ -173,3 +173,6 @@ RETURNING t.id, t.attempts",
         .copied()
         .collect())
 }
+
+#[cfg(test)]
+mod tests;

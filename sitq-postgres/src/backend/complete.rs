@@ -319,4 +319,44 @@ mod tests {
         );
         assert_eq!(ascii("nul\0"), "nul\\u{0}");
     }
+
+    #[test]
+    fn a_refused_success_falls_back_to_a_failure_saying_so() {
+        let completion = Completion {
+            claim: sitq_core::ClaimRef {
+                id: sitq_core::TaskId(7),
+                attempt: 2,
+            },
+            outcome: Outcome::Succeeded(vec![1, 2, 3]),
+        };
+        let row = Row::new(&completion);
+        let fallback = row.fallback(&sqlx::Error::Protocol("row too big".into()));
+        assert_eq!((fallback.id, fallback.attempt), (7, 2));
+        assert_eq!(fallback.outcome, "failed");
+        assert_eq!(fallback.result, None);
+        assert_eq!(fallback.error_kind, Some("error"));
+        let error = fallback.error.as_deref().unwrap_or_default();
+        assert!(error.contains("refused to store its outcome"), "{error}");
+        assert!(error.contains("row too big"), "{error}");
+    }
+
+    #[test]
+    fn a_refused_failure_keeps_its_kind_and_escapes_its_text() {
+        let completion = Completion {
+            claim: sitq_core::ClaimRef {
+                id: sitq_core::TaskId(7),
+                attempt: 1,
+            },
+            outcome: Outcome::Retry {
+                failure: sitq_core::TaskFailure::new(sitq_core::FailureKind::Panic, "\u{1f525}"),
+                delay: std::time::Duration::from_secs(1),
+            },
+        };
+        let fallback = Row::new(&completion).fallback(&sqlx::Error::PoolClosed);
+        assert_eq!(fallback.outcome, "retry");
+        assert_eq!(fallback.error_kind, Some("panic"));
+        assert_eq!(fallback.delay, 1_000_000);
+        let error = fallback.error.as_deref().unwrap_or_default();
+        assert!(error.starts_with("\\u{1f525} (stored with"), "{error}");
+    }
 }

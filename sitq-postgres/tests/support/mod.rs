@@ -7,6 +7,7 @@
 
 pub mod proxy;
 pub mod tasks;
+pub mod wire;
 
 use std::future::Future;
 use std::sync::LazyLock;
