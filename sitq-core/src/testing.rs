@@ -134,6 +134,13 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@cases $harness;
             many_waits_are_served_together, ended_waits_leave_no_waiters,
         );
+        // Claim routing by name and reserved claims (start/release).
+        $crate::conformance_tests!(@cases $harness;
+            claims_route_by_name, released_reservation_is_pending_again,
+            expired_reservation_spends_no_attempt, expired_reservation_keeps_the_previous_error,
+            started_reservation_spends_its_attempt,
+            reserved_claim_can_complete_before_its_start_mark, finished_reports_only_finished_tasks,
+        );
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {
         $(

@@ -4,11 +4,15 @@
 //! listener and the local signals, and raises local signals after commits
 //! (the listener also hears this process's own notifications, which only
 //! wakes a waiter twice).
+//!
+//! Every operation is one statement, hence one transaction and one round
+//! trip; those that change tasks send their own `NOTIFY` from inside it.
 
 mod claim;
 mod complete;
 mod enqueue;
 mod inspect;
+mod reserve;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,19 +20,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sitq_core::{
-    Backend, ClaimRef, ClaimRequest, ClaimedTask, Completion, ConnectOptions, Error, NewTask,
-    Result, Signals, TaskId, TaskRecord, TaskStatus,
+    Backend, ClaimRef, ClaimRequest, ClaimedTask, Completion, ConnectOptions, Error, Finished,
+    NewTask, Result, Signals, TaskId, TaskRecord, TaskStatus,
 };
 use sqlx::postgres::PgPool;
 
 use crate::connect::{self, Settings};
 use crate::listener::Listener;
 use crate::notify::Notices;
-
-/// How often waiters poll when `ConnectOptions::poll_interval` is left at its
-/// default: notifications are the primary path on PostgreSQL, so the poll only
-/// covers the moments the listening connection is down.
-pub(crate) const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The PostgreSQL [`Backend`].
 ///
@@ -57,15 +56,10 @@ impl PostgresBackend {
         connect::migrate(&pool).await?;
         let signals = Arc::new(Signals::new());
         let listener = Listener::start(settings.listener_pool(), signals.clone()).await?;
-        let poll_interval = if options.poll_interval == ConnectOptions::new().poll_interval {
-            DEFAULT_POLL_INTERVAL
-        } else {
-            options.poll_interval
-        };
         Ok(PostgresBackend {
             pool,
             signals,
-            poll_interval,
+            poll_interval: options.poll_interval,
             listener,
         })
     }
@@ -108,6 +102,16 @@ impl Backend for PostgresBackend {
         claim::claim(&self.pool, request).await
     }
 
+    async fn start(&self, claims: Vec<ClaimRef>) -> Result<()> {
+        reserve::start(&self.pool, claims).await
+    }
+
+    async fn release(&self, claims: Vec<ClaimRef>) -> Result<u64> {
+        let (released, notices) = reserve::release(&self.pool, claims).await?;
+        self.signal(&notices);
+        Ok(released)
+    }
+
     async fn next_run_at(&self, queues: &[String]) -> Result<Option<DateTime<Utc>>> {
         claim::next_run_at(&self.pool, queues).await
     }
@@ -139,6 +143,10 @@ impl Backend for PostgresBackend {
 
     async fn status(&self, id: TaskId) -> Result<Option<TaskStatus>> {
         inspect::status(&self.pool, id).await
+    }
+
+    async fn finished(&self, ids: &[TaskId]) -> Result<Vec<Finished>> {
+        inspect::finished(&self.pool, ids).await
     }
 
     async fn cancel(&self, id: TaskId) -> Result<bool> {

@@ -16,6 +16,12 @@ pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pool size when [`sitq_core::ConnectOptions::max_connections`] is unset.
 pub(crate) const DEFAULT_MAX_CONNECTIONS: u32 = 10;
 
+/// A pooled connection idle for longer than this is pinged before use. A
+/// busier one is used straight away: a ping before every call (sqlx's
+/// default) would double each call's round trips, and a connection that
+/// died under load fails its call, which the worker retries.
+const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
+
 /// `application_name` of the pool's connections, unless the URL sets one.
 const APPLICATION_NAME: &str = "sitq";
 
@@ -91,6 +97,15 @@ impl Settings {
             .max_connections(max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS).max(1))
             .min_connections(0)
             .acquire_timeout(self.connect_timeout)
+            .test_before_acquire(false)
+            .before_acquire(|connection, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > PING_IDLE_AFTER {
+                        sqlx::Connection::ping(connection).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_lazy_with(self.connect.clone())
     }
 
@@ -149,6 +164,13 @@ pub(crate) fn db_error(op: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
              unreachable, or every pooled connection is busy (see max_connections)",
         ),
         sqlx::Error::PoolClosed => Error::database(op, "the sitq backend was closed"),
+        sqlx::Error::Io(error) => Error::database(
+            op,
+            format!(
+                "the connection to PostgreSQL broke ({error}): the server is down or \
+                 unreachable, or restarted; the next call connects again"
+            ),
+        ),
         other => Error::database(op, other),
     }
 }

@@ -5,11 +5,15 @@
 //! - **Claims** take ready tasks in order (priority, then `run_at`, then id)
 //!   with `FOR UPDATE SKIP LOCKED`, so concurrent workers never block on or
 //!   double-claim a task.
-//! - **Wake-ups** travel by `LISTEN/NOTIFY`: an enqueue or a retry notifies
-//!   `sitq_work`, a finished task notifies `sitq_finished` with its id, and
-//!   every connected process turns those into in-process [`Signals`]. A
-//!   background task keeps the listening connection alive and reconnects it
-//!   with backoff; a slow poll (1 s by default) covers the gaps.
+//! - **Wake-ups** travel by `LISTEN/NOTIFY`: an enqueue, a retry or a
+//!   released claim notifies `sitq_work`, a finished task notifies
+//!   `sitq_finished` with its id, and every connected process turns those
+//!   into in-process [`Signals`]. A background task keeps the listening
+//!   connection alive and reconnects it with backoff; a poll every
+//!   `ConnectOptions::poll_interval` covers the gaps.
+//! - **Round trips**: every call is one statement (its `NOTIFY` included),
+//!   so one round trip; a pooled connection is checked with a ping only
+//!   when it sat idle, not before every call.
 //! - **Time** comes from the server's clock, so leases and retry delays do
 //!   not depend on the clocks of the machines involved.
 //!

@@ -1,13 +1,15 @@
-//! The `NOTIFY` side of wake-ups: channel names and payload format.
+//! The `NOTIFY` side of wake-ups: channel names, payload format, and the SQL
+//! that sends them from inside the statement that made the change.
 //!
-//! `sitq_work` carries no payload: any enqueue or retry wakes idle workers,
-//! which then claim. `sitq_finished` carries the ids of finished tasks as
-//! comma-separated decimals, so only their waiters wake.
+//! `sitq_work` carries no payload: any enqueue, retry or released claim wakes
+//! idle workers, which then claim. `sitq_finished` carries the ids of
+//! finished tasks as comma-separated decimals, so only their waiters wake.
+//!
+//! Every statement that changes tasks notifies by itself (a `pg_notify` in a
+//! CTE), so a change and its notification cost one round trip together, and
+//! PostgreSQL delivers the notification at commit (never for a rollback).
 
-use sitq_core::{Result, TaskId};
-use sqlx::PgConnection;
-
-use crate::connect::db_error;
+use sitq_core::TaskId;
 
 /// New or newly ready work.
 pub(crate) const WORK: &str = "sitq_work";
@@ -16,9 +18,55 @@ pub(crate) const WORK: &str = "sitq_work";
 pub(crate) const FINISHED: &str = "sitq_finished";
 
 /// PostgreSQL rejects payloads of 8000 bytes or more; stay well below.
+#[cfg(test)]
 const MAX_PAYLOAD: usize = 7900;
 
-/// What to `NOTIFY` at the end of a transaction.
+/// How many ids one `sitq_finished` payload lists: an id is at most 19
+/// digits and a comma, so 300 of them stay under [`MAX_PAYLOAD`].
+macro_rules! ids_per_notice {
+    () => {
+        "300"
+    };
+}
+
+/// A CTE named `notified` that notifies about the rows of a CTE named
+/// `changed` (columns `id` and `status`, the status after the change):
+/// `sitq_work` once when any became pending, and `sitq_finished` with the
+/// ids of those that finished, [`ids_per_notice!`] ids per notification.
+///
+/// `MATERIALIZED` (and `pg_notify` being volatile) makes PostgreSQL run it
+/// in full once; the statement must still read it, e.g. with
+/// `CROSS JOIN (SELECT count(*) FROM notified) AS notified`, since a CTE
+/// nothing reads is never run.
+macro_rules! notified_cte {
+    () => {
+        concat!(
+            "
+notified AS MATERIALIZED (
+    SELECT pg_notify(notice.channel, notice.payload)
+    FROM (
+        SELECT 'sitq_work' AS channel, '' AS payload
+        WHERE EXISTS (SELECT 1 FROM changed WHERE changed.status = 'pending')
+        UNION ALL
+        SELECT 'sitq_finished', string_agg(done.id::text, ',')
+        FROM (
+            SELECT changed.id,
+                   (row_number() OVER (ORDER BY changed.id) - 1) / ",
+            $crate::notify::ids_per_notice!(),
+            " AS chunk
+            FROM changed
+            WHERE changed.status IN ('succeeded', 'failed', 'cancelled')
+        ) AS done
+        GROUP BY done.chunk
+    ) AS notice
+)"
+        )
+    };
+}
+
+pub(crate) use {ids_per_notice, notified_cte};
+
+/// What a committed statement notified, for this process's own signals.
 #[derive(Debug, Default)]
 pub(crate) struct Notices {
     /// Whether tasks became pending.
@@ -28,55 +76,23 @@ pub(crate) struct Notices {
 }
 
 impl Notices {
-    /// Nothing to say.
-    pub(crate) fn is_empty(&self) -> bool {
-        !self.work && self.finished.is_empty()
+    /// The notices for changed rows given as (id, status after the change).
+    pub(crate) fn for_rows<'a>(rows: impl IntoIterator<Item = (i64, &'a str)>) -> Notices {
+        let mut notices = Notices::default();
+        notices.add(rows);
+        notices
     }
 
-    /// Queues the notifications on `connection`'s open transaction; PostgreSQL
-    /// delivers them at commit, and drops them on rollback.
-    pub(crate) async fn send(&self, connection: &mut PgConnection, op: &'static str) -> Result<()> {
-        if self.is_empty() {
-            return Ok(());
+    /// Adds the notices for more changed rows.
+    pub(crate) fn add<'a>(&mut self, rows: impl IntoIterator<Item = (i64, &'a str)>) {
+        for (id, status) in rows {
+            match status {
+                "pending" => self.work = true,
+                "succeeded" | "failed" | "cancelled" => self.finished.push(TaskId(id)),
+                _ => {}
+            }
         }
-        let mut channels = Vec::new();
-        let mut payloads = Vec::new();
-        if self.work {
-            channels.push(WORK);
-            payloads.push(String::new());
-        }
-        for chunk in finished_payloads(&self.finished) {
-            channels.push(FINISHED);
-            payloads.push(chunk);
-        }
-        sqlx::query("SELECT pg_notify(channel, payload) FROM UNNEST($1::text[], $2::text[]) AS n(channel, payload)")
-            .bind(&channels)
-            .bind(&payloads)
-            .execute(connection)
-            .await
-            .map_err(db_error(op))?;
-        Ok(())
     }
-}
-
-/// The ids as comma-separated payloads, each under PostgreSQL's size limit.
-pub(crate) fn finished_payloads(ids: &[TaskId]) -> Vec<String> {
-    let mut payloads = Vec::new();
-    let mut current = String::new();
-    for id in ids {
-        let id = id.to_string();
-        if !current.is_empty() && current.len() + 1 + id.len() > MAX_PAYLOAD {
-            payloads.push(std::mem::take(&mut current));
-        }
-        if !current.is_empty() {
-            current.push(',');
-        }
-        current.push_str(&id);
-    }
-    if !current.is_empty() {
-        payloads.push(current);
-    }
-    payloads
 }
 
 /// The ids in a `sitq_finished` payload; malformed entries (from a newer
@@ -92,22 +108,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn payloads_stay_under_the_limit_and_keep_every_id() {
-        let ids: Vec<TaskId> = (1_000_000_000_000..1_000_000_003_000).map(TaskId).collect();
-        let payloads = finished_payloads(&ids);
-        assert!(payloads.len() > 1, "3000 long ids need several payloads");
-        assert!(payloads.iter().all(|payload| payload.len() <= MAX_PAYLOAD));
-        let parsed: Vec<TaskId> = payloads.iter().flat_map(|p| parse_finished(p)).collect();
-        assert_eq!(parsed, ids);
+    fn a_full_notice_of_the_longest_ids_stays_under_the_limit() {
+        let per_notice: usize = ids_per_notice!().parse().expect("a number");
+        let longest = i64::MAX.to_string().len();
+        assert!(per_notice * (longest + 1) <= MAX_PAYLOAD);
     }
 
     #[test]
-    fn no_ids_no_payload() {
-        assert!(finished_payloads(&[]).is_empty());
+    fn payloads_parse_leniently() {
         assert_eq!(parse_finished("").count(), 0);
         assert_eq!(
             parse_finished("7,x,9").collect::<Vec<_>>(),
             [TaskId(7), TaskId(9)]
         );
+    }
+
+    #[test]
+    fn notices_follow_the_new_status() {
+        let notices = Notices::for_rows([(1, "pending"), (2, "succeeded"), (3, "running")]);
+        assert!(notices.work);
+        assert_eq!(notices.finished, [TaskId(2)]);
+        assert!(!Notices::for_rows([(4, "failed")]).work);
     }
 }

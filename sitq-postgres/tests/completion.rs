@@ -159,3 +159,104 @@ async fn a_retry_is_claimed_again_as_the_next_attempt() {
     backend.close().await;
     db.drop().await;
 }
+
+/// A batch of three outcomes for `claimed`: a success, a failure with
+/// message `bad`, and a retry.
+fn batch_around(claimed: &[ClaimedTask], bad: &str) -> Vec<Completion> {
+    assert_eq!(claimed.len(), 3);
+    vec![
+        succeeded(&claimed[0]),
+        Completion {
+            claim: claimed[1].claim_ref(),
+            outcome: Outcome::Failed(TaskFailure::new(FailureKind::Error, bad)),
+        },
+        Completion {
+            claim: claimed[2].claim_ref(),
+            outcome: Outcome::Retry {
+                failure: TaskFailure::new(FailureKind::Panic, "fine"),
+                delay: Duration::ZERO,
+            },
+        },
+    ]
+}
+
+/// What the rows of `ids` hold: status and error.
+async fn stored(db: &TestDb, ids: &[sitq_core::TaskId]) -> Vec<(String, Option<String>)> {
+    let mut connection = db.connection().await;
+    let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
+    let rows =
+        sqlx::query_as("SELECT status, error FROM sitq_tasks WHERE id = ANY($1) ORDER BY id")
+            .bind(ids)
+            .fetch_all(&mut connection)
+            .await
+            .expect("read the rows");
+    sqlx::Connection::close(connection).await.ok();
+    rows
+}
+
+#[tokio::test]
+async fn a_nul_in_an_error_message_does_not_fail_the_batch() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let backend = db.backend().await;
+    let ids = backend
+        .enqueue(vec![task("a"), task("b"), task("c")])
+        .await
+        .expect("enqueue");
+    let claimed = backend.claim(request("w", 3)).await.expect("claim");
+    let batch = batch_around(&claimed, "bad\0byte");
+    assert_eq!(
+        backend.complete(batch).await.expect("complete"),
+        [true, true, true]
+    );
+    assert_eq!(
+        stored(&db, &ids).await,
+        [
+            ("succeeded".to_owned(), None),
+            ("failed".to_owned(), Some("bad\\0byte".to_owned())),
+            ("pending".to_owned(), Some("fine".to_owned())),
+        ]
+    );
+    backend.close().await;
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn a_row_the_server_refuses_is_stored_escaped_and_the_others_apply() {
+    // LATIN1 has no emoji: the server refuses the text, in a batch or alone.
+    let Some(db) =
+        TestDb::create_with("ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+            .await
+    else {
+        return;
+    };
+    let backend = db.backend().await;
+    let ids = backend
+        .enqueue(vec![task("a"), task("b"), task("c")])
+        .await
+        .expect("enqueue");
+    let claimed = backend.claim(request("w", 3)).await.expect("claim");
+    let batch = batch_around(&claimed, "on fire \u{1f525}, caf\u{e9}");
+    assert_eq!(
+        backend.complete(batch).await.expect("complete"),
+        [true, true, true]
+    );
+    let rows = stored(&db, &ids).await;
+    assert_eq!(rows[0], ("succeeded".to_owned(), None));
+    assert_eq!(rows[2], ("pending".to_owned(), Some("fine".to_owned())));
+    let (status, error) = &rows[1];
+    assert_eq!(status, "failed");
+    let error = error.as_deref().expect("an error");
+    assert!(
+        error.starts_with("on fire \\u{1f525}, caf\\u{e9} (stored with non-ASCII"),
+        "{error}"
+    );
+    let record = backend.get(ids[1]).await.expect("get").expect("a record");
+    assert_eq!(
+        record.failure.map(|failure| failure.kind),
+        Some(FailureKind::Error)
+    );
+    backend.close().await;
+    db.drop().await;
+}

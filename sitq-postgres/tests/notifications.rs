@@ -5,10 +5,10 @@ mod support;
 
 use std::time::Duration;
 
-use sitq_core::{Backend, Completion, Outcome};
+use sitq_core::{Backend, ClaimRequest, Completion, FailureKind, Outcome, TaskFailure};
 use sitq_postgres::PostgresBackend;
 use sqlx::{Connection, PgConnection};
-use support::{TestDb, request, task, within};
+use support::{TestDb, expire_leases, request, task, within};
 
 async fn succeed_all(backend: &PostgresBackend, limit: usize) {
     let claimed = backend.claim(request("w", limit)).await.expect("claim");
@@ -85,6 +85,72 @@ async fn a_large_batch_is_announced_in_several_notifications() {
     succeed_all(&worker, 2_000).await;
     within("the first id's notification", first.notified()).await;
     within("the last id's notification", last.notified()).await;
+    worker.close().await;
+    client.close().await;
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn every_way_back_to_pending_wakes_workers_of_another_backend() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let worker = db.backend().await;
+    let client = db.backend().await;
+    let mut work = client.signals().subscribe_work();
+    work.borrow_and_update();
+    worker
+        .enqueue(vec![task("a"), task("b"), task("c")])
+        .await
+        .expect("enqueue");
+    within("the enqueue's notification", work.changed())
+        .await
+        .expect("signals alive");
+    let claimed = worker
+        .claim(ClaimRequest {
+            start: 1,
+            ..request("w", 3)
+        })
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 3);
+
+    // A retry.
+    work.borrow_and_update();
+    let retry = Completion {
+        claim: claimed[0].claim_ref(),
+        outcome: Outcome::Retry {
+            failure: TaskFailure::new(FailureKind::Error, "again"),
+            delay: Duration::ZERO,
+        },
+    };
+    assert_eq!(
+        worker.complete(vec![retry]).await.expect("complete"),
+        [true]
+    );
+    within("the retry's notification", work.changed())
+        .await
+        .expect("signals alive");
+
+    // A released reservation.
+    work.borrow_and_update();
+    let released = worker
+        .release(vec![claimed[1].claim_ref()])
+        .await
+        .expect("release");
+    assert_eq!(released, 1);
+    within("the release's notification", work.changed())
+        .await
+        .expect("signals alive");
+
+    // A reservation whose lease ran out.
+    work.borrow_and_update();
+    expire_leases(&db).await;
+    assert_eq!(worker.recover_expired().await.expect("recover"), 1);
+    within("the recovery's notification", work.changed())
+        .await
+        .expect("signals alive");
+
     worker.close().await;
     client.close().await;
     db.drop().await;

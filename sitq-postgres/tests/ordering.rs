@@ -4,7 +4,7 @@ mod support;
 
 use chrono::{Duration, Utc};
 use sitq_core::Backend;
-use support::{TestDb, claim_all, request, task};
+use support::{TestDb, claim_all, label, request, task};
 
 #[tokio::test]
 async fn priority_then_run_at_then_id() {
@@ -13,7 +13,7 @@ async fn priority_then_run_at_then_id() {
     };
     let backend = db.backend().await;
     let base = Utc::now() - Duration::minutes(10);
-    // (name, priority, minutes after base)
+    // (label, priority, minutes after base)
     let spec = [
         ("low-early", 0, 0),
         ("high-late", 5, 3),
@@ -25,8 +25,8 @@ async fn priority_then_run_at_then_id() {
     ];
     let tasks = spec
         .iter()
-        .map(|(name, priority, minutes)| {
-            let mut task = task(name);
+        .map(|(label, priority, minutes)| {
+            let mut task = task(label);
             task.priority = *priority;
             task.run_at = base + Duration::minutes(*minutes);
             task
@@ -38,7 +38,7 @@ async fn priority_then_run_at_then_id() {
     let one_by_one: Vec<String> = claim_all(&backend, "w")
         .await
         .into_iter()
-        .map(|claimed| claimed.name)
+        .map(|claimed| label(&claimed))
         .collect();
     let expected = [
         "high-early",

@@ -35,7 +35,7 @@ async fn enqueue_claim_complete() {
     assert_eq!(claimed.len(), 2);
     let first = &claimed[0];
     assert_eq!(first.id, ids[0]);
-    assert_eq!(first.name, "first");
+    assert_eq!(first.name, support::TASK_NAME);
     assert_eq!(first.queue, "default");
     assert_eq!(first.payload, b"first");
     assert_eq!(first.attempt, 1);
@@ -231,19 +231,37 @@ async fn queue_connect_finds_the_backend_by_either_scheme() {
             .await
             .expect("connect through the registered connector");
         assert_eq!(queue.backend().name(), "postgres");
-        assert_eq!(queue.backend().poll_interval(), Duration::from_secs(1));
+        assert_eq!(
+            queue.backend().poll_interval(),
+            ConnectOptions::new().poll_interval,
+            "the default is ConnectOptions' own"
+        );
         let handle = queue.enqueue(Add { a: 2, b: 3 }).await.expect("enqueue");
         assert_eq!(handle.status().await.expect("status"), TaskStatus::Pending);
         queue.close().await;
     }
-    let tuned = Queue::connect_with(
-        &db.url,
-        ConnectOptions::new().poll_interval(Duration::from_millis(200)),
-    )
-    .await
-    .expect("connect");
-    assert_eq!(tuned.backend().poll_interval(), Duration::from_millis(200));
-    tuned.close().await;
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn an_explicit_poll_interval_is_honoured() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    // The default's own value too: set explicitly, it is what the user asked for.
+    let default = ConnectOptions::new().poll_interval;
+    for interval in [
+        default,
+        Duration::from_millis(200),
+        Duration::from_secs(1),
+        Duration::from_millis(5),
+    ] {
+        let queue = Queue::connect_with(&db.url, ConnectOptions::new().poll_interval(interval))
+            .await
+            .expect("connect");
+        assert_eq!(queue.backend().poll_interval(), interval);
+        queue.close().await;
+    }
     db.drop().await;
 }
 

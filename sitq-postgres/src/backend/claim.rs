@@ -15,32 +15,41 @@ use super::{count, micros, to_int};
 /// statements rather than one with `cardinality($n) = 0 OR …`, so each gets
 /// a plan that fits.
 ///
-/// The picked ids are a `MATERIALIZED` CTE rather than `id IN (SELECT …)`: a
-/// locking subquery that the planner may re-scan inside a join can return
-/// more than `LIMIT` rows; a materialized CTE is run exactly once. It is still
-/// one statement: atomic, one round trip.
+/// `picked` walks the partial ready index in claim order and stops after
+/// `LIMIT` rows; the name filter is checked on each row it passes (a worker
+/// usually knows most names), so many names cost no sort. The picked ids
+/// are a `MATERIALIZED` CTE rather than `id IN (SELECT …)`: a locking
+/// subquery that the planner may re-scan inside a join can return more than
+/// `LIMIT` rows; a materialized CTE is run exactly once. `ranked` numbers
+/// those few rows in claim order (window functions cannot share a query
+/// level with `FOR UPDATE`) so that the first `$5` start now and the rest
+/// are reserved (`started_at` NULL). It is still one statement: atomic, one
+/// round trip.
 macro_rules! claim_sql {
     ($filter:literal) => {
         concat!(
             "
 WITH picked AS MATERIALIZED (
-    SELECT id FROM sitq_tasks
-    WHERE status = 'pending' AND run_at <= now() ",
+    SELECT id, priority, run_at FROM sitq_tasks
+    WHERE status = 'pending' AND run_at <= now() AND name = ANY($4) ",
             $filter,
             "
     ORDER BY priority DESC, run_at, id
     LIMIT $3
     FOR UPDATE SKIP LOCKED
+), ranked AS (
+    SELECT id, row_number() OVER (ORDER BY priority DESC, run_at, id) AS place
+    FROM picked
 )
 UPDATE sitq_tasks AS t
 SET status = 'running',
     attempts = t.attempts + 1,
     worker_id = $1,
-    started_at = now(),
+    started_at = CASE WHEN ranked.place <= $5 THEN now() END,
     lease_until = now() + $2 * interval '1 microsecond',
     finished_at = NULL
-FROM picked
-WHERE t.id = picked.id
+FROM ranked
+WHERE t.id = ranked.id
 RETURNING t.id, t.name, t.queue, t.payload, t.attempts, t.max_attempts, t.created_at,
           t.priority, t.run_at"
         )
@@ -48,7 +57,7 @@ RETURNING t.id, t.name, t.queue, t.payload, t.attempts, t.max_attempts, t.create
 }
 
 const CLAIM_ANY_QUEUE: &str = claim_sql!("");
-const CLAIM_FROM_QUEUES: &str = claim_sql!("AND queue = ANY($4)");
+const CLAIM_FROM_QUEUES: &str = claim_sql!("AND queue = ANY($6)");
 
 #[derive(sqlx::FromRow)]
 struct ClaimedRow {
@@ -63,13 +72,15 @@ struct ClaimedRow {
     run_at: DateTime<Utc>,
 }
 
-/// Claims up to `request.limit` ready tasks, in claim order.
+/// Claims up to `request.limit` ready tasks named in `request.names`, in
+/// claim order; the first `request.start` start now, the rest are reserved.
 pub(super) async fn claim(pool: &PgPool, request: ClaimRequest<'_>) -> Result<Vec<ClaimedTask>> {
     const OP: &str = "claiming tasks";
-    if request.limit == 0 {
+    if request.limit == 0 || request.names.is_empty() {
         return Ok(Vec::new());
     }
     let limit = i64::try_from(request.limit).unwrap_or(i64::MAX);
+    let start = i64::try_from(request.start).unwrap_or(i64::MAX);
     let query = if request.queues.is_empty() {
         sqlx::query_as::<_, ClaimedRow>(CLAIM_ANY_QUEUE)
     } else {
@@ -78,7 +89,9 @@ pub(super) async fn claim(pool: &PgPool, request: ClaimRequest<'_>) -> Result<Ve
     let query = query
         .bind(request.worker_id)
         .bind(micros(request.lease))
-        .bind(limit);
+        .bind(limit)
+        .bind(request.names)
+        .bind(start);
     let query = if request.queues.is_empty() {
         query
     } else {
@@ -160,3 +173,6 @@ RETURNING t.id, t.attempts",
         .copied()
         .collect())
 }
+
+#[cfg(test)]
+mod tests;

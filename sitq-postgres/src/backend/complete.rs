@@ -1,41 +1,187 @@
 //! Finishing attempts: completions from workers, and leases that ran out.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
-use sitq_core::{Completion, Outcome, Result, TaskId};
+use sitq_core::{Completion, Outcome, Result};
 use sqlx::postgres::PgPool;
 
 use crate::connect::db_error;
+use crate::notify::{Notices, notified_cte};
 
 use super::{micros, to_int};
-use crate::notify::Notices;
 
-/// Applies every completion of a batch in one statement. The join on `id`
-/// and `attempts`, with `status = 'running'`, is the fence: a completion from
-/// a claim that expired (and maybe was claimed again) matches no row.
-const COMPLETE: &str = "
-UPDATE sitq_tasks AS t
-SET status = CASE c.outcome WHEN 'retry' THEN 'pending' ELSE c.outcome END,
-    result = c.result,
-    error_kind = c.error_kind,
-    error = c.error,
-    finished_at = CASE c.outcome WHEN 'retry' THEN NULL ELSE now() END,
-    run_at = CASE c.outcome
-        WHEN 'retry' THEN now() + c.delay * interval '1 microsecond'
-        ELSE t.run_at END,
-    lease_until = NULL
-FROM UNNEST($1::bigint[], $2::int[], $3::text[], $4::bytea[], $5::text[], $6::text[], $7::bigint[])
-    AS c(id, attempt, outcome, result, error_kind, error, delay)
-WHERE t.id = c.id AND t.attempts = c.attempt AND t.status = 'running'
-RETURNING t.id, t.attempts, t.status";
+const OP: &str = "completing tasks";
 
-/// Records `completions` in one transaction; per completion whether it
-/// applied, and what to signal once committed.
+/// Applies every completion of a batch, and notifies, in one statement. The
+/// join on `id` and `attempts`, with `status = 'running'`, is the fence: a
+/// completion from a claim that expired (and maybe was claimed again)
+/// matches no row. A reserved claim may complete before its start mark
+/// lands, hence `coalesce` on `started_at`.
+const COMPLETE: &str = concat!(
+    "
+WITH changed AS (
+    UPDATE sitq_tasks AS t
+    SET status = CASE c.outcome WHEN 'retry' THEN 'pending' ELSE c.outcome END,
+        result = c.result,
+        error_kind = c.error_kind,
+        error = c.error,
+        started_at = coalesce(t.started_at, now()),
+        finished_at = CASE c.outcome WHEN 'retry' THEN NULL ELSE now() END,
+        run_at = CASE c.outcome
+            WHEN 'retry' THEN now() + c.delay * interval '1 microsecond'
+            ELSE t.run_at END,
+        lease_until = NULL
+    FROM UNNEST($1::bigint[], $2::int[], $3::text[], $4::bytea[], $5::text[], $6::text[],
+                $7::bigint[])
+        AS c(id, attempt, outcome, result, error_kind, error, delay)
+    WHERE t.id = c.id AND t.attempts = c.attempt AND t.status = 'running'
+    RETURNING t.id, t.attempts, t.status
+), ",
+    notified_cte!(),
+    "
+SELECT changed.id, changed.attempts, changed.status
+FROM changed CROSS JOIN (SELECT count(*) FROM notified) AS notified"
+);
+
+/// An applied completion as the statement returns it: id, attempt, new status.
+type Applied = (i64, i32, String);
+
+/// One completion as [`COMPLETE`] binds it.
+#[derive(Clone, Debug)]
+struct Row<'a> {
+    id: i64,
+    attempt: i32,
+    outcome: &'static str,
+    result: Option<&'a [u8]>,
+    error_kind: Option<&'static str>,
+    error: Option<Cow<'a, str>>,
+    delay: i64,
+}
+
+impl<'a> Row<'a> {
+    fn new(completion: &'a Completion) -> Row<'a> {
+        let (outcome, result, failure, delay) = match &completion.outcome {
+            Outcome::Succeeded(result) => ("succeeded", Some(result.as_slice()), None, 0),
+            Outcome::Retry { failure, delay } => ("retry", None, Some(failure), micros(*delay)),
+            Outcome::Failed(failure) => ("failed", None, Some(failure), 0),
+        };
+        Row {
+            id: completion.claim.id.0,
+            attempt: to_int(completion.claim.attempt),
+            outcome,
+            result,
+            error_kind: failure.map(|failure| failure.kind.as_str()),
+            // PostgreSQL's text cannot hold NUL; an error message may.
+            error: failure.map(|failure| match failure.message.contains('\0') {
+                true => Cow::Owned(failure.message.replace('\0', "\\0")),
+                false => Cow::Borrowed(failure.message.as_str()),
+            }),
+            delay,
+        }
+    }
+
+    /// What to store instead once the database refused this row with
+    /// `refusal`: the error text in plain ASCII (which every server encoding
+    /// holds), or, for a success, a failure saying its result could not be
+    /// stored.
+    fn fallback(&self, refusal: &sqlx::Error) -> Row<'a> {
+        let refusal = ascii(&refusal.to_string());
+        let error = match (self.outcome, &self.error) {
+            ("succeeded", _) | (_, None) => format!(
+                "the task finished, but the database refused to store its outcome: {refusal}"
+            ),
+            (_, Some(error)) => format!(
+                "{} (stored with non-ASCII characters escaped: the database refused the \
+                 original text: {refusal})",
+                ascii(error)
+            ),
+        };
+        Row {
+            outcome: if self.outcome == "succeeded" {
+                "failed"
+            } else {
+                self.outcome
+            },
+            result: None,
+            error_kind: self
+                .error_kind
+                .or(Some(sitq_core::FailureKind::Error.as_str())),
+            error: Some(Cow::Owned(error)),
+            ..self.clone()
+        }
+    }
+}
+
+/// `text` with every character outside printable ASCII written as a Rust
+/// escape (`\u{1f525}`), except line breaks and tabs.
+fn ascii(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii_graphic() || matches!(c, ' ' | '\n' | '\r' | '\t') {
+            escaped.push(c);
+        } else {
+            escaped.extend(c.escape_unicode());
+        }
+    }
+    escaped
+}
+
+/// Whether the server refused `error`'s statement for what a row holds
+/// (data exceptions, constraint violations, size limits), rather than for a
+/// lost connection or a transient conflict: retrying the same rows cannot
+/// help, but the batch's other rows may be fine.
+fn refuses_a_row(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Encode(_) => true,
+        sqlx::Error::Database(error) => error
+            .code()
+            .is_some_and(|code| matches!(code.get(..2), Some("22" | "23" | "54"))),
+        _ => false,
+    }
+}
+
+/// Runs [`COMPLETE`] for `rows`.
+async fn apply(pool: &PgPool, rows: &[Row<'_>]) -> std::result::Result<Vec<Applied>, sqlx::Error> {
+    let count = rows.len();
+    let mut ids = Vec::with_capacity(count);
+    let mut attempts = Vec::with_capacity(count);
+    let mut outcomes = Vec::with_capacity(count);
+    let mut results = Vec::with_capacity(count);
+    let mut error_kinds = Vec::with_capacity(count);
+    let mut errors = Vec::with_capacity(count);
+    let mut delays = Vec::with_capacity(count);
+    for row in rows {
+        ids.push(row.id);
+        attempts.push(row.attempt);
+        outcomes.push(row.outcome);
+        results.push(row.result);
+        error_kinds.push(row.error_kind);
+        errors.push(row.error.as_deref());
+        delays.push(row.delay);
+    }
+    sqlx::query_as(COMPLETE)
+        .bind(ids)
+        .bind(attempts)
+        .bind(outcomes)
+        .bind(results)
+        .bind(error_kinds)
+        .bind(errors)
+        .bind(delays)
+        .fetch_all(pool)
+        .await
+}
+
+/// Records `completions` in one statement; per completion whether it
+/// applied, and what to signal.
+///
+/// When the server refuses the batch for what a row holds, the rows are
+/// stored one by one so the others are not held hostage, and a row refused
+/// again is stored in [`Row::fallback`] form.
 pub(super) async fn complete(
     pool: &PgPool,
     completions: Vec<Completion>,
 ) -> Result<(Vec<bool>, Notices)> {
-    const OP: &str = "completing tasks";
     if completions.is_empty() {
         return Ok((Vec::new(), Notices::default()));
     }
@@ -46,46 +192,23 @@ pub(super) async fn complete(
         .iter()
         .map(|completion| seen.insert(completion.claim))
         .collect();
+    let rows: Vec<Row<'_>> = completions
+        .iter()
+        .zip(&first)
+        .filter(|(_, first)| **first)
+        .map(|(completion, _)| Row::new(completion))
+        .collect();
 
-    let count = completions.len();
-    let mut ids = Vec::with_capacity(count);
-    let mut attempts = Vec::with_capacity(count);
-    let mut outcomes = Vec::with_capacity(count);
-    let mut results = Vec::with_capacity(count);
-    let mut error_kinds = Vec::with_capacity(count);
-    let mut errors = Vec::with_capacity(count);
-    let mut delays = Vec::with_capacity(count);
-    for (completion, _) in completions.iter().zip(&first).filter(|(_, first)| **first) {
-        ids.push(completion.claim.id.0);
-        attempts.push(to_int(completion.claim.attempt));
-        let (outcome, result, failure, delay) = match &completion.outcome {
-            Outcome::Succeeded(result) => ("succeeded", Some(result.as_slice()), None, 0),
-            Outcome::Retry { failure, delay } => ("retry", None, Some(failure), micros(*delay)),
-            Outcome::Failed(failure) => ("failed", None, Some(failure), 0),
-        };
-        outcomes.push(outcome);
-        results.push(result);
-        error_kinds.push(failure.map(|failure| failure.kind.as_str()));
-        errors.push(failure.map(|failure| failure.message.as_str()));
-        delays.push(delay);
-    }
+    let applied = match apply(pool, &rows).await {
+        Ok(applied) => applied,
+        Err(error) if refuses_a_row(&error) => {
+            tracing::warn!(%error, count = rows.len(), "the database refused a batch of outcomes; storing them one by one");
+            one_by_one(pool, &rows).await?
+        }
+        Err(error) => return Err(db_error(OP)(error)),
+    };
 
-    let mut tx = pool.begin().await.map_err(db_error(OP))?;
-    let applied: Vec<(i64, i32, String)> = sqlx::query_as(COMPLETE)
-        .bind(&ids)
-        .bind(&attempts)
-        .bind(&outcomes)
-        .bind(&results)
-        .bind(&error_kinds)
-        .bind(&errors)
-        .bind(&delays)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_error(OP))?;
-    let notices = notices_for(applied.iter().map(|(id, _, status)| (*id, status.as_str())));
-    notices.send(&mut tx, OP).await?;
-    tx.commit().await.map_err(db_error(OP))?;
-
+    let notices = Notices::for_rows(applied.iter().map(|(id, _, status)| (*id, status.as_str())));
     let applied: HashSet<(i64, i32)> = applied
         .into_iter()
         .map(|(id, attempt, _)| (id, attempt))
@@ -101,52 +224,139 @@ pub(super) async fn complete(
     Ok((flags, notices))
 }
 
-/// Returns running tasks whose lease ran out to pending, or fails them when
-/// they have no attempts left, recording a `LeaseExpired` failure.
-pub(super) async fn recover_expired(pool: &PgPool) -> Result<(u64, Notices)> {
-    const OP: &str = "recovering expired leases";
-    let mut tx = pool.begin().await.map_err(db_error(OP))?;
-    // SKIP LOCKED: a row locked right now is being completed or heartbeated,
-    // so it is not abandoned; the next recovery looks again.
-    let recovered: Vec<(i64, String)> = sqlx::query_as(
-        "
+/// Stores `rows` one statement each, falling back for a row the server
+/// refuses. A failure of another kind (the connection) ends it with an
+/// error; the rows stored until then stay stored, and a retry of the whole
+/// batch finds them fenced.
+async fn one_by_one(pool: &PgPool, rows: &[Row<'_>]) -> Result<Vec<Applied>> {
+    let mut applied = Vec::with_capacity(rows.len());
+    for row in rows {
+        let refusal = match apply(pool, std::slice::from_ref(row)).await {
+            Ok(done) => {
+                applied.extend(done);
+                continue;
+            }
+            Err(error) if refuses_a_row(&error) => error,
+            Err(error) => return Err(db_error(OP)(error)),
+        };
+        match apply(pool, &[row.fallback(&refusal)]).await {
+            Ok(done) => {
+                tracing::warn!(task.id = row.id, error = %refusal, "the database refused a task's outcome; stored it with its text escaped");
+                applied.extend(done);
+            }
+            Err(again) if refuses_a_row(&again) => {
+                tracing::error!(task.id = row.id, error = %again, first_error = %refusal, "the database refused a task's outcome, escaped too; the task runs again once its lease expires");
+            }
+            Err(error) => return Err(db_error(OP)(error)),
+        }
+    }
+    Ok(applied)
+}
+
+/// Returns running tasks whose lease ran out, in one statement.
+///
+/// A started task goes back to pending with a `LeaseExpired` failure, or to
+/// failed when it has no attempts left. A reserved task (never started)
+/// goes back to pending with its attempt not spent, its place in claim
+/// order (`run_at`) and its previous error kept.
+///
+/// `SKIP LOCKED`: a row locked right now is being completed or heartbeated,
+/// so it is not abandoned; the next recovery looks again.
+const RECOVER: &str = concat!(
+    "
 WITH expired AS MATERIALIZED (
     SELECT id FROM sitq_tasks
     WHERE status = 'running' AND lease_until < now()
     FOR UPDATE SKIP LOCKED
-)
-UPDATE sitq_tasks AS t
-SET status = CASE WHEN t.attempts >= t.max_attempts THEN 'failed' ELSE 'pending' END,
-    run_at = CASE WHEN t.attempts >= t.max_attempts THEN t.run_at ELSE now() END,
-    finished_at = CASE WHEN t.attempts >= t.max_attempts THEN now() ELSE NULL END,
-    lease_until = NULL,
-    error_kind = 'lease_expired',
-    error = format(
-        'worker %s stopped heartbeating during attempt %s of %s; its lease expired at %s',
-        coalesce(t.worker_id, '(unknown)'), t.attempts, t.max_attempts, t.lease_until)
-FROM expired
-WHERE t.id = expired.id
-RETURNING t.id, t.status",
-    )
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(db_error(OP))?;
-    let notices = notices_for(recovered.iter().map(|(id, status)| (*id, status.as_str())));
-    notices.send(&mut tx, OP).await?;
-    tx.commit().await.map_err(db_error(OP))?;
+), changed AS (
+    UPDATE sitq_tasks AS t
+    SET status = CASE
+            WHEN t.started_at IS NOT NULL AND t.attempts >= t.max_attempts THEN 'failed'
+            ELSE 'pending' END,
+        attempts = CASE WHEN t.started_at IS NULL THEN t.attempts - 1 ELSE t.attempts END,
+        run_at = CASE
+            WHEN t.started_at IS NULL OR t.attempts >= t.max_attempts THEN t.run_at
+            ELSE now() END,
+        finished_at = CASE
+            WHEN t.started_at IS NOT NULL AND t.attempts >= t.max_attempts THEN now() END,
+        lease_until = NULL,
+        worker_id = CASE WHEN t.started_at IS NULL THEN NULL ELSE t.worker_id END,
+        error_kind = CASE WHEN t.started_at IS NULL THEN t.error_kind ELSE 'lease_expired' END,
+        error = CASE WHEN t.started_at IS NULL THEN t.error ELSE format(
+            'worker %s stopped heartbeating during attempt %s of %s; its lease expired at %s',
+            coalesce(t.worker_id, '(unknown)'), t.attempts, t.max_attempts, t.lease_until) END
+    FROM expired
+    WHERE t.id = expired.id
+    RETURNING t.id, t.status
+), ",
+    notified_cte!(),
+    "
+SELECT changed.id, changed.status
+FROM changed CROSS JOIN (SELECT count(*) FROM notified) AS notified"
+);
+
+/// Recovers expired leases (see [`RECOVER`]); how many, and what to signal.
+pub(super) async fn recover_expired(pool: &PgPool) -> Result<(u64, Notices)> {
+    let recovered: Vec<(i64, String)> = sqlx::query_as(RECOVER)
+        .fetch_all(pool)
+        .await
+        .map_err(db_error("recovering expired leases"))?;
+    let notices = Notices::for_rows(recovered.iter().map(|(id, status)| (*id, status.as_str())));
     let recovered = u64::try_from(recovered.len()).unwrap_or(u64::MAX);
     Ok((recovered, notices))
 }
 
-/// Work when any task went back to pending; the ids of those that finished.
-fn notices_for<'a>(rows: impl Iterator<Item = (i64, &'a str)>) -> Notices {
-    let mut notices = Notices::default();
-    for (id, status) in rows {
-        if status == "pending" {
-            notices.work = true;
-        } else {
-            notices.finished.push(TaskId(id));
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ascii_escapes_what_an_encoding_may_lack() {
+        assert_eq!(ascii("plain: 42\n"), "plain: 42\n");
+        assert_eq!(
+            ascii("hot \u{1f525} caf\u{e9}"),
+            "hot \\u{1f525} caf\\u{e9}"
+        );
+        assert_eq!(ascii("nul\0"), "nul\\u{0}");
     }
-    notices
+
+    #[test]
+    fn a_refused_success_falls_back_to_a_failure_saying_so() {
+        let completion = Completion {
+            claim: sitq_core::ClaimRef {
+                id: sitq_core::TaskId(7),
+                attempt: 2,
+            },
+            outcome: Outcome::Succeeded(vec![1, 2, 3]),
+        };
+        let row = Row::new(&completion);
+        let fallback = row.fallback(&sqlx::Error::Protocol("row too big".into()));
+        assert_eq!((fallback.id, fallback.attempt), (7, 2));
+        assert_eq!(fallback.outcome, "failed");
+        assert_eq!(fallback.result, None);
+        assert_eq!(fallback.error_kind, Some("error"));
+        let error = fallback.error.as_deref().unwrap_or_default();
+        assert!(error.contains("refused to store its outcome"), "{error}");
+        assert!(error.contains("row too big"), "{error}");
+    }
+
+    #[test]
+    fn a_refused_failure_keeps_its_kind_and_escapes_its_text() {
+        let completion = Completion {
+            claim: sitq_core::ClaimRef {
+                id: sitq_core::TaskId(7),
+                attempt: 1,
+            },
+            outcome: Outcome::Retry {
+                failure: sitq_core::TaskFailure::new(sitq_core::FailureKind::Panic, "\u{1f525}"),
+                delay: std::time::Duration::from_secs(1),
+            },
+        };
+        let fallback = Row::new(&completion).fallback(&sqlx::Error::PoolClosed);
+        assert_eq!(fallback.outcome, "retry");
+        assert_eq!(fallback.error_kind, Some("panic"));
+        assert_eq!(fallback.delay, 1_000_000);
+        let error = fallback.error.as_deref().unwrap_or_default();
+        assert!(error.starts_with("\\u{1f525} (stored with"), "{error}");
+    }
 }

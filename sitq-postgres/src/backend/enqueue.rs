@@ -10,8 +10,9 @@ use super::to_int;
 /// One statement, hence one transaction: the rows and the `NOTIFY`
 /// (delivered at commit) go together, in a single round trip however many
 /// tasks there are. `WITH ORDINALITY … ORDER BY ord` makes the identity values
-/// follow the batch's order; the cross join with the one-row `pg_notify`
-/// subquery makes PostgreSQL evaluate it.
+/// follow the batch's order. `notified` is materialized, so `pg_notify` runs
+/// once per statement, not once per row; reading it is what makes
+/// PostgreSQL run it.
 const INSERT: &str = "
 WITH inserted AS (
     INSERT INTO sitq_tasks (name, queue, payload, priority, max_attempts, run_at)
@@ -20,9 +21,11 @@ WITH inserted AS (
         WITH ORDINALITY AS new(name, queue, payload, priority, max_attempts, run_at, ord)
     ORDER BY ord
     RETURNING id
+), notified AS MATERIALIZED (
+    SELECT pg_notify('sitq_work', '')
 )
 SELECT inserted.id
-FROM inserted CROSS JOIN (SELECT pg_notify('sitq_work', '')) AS notified";
+FROM inserted CROSS JOIN (SELECT count(*) FROM notified) AS notified";
 
 /// Inserts `tasks` all or nothing and notifies `sitq_work`; their ids in order.
 pub(super) async fn enqueue(pool: &PgPool, tasks: Vec<NewTask>) -> Result<Vec<TaskId>> {

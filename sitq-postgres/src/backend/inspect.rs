@@ -1,13 +1,12 @@
 //! Looking at tasks, cancelling and pruning them.
 
 use chrono::{DateTime, Utc};
-use sitq_core::{Error, Result, TaskFailure, TaskId, TaskRecord, TaskStatus};
+use sitq_core::{Error, Finished, Result, TaskFailure, TaskId, TaskRecord, TaskStatus};
 use sqlx::Row;
 use sqlx::postgres::PgPool;
 
 use crate::connect::db_error;
-
-use crate::notify::Notices;
+use crate::notify::notified_cte;
 
 /// The full record of task `id`.
 pub(super) async fn get(pool: &PgPool, id: TaskId) -> Result<Option<TaskRecord>> {
@@ -64,45 +63,98 @@ pub(super) async fn status(pool: &PgPool, id: TaskId) -> Result<Option<TaskStatu
     status.map(|status| parse_status(&status, OP)).transpose()
 }
 
-/// Cancels task `id` if it has not started, notifying its waiters everywhere.
+/// Cancels a pending or blocked task and notifies its waiters everywhere,
+/// in one statement.
+const CANCEL: &str = concat!(
+    "
+WITH changed AS (
+    UPDATE sitq_tasks
+    SET status = 'cancelled', finished_at = now(), lease_until = NULL
+    WHERE id = $1 AND status IN ('pending', 'blocked')
+    RETURNING id, status
+), ",
+    notified_cte!(),
+    "
+SELECT changed.id FROM changed CROSS JOIN (SELECT count(*) FROM notified) AS notified"
+);
+
+/// Cancels task `id` if it has not started.
 pub(super) async fn cancel(pool: &PgPool, id: TaskId) -> Result<bool> {
-    const OP: &str = "cancelling a task";
-    let mut tx = pool.begin().await.map_err(db_error(OP))?;
-    let cancelled = sqlx::query(
-        "
-UPDATE sitq_tasks
-SET status = 'cancelled', finished_at = now(), lease_until = NULL
-WHERE id = $1 AND status IN ('pending', 'blocked')",
-    )
-    .bind(id.0)
-    .execute(&mut *tx)
-    .await
-    .map_err(db_error(OP))?
-    .rows_affected()
-        > 0;
-    if cancelled {
-        let notices = Notices {
-            work: false,
-            finished: vec![id],
-        };
-        notices.send(&mut tx, OP).await?;
-    }
-    tx.commit().await.map_err(db_error(OP))?;
-    Ok(cancelled)
+    let cancelled: Option<i64> = sqlx::query_scalar(CANCEL)
+        .bind(id.0)
+        .fetch_optional(pool)
+        .await
+        .map_err(db_error("cancelling a task"))?;
+    Ok(cancelled.is_some())
 }
 
-/// Deletes finished tasks that finished before `before`.
-pub(super) async fn prune(pool: &PgPool, before: DateTime<Utc>) -> Result<u64> {
-    let deleted = sqlx::query(
+/// The outcomes of those of `ids` that finished, in one query.
+pub(super) async fn finished(pool: &PgPool, ids: &[TaskId]) -> Result<Vec<Finished>> {
+    const OP: &str = "reading finished tasks";
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
+    let rows = sqlx::query(
         "
-DELETE FROM sitq_tasks
-WHERE status IN ('succeeded', 'failed', 'cancelled') AND finished_at < $1",
+SELECT id, name, status, attempts, result, error_kind, error
+FROM sitq_tasks
+WHERE id = ANY($1) AND status IN ('succeeded', 'failed', 'cancelled')",
     )
-    .bind(before)
-    .execute(pool)
+    .bind(ids)
+    .fetch_all(pool)
     .await
-    .map_err(db_error("pruning finished tasks"))?;
-    Ok(deleted.rows_affected())
+    .map_err(db_error(OP))?;
+    rows.iter()
+        .map(|row| {
+            let decode = |err: sqlx::Error| Error::database(OP, err);
+            let status: String = row.try_get("status").map_err(decode)?;
+            let attempts: i32 = row.try_get("attempts").map_err(decode)?;
+            let error_kind: Option<String> = row.try_get("error_kind").map_err(decode)?;
+            let error: Option<String> = row.try_get("error").map_err(decode)?;
+            Ok(Finished {
+                id: TaskId(row.try_get("id").map_err(decode)?),
+                name: row.try_get("name").map_err(decode)?,
+                status: parse_status(&status, OP)?,
+                attempts: u32::try_from(attempts).unwrap_or(0),
+                result: row.try_get("result").map_err(decode)?,
+                failure: TaskFailure::from_columns(error_kind.as_deref(), error),
+            })
+        })
+        .collect()
+}
+
+/// The most rows one pruning statement deletes: a large backlog is deleted
+/// in steps, each a short transaction, instead of one that holds its locks
+/// (and bloats the WAL) for as long as it takes.
+const PRUNE_STEP: i64 = 5_000;
+
+/// Deletes finished tasks that finished before `before`, [`PRUNE_STEP`] rows
+/// per statement. The outer `WHERE` repeats the filter so that a row changed
+/// since the subquery picked it (retried, say) is rechecked, not deleted.
+pub(super) async fn prune(pool: &PgPool, before: DateTime<Utc>) -> Result<u64> {
+    let mut total = 0;
+    loop {
+        let deleted = sqlx::query(
+            "
+DELETE FROM sitq_tasks
+WHERE id IN (
+    SELECT id FROM sitq_tasks
+    WHERE status IN ('succeeded', 'failed', 'cancelled') AND finished_at < $1
+    LIMIT $2
+) AND status IN ('succeeded', 'failed', 'cancelled') AND finished_at < $1",
+        )
+        .bind(before)
+        .bind(PRUNE_STEP)
+        .execute(pool)
+        .await
+        .map_err(db_error("pruning finished tasks"))?
+        .rows_affected();
+        total += deleted;
+        if deleted < u64::try_from(PRUNE_STEP).unwrap_or(u64::MAX) {
+            return Ok(total);
+        }
+    }
 }
 
 fn parse_status(status: &str, op: &'static str) -> Result<TaskStatus> {

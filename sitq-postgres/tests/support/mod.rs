@@ -7,8 +7,10 @@
 
 pub mod proxy;
 pub mod tasks;
+pub mod wire;
 
 use std::future::Future;
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -53,6 +55,12 @@ impl TestDb {
     /// Panics when none is configured and `CI=true`: there, skipping would
     /// hide that the tests never ran.
     pub async fn create() -> Option<TestDb> {
+        Self::create_with("").await
+    }
+
+    /// [`create`](TestDb::create) with `options` appended to `CREATE DATABASE`
+    /// (e.g. an encoding).
+    pub async fn create_with(options: &str) -> Option<TestDb> {
         if let Some(reason) = server_unavailable() {
             eprintln!("skipped: {reason}");
             return None;
@@ -72,7 +80,7 @@ impl TestDb {
             .await
             .expect("connect to SITQ_TEST_POSTGRES_URL");
         admin
-            .execute(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(AssertSqlSafe(format!("CREATE DATABASE {name} {options}")))
             .await
             .expect("create the test database");
         admin.close().await.ok();
@@ -133,26 +141,41 @@ pub fn with_database(url: &str, name: &str) -> String {
     url
 }
 
-/// A task for the default queue, ready now.
-pub fn task(name: &str) -> NewTask {
+/// The name of the tasks [`task`] makes, which [`request`] claims.
+pub const TASK_NAME: &str = "sitq_postgres_tests::task";
+
+/// [`TASK_NAME`] as the list of names a claim takes.
+pub static NAMES: LazyLock<Vec<String>> = LazyLock::new(|| vec![TASK_NAME.to_owned()]);
+
+/// A task named [`TASK_NAME`] for the default queue, ready now, with `label`
+/// as its payload.
+pub fn task(label: &str) -> NewTask {
     NewTask {
-        name: name.to_owned(),
+        name: TASK_NAME.to_owned(),
         queue: "default".to_owned(),
-        payload: name.as_bytes().to_vec(),
+        payload: label.as_bytes().to_vec(),
         priority: 0,
         run_at: Utc::now() - chrono::Duration::seconds(1),
         max_attempts: 3,
     }
 }
 
-/// A claim request for `limit` tasks from any queue with a generous lease.
+/// A claim request for `limit` tasks named [`TASK_NAME`] from any queue,
+/// all started, with a generous lease.
 pub fn request(worker_id: &str, limit: usize) -> ClaimRequest<'_> {
     ClaimRequest {
         worker_id,
         queues: &[],
+        names: &NAMES,
         limit,
+        start: limit,
         lease: Duration::from_secs(60),
     }
+}
+
+/// The label [`task`] put in a claimed task's payload.
+pub fn label(claimed: &ClaimedTask) -> String {
+    String::from_utf8_lossy(&claimed.payload).into_owned()
 }
 
 /// Claims everything ready, one task at a time; the order of claims.
