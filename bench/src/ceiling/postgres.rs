@@ -62,6 +62,9 @@ const READ: &str = "SELECT status, result FROM jobs WHERE id = $1";
 const TALLY: &str = "SELECT COALESCE(SUM(CASE WHEN status = 'succeeded' AND attempts = 1 \
      THEN 1 ELSE 0 END), 0)::bigint, COUNT(*) FROM jobs";
 
+/// How long a drain waits for a job to claim before it gives up.
+const STALLED: Duration = Duration::from_secs(60);
+
 /// One connection to the ceiling's job table, its statements prepared.
 #[derive(Debug)]
 pub struct PgJobs {
@@ -213,7 +216,7 @@ impl PgJobs {
     /// Claims and completes in batches of `claim` until `n` jobs are done,
     /// reading each job's result after its batch when `read`; the time it
     /// took. Waits (1 ms naps) while another connection still fills the
-    /// table. Progress counts from `offset`.
+    /// table, up to a minute without a job. Progress counts from `offset`.
     pub async fn drain(
         &self,
         n: usize,
@@ -224,12 +227,19 @@ impl PgJobs {
     ) -> Result<Duration> {
         let start = Instant::now();
         let mut done = 0;
+        let mut last_claim = Instant::now();
         while done < n {
             let ids = self.claim(claim).await?;
             if ids.is_empty() {
+                if last_claim.elapsed() > STALLED {
+                    return Err(
+                        format!("nothing to claim for {STALLED:?} after {done} of {n}").into(),
+                    );
+                }
                 tokio::time::sleep(Duration::from_millis(1)).await;
                 continue;
             }
+            last_claim = Instant::now();
             self.complete(&ids).await?;
             if read {
                 for id in &ids {
