@@ -148,6 +148,11 @@ impl ChildWorker {
         }
     }
 
+    /// The worker process's id (`None` once it has exited).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     async fn next_line(&mut self) -> Result<Option<String>> {
         match tokio::time::timeout(SILENCE, self.lines.next_line()).await {
             Ok(line) => Ok(line?),

@@ -153,6 +153,25 @@ impl Provider {
     }
 }
 
+/// The server's durability settings, as `fsync=on synchronous_commit=on`.
+pub async fn postgres_durability(admin_url: &str) -> Result<String> {
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(admin_url)
+        .await
+        .map_err(|err| format!("connecting to {admin_url}: {err}"))?;
+    let mut settings = Vec::new();
+    for name in ["fsync", "synchronous_commit"] {
+        let value: String = sqlx::query_scalar("SELECT current_setting($1)")
+            .bind(name)
+            .fetch_one(&admin)
+            .await?;
+        settings.push(format!("{name}={value}"));
+    }
+    admin.close().await;
+    Ok(settings.join(" "))
+}
+
 /// `url` with its database (the path) replaced by `database`.
 fn with_database(url: &str, database: &str) -> String {
     let (base, query) = match url.split_once('?') {
@@ -198,6 +217,11 @@ pub async fn sqlite_pool(path: &str, synchronous: &str, connections: u32) -> Res
 }
 
 impl Fresh {
+    /// The SQLite file (for PostgreSQL, the database's name).
+    pub fn path(&self) -> &str {
+        &self.name
+    }
+
     /// A raw pool of `connections` to this database.
     pub async fn raw(&self, synchronous: &str, connections: u32) -> Result<Raw> {
         match self.kind {

@@ -42,7 +42,10 @@ usage: sitq-bench [options]
   --filler F            finished rows in the large scale table (default 990000;
                         90000 with --quick)
   --only W,W            run only these workloads: enqueue, burn-down, e2e,
-                        latency, scale
+                        user, latency, idle, scale
+  --pg-fsync on|off     the fsync the PostgreSQL server was started with
+                        (`cargo xtask bench` starts its throw-away server so;
+                        default on); the run reports the server's own setting
   --quick               small sizes: finishes in under a minute
   --json                print one JSON object on stdout instead of the table
   -h, --help            this text
@@ -69,6 +72,8 @@ pub struct Args {
     pub filler: u64,
     /// Workloads to run.
     pub only: Vec<Workload>,
+    /// The `--pg-fsync` asked for (checked against the server's setting).
+    pub pg_fsync: Option<String>,
     /// Small sizes.
     pub quick: bool,
     /// JSON output.
@@ -88,6 +93,7 @@ impl Args {
             samples: if quick { 200 } else { 2_000 },
             filler: if quick { 90_000 } else { 990_000 },
             only: Workload::ALL.to_vec(),
+            pg_fsync: None,
             quick,
             json: false,
         };
@@ -119,6 +125,13 @@ impl Args {
                         );
                     }
                     parsed.synchronous = sync;
+                }
+                "--pg-fsync" => {
+                    let fsync = value()?.to_ascii_lowercase();
+                    if !["on", "off"].contains(&fsync.as_str()) {
+                        return Err(format!("--pg-fsync expects on or off, not {fsync}").into());
+                    }
+                    parsed.pg_fsync = Some(fsync);
                 }
                 "--backend" => {
                     parsed.backend_explicit = true;
@@ -207,6 +220,7 @@ async fn run(args: Args) -> Result<bool> {
     report.parameter("concurrency", args.concurrency);
     report.parameter("batch", args.batch);
     report.parameter("ceiling_claim_batch", workloads::CEILING_CLAIM);
+    report.parameter_text("ceiling_clients", ceiling::CLIENTS);
     report.parameter_text("sqlite_synchronous", &args.synchronous);
     report.parameter("latency_samples", args.samples);
     report.parameter("scale_filler_rows", args.filler);
@@ -225,6 +239,15 @@ async fn run(args: Args) -> Result<bool> {
             Kind::Sqlite => providers.push(Provider::sqlite(&args.synchronous)?),
             Kind::Postgres => match std::env::var(POSTGRES_URL_ENV) {
                 Ok(admin_url) if !admin_url.is_empty() => {
+                    let durability = db::postgres_durability(&admin_url).await?;
+                    report.parameter_text("postgres", &durability);
+                    if let Some(asked) = &args.pg_fsync
+                        && !durability.contains(&format!("fsync={asked} "))
+                    {
+                        report.notes.push(format!(
+                            "--pg-fsync {asked} was asked, but the server runs with {durability}"
+                        ));
+                    }
                     providers.push(Provider::Postgres { admin_url });
                 }
                 _ if args.backend_explicit => {

@@ -11,6 +11,8 @@ pub enum Unit {
     Millis,
     /// Mebibytes.
     MiB,
+    /// Percent of one CPU core.
+    Percent,
 }
 
 impl Unit {
@@ -19,6 +21,7 @@ impl Unit {
             Unit::Rate => "tasks/s",
             Unit::Millis => "ms",
             Unit::MiB => "MiB",
+            Unit::Percent => "% of a core",
         }
     }
 
@@ -28,6 +31,7 @@ impl Unit {
             Unit::Millis if value < 10.0 => format!("{value:.2} ms"),
             Unit::Millis => format!("{value:.1} ms"),
             Unit::MiB => format!("{value:.1} MiB"),
+            Unit::Percent => format!("{value:.2}%"),
         }
     }
 }

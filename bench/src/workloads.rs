@@ -4,8 +4,10 @@
 mod burn_down;
 mod end_to_end;
 mod enqueue;
+mod idle;
 mod latency;
 mod scale;
+mod user;
 
 use std::time::Duration;
 
@@ -37,15 +39,22 @@ pub enum Workload {
     Latency,
     /// Burn-down with a small table and with a table of a million rows.
     Scale,
+    /// N single enqueues keeping every handle, then one worker draining
+    /// them while every handle is awaited; one producer and four.
+    User,
+    /// An idle worker process's CPU use.
+    Idle,
 }
 
 impl Workload {
     /// Every workload, in run order.
-    pub const ALL: [Workload; 5] = [
+    pub const ALL: [Workload; 7] = [
         Workload::Enqueue,
         Workload::BurnDown,
         Workload::EndToEnd,
+        Workload::User,
         Workload::Latency,
+        Workload::Idle,
         Workload::Scale,
     ];
 
@@ -57,6 +66,8 @@ impl Workload {
             Workload::EndToEnd => "e2e",
             Workload::Latency => "latency",
             Workload::Scale => "scale",
+            Workload::User => "user",
+            Workload::Idle => "idle",
         }
     }
 
@@ -100,6 +111,8 @@ impl Bench<'_> {
                 Workload::EndToEnd => end_to_end::run(self).await,
                 Workload::Latency => latency::run(self).await,
                 Workload::Scale => scale::run(self).await,
+                Workload::User => user::run(self).await,
+                Workload::Idle => idle::run(self).await,
             };
             if let Err(err) = outcome {
                 let note = format!("{} {} failed: {err}", self.backend(), workload.as_str());

@@ -4,8 +4,11 @@
 //!
 //! The flags are `sitq-bench`'s own (`--n`, `--concurrency`, `--batch`,
 //! `--backend sqlite|postgres|all`, `--synchronous`, `--samples`, `--filler`,
-//! `--only`, `--quick`, `--json`, `--help`); they are checked here only
-//! enough to know whether PostgreSQL is wanted, and passed on as given.
+//! `--only`, `--pg-fsync on|off`, `--quick`, `--json`, `--help`); they are
+//! checked here only enough to know whether PostgreSQL is wanted and how to
+//! start it, and passed on as given. The throw-away cluster runs with
+//! `fsync` on, the server's default, unless `--pg-fsync off` (tests run
+//! theirs with it off); the harness reports the server's setting.
 //! The figures go to stdout (a table, or one JSON object with `--json`);
 //! the build, the cluster and the progress bar talk on stderr.
 
@@ -20,6 +23,10 @@ use crate::process;
 /// server on which it may create and drop databases.
 const URL_VAR: &str = "SITQ_BENCH_POSTGRES_URL";
 
+/// The error for `--backend postgres` without a server to start.
+const NO_SERVER_BINARIES: &str = "--backend postgres needs PostgreSQL's server binaries \
+     (pg_ctl, initdb); install the postgresql package or set SITQ_BENCH_POSTGRES_URL";
+
 /// Flags of `sitq-bench` that take a value.
 const VALUE_FLAGS: &[&str] = &[
     "--n",
@@ -30,6 +37,7 @@ const VALUE_FLAGS: &[&str] = &[
     "--samples",
     "--filler",
     "--only",
+    "--pg-fsync",
 ];
 
 /// Flags of `sitq-bench` that stand alone.
@@ -39,6 +47,7 @@ const SWITCHES: &[&str] = &["--quick", "--json", "--help", "-h"];
 /// started, is stopped and deleted afterwards whatever the outcome.
 pub fn run(args: &[String]) -> Result<(), String> {
     let wants_postgres = wants_postgres(args)?;
+    let fsync = pg_fsync(args)?;
 
     let mut build = process::cargo();
     build.args(["build", "--release", "--package", "sitq-bench"]);
@@ -49,12 +58,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let outside = env::var(URL_VAR).ok().filter(|url| !url.is_empty());
     let cluster = match (&wants_postgres, &outside) {
         (Postgres::No, _) | (_, Some(_)) => None,
-        (Postgres::Required, None) => Some(TempCluster::start()?.ok_or_else(|| {
-            "--backend postgres needs PostgreSQL's server binaries (pg_ctl, initdb); \
-             install the postgresql package or set SITQ_BENCH_POSTGRES_URL"
-                .to_owned()
-        })?),
-        (Postgres::IfAvailable, None) => TempCluster::start()?,
+        (Postgres::Required, None) => Some(
+            TempCluster::start_for_bench(fsync)?.ok_or_else(|| NO_SERVER_BINARIES.to_owned())?,
+        ),
+        (Postgres::IfAvailable, None) => TempCluster::start_for_bench(fsync)?,
     };
 
     let mut bench = Command::new(binary());
@@ -127,6 +134,31 @@ fn wants_postgres(args: &[String]) -> Result<Postgres, String> {
     Ok(wanted)
 }
 
+/// Whether the throw-away cluster syncs to disk: `--pg-fsync on|off`, on
+/// when not given (the last one given wins).
+fn pg_fsync(args: &[String]) -> Result<bool, String> {
+    let mut fsync = true;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if arg == "--pg-fsync" {
+            fsync = match args.next().map(String::as_str) {
+                Some("on") => true,
+                Some("off") => false,
+                other => {
+                    return Err(format!(
+                        "bench: --pg-fsync expects on or off, not {}",
+                        other.map_or("nothing".to_owned(), |value| format!("`{value}`"))
+                    ));
+                }
+            };
+        } else if VALUE_FLAGS.contains(&arg.as_str()) {
+            // Skip the value, which might read `--pg-fsync`.
+            args.next();
+        }
+    }
+    Ok(fsync)
+}
+
 /// Where `cargo build --release` puts the harness: under `CARGO_TARGET_DIR`
 /// when set (relative to the workspace root, as cargo reads it), else `target`.
 fn binary() -> PathBuf {
@@ -139,7 +171,7 @@ fn binary() -> PathBuf {
 
 #[cfg(test)]
 mod tests {
-    use super::{Postgres, wants_postgres};
+    use super::{Postgres, pg_fsync, wants_postgres};
 
     fn strings(args: &[&str]) -> Vec<String> {
         args.iter().map(|arg| (*arg).to_owned()).collect()
@@ -157,6 +189,18 @@ mod tests {
             Ok(Postgres::Required)
         );
         assert_eq!(wants_postgres(&strings(&["--help"])), Ok(Postgres::No));
+    }
+
+    #[test]
+    fn fsync_is_on_unless_asked_off() {
+        assert_eq!(pg_fsync(&strings(&["--quick"])), Ok(true));
+        assert_eq!(pg_fsync(&strings(&["--pg-fsync", "off"])), Ok(false));
+        assert_eq!(
+            pg_fsync(&strings(&["--pg-fsync", "off", "--pg-fsync", "on"])),
+            Ok(true)
+        );
+        assert!(pg_fsync(&strings(&["--pg-fsync", "maybe"])).is_err());
+        assert!(pg_fsync(&strings(&["--pg-fsync"])).is_err());
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //!
 //! A cluster lives in a fresh directory under the system temp dir: data,
 //! Unix socket and server log. It listens on 127.0.0.1 on a free port with
-//! `trust` authentication and `fsync=off`, so it is fast and needs no
-//! password, and is deleted when the [`TempCluster`] is dropped. A
+//! `trust` authentication and `fsync=off` (unless a benchmark asks for the
+//! server's default, [`TempCluster::start_for_bench`]), so it is fast and
+//! needs no password, and is deleted when the [`TempCluster`] is dropped. A
 //! [`Watchdog`] does the same if xtask is killed before it can drop it.
 
 mod watchdog;
@@ -80,6 +81,8 @@ pub(crate) struct TempCluster {
     bin_dir: PathBuf,
     /// Whether server commands run as [`SERVER_OS_USER`] (xtask runs as root).
     as_server_user: bool,
+    /// Whether the server syncs its writes to disk (`fsync`).
+    fsync: bool,
     /// The connection URL, empty until the server has started.
     url: String,
     /// Cleans up if xtask dies before `drop` runs.
@@ -98,8 +101,22 @@ impl TempCluster {
         }
     }
 
+    /// [`start`](Self::start) for the benchmark: with `fsync` on (the
+    /// server's default, what users run) or off.
+    pub(crate) fn start_for_bench(fsync: bool) -> Result<Option<Self>, String> {
+        match find_binaries() {
+            Some(bin_dir) => Self::launch(bin_dir, fsync).map(Some),
+            None => binaries_missing().map(|()| None),
+        }
+    }
+
     /// Starts a cluster with the binaries in `bin_dir`.
     pub(crate) fn start_with(bin_dir: PathBuf) -> Result<Self, String> {
+        Self::launch(bin_dir, false)
+    }
+
+    /// Starts a cluster with the binaries in `bin_dir`, `fsync` on or off.
+    fn launch(bin_dir: PathBuf, fsync: bool) -> Result<Self, String> {
         let as_server_user = is_root()?;
         let owner = if as_server_user {
             Some(os_user_ids(SERVER_OS_USER)?)
@@ -112,6 +129,7 @@ impl TempCluster {
             dir,
             bin_dir,
             as_server_user,
+            fsync,
             url: String::new(),
             watchdog: None,
         };
@@ -144,8 +162,9 @@ impl TempCluster {
         let port = cluster.start_server()?;
         cluster.url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
         eprintln!(
-            "xtask: PostgreSQL is accepting connections at {}",
-            cluster.url
+            "xtask: PostgreSQL is accepting connections at {} (fsync={})",
+            cluster.url,
+            if cluster.fsync { "on" } else { "off" }
         );
         Ok(cluster)
     }
@@ -172,8 +191,9 @@ impl TempCluster {
         loop {
             let port = free_port()?;
             // pg_ctl hands these to a shell, hence the quotes around the path.
+            let fsync = if self.fsync { "on" } else { "off" };
             let options = format!(
-                "-c listen_addresses=127.0.0.1 -p {port} -k '{}' -c fsync=off -c max_connections=200",
+                "-c listen_addresses=127.0.0.1 -p {port} -k '{}' -c fsync={fsync} -c max_connections=200",
                 self.dir.display()
             );
             let mut start = self.server_command("pg_ctl");

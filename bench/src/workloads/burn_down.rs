@@ -2,7 +2,9 @@
 //! concurrency C drains them. The clock runs from the worker's `READY`
 //! (it starts claiming) to its `DONE`, which it prints only after every
 //! task ran and the worker's graceful stop stored every completion. The
-//! worker's peak resident set comes from the same run.
+//! worker's peak resident set comes from the same run. The rate should
+//! reach 50% of the plain-SQL claim+complete ceiling on SQLite and 60% on
+//! PostgreSQL; the worker should stay within 64 MiB.
 
 use std::time::Instant;
 
@@ -10,7 +12,7 @@ use sitq::Worker;
 
 use super::{Bench, CEILING_CLAIM, prefill, rate};
 use crate::Result;
-use crate::ceiling::{self, Jobs};
+use crate::ceiling::Jobs;
 use crate::child::{ChildReport, ChildWorker};
 use crate::db::Kind;
 use crate::progress::Progress;
@@ -33,13 +35,14 @@ pub async fn run(bench: &mut Bench<'_>) -> Result<()> {
     let sitq = measure(bench, "burn_down", "burn-down", n, 0).await?;
 
     let fresh = bench.provider.fresh("ceiling_burn_down").await?;
-    let jobs = Jobs::create(bench.raw(&fresh, 1).await?).await?;
-    ceiling::enqueue_batch(&jobs, n, CEILING_CLAIM, &Progress::hidden()).await?;
+    let jobs = Jobs::create(&fresh, &bench.args.synchronous).await?;
+    jobs.enqueue_batch(n, CEILING_CLAIM, &Progress::hidden())
+        .await?;
     let progress = Progress::new(
         bench.label(&format!("burn-down: ceiling, claims of {CEILING_CLAIM}")),
         n,
     );
-    let ceiling_rate = rate(n, ceiling::drain(&jobs, n, CEILING_CLAIM, &progress).await?);
+    let ceiling_rate = rate(n, jobs.drain(n, CEILING_CLAIM, &progress).await?);
     progress.finish(&format!("{ceiling_rate:.0} jobs/s"));
     super::enqueue::verify_ceiling(bench, "ceiling burn-down", &jobs, n, true).await?;
     jobs.close().await;
@@ -48,7 +51,7 @@ pub async fn run(bench: &mut Bench<'_>) -> Result<()> {
     let backend = bench.backend();
     let target = match bench.provider.kind() {
         Kind::Sqlite => Target::RatioAtLeast(0.5),
-        Kind::Postgres => Target::AtLeast(10_000.0),
+        Kind::Postgres => Target::RatioAtLeast(0.6),
     };
     bench.push(
         Row::new(backend, format!("burn-down, C={c}"), Unit::Rate, sitq.rate)
