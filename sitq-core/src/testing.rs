@@ -125,10 +125,7 @@ macro_rules! conformance_tests {
             stale_completion_is_fenced, lost_heartbeat_is_reported,
             two_clients_execute_each_task_once, prune_keeps_unfinished_tasks,
             handle_wait_is_woken_across_clients,
-            released_reservations_keep_their_attempts,
             graceful_shutdown_gives_back_reserved_tasks,
-            a_dead_workers_reservation_does_not_spend_an_attempt,
-            a_started_reservation_spends_its_attempt,
         );
         // Batched waits (testing/waits.rs).
         $crate::conformance_tests!(@cases $harness;

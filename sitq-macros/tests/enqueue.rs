@@ -56,6 +56,12 @@ impl Backend for Recorder {
     async fn claim(&self, _: ClaimRequest<'_>) -> sitq::Result<Vec<ClaimedTask>> {
         unsupported()
     }
+    async fn start(&self, _: Vec<ClaimRef>) -> sitq::Result<()> {
+        unsupported()
+    }
+    async fn release(&self, _: Vec<ClaimRef>) -> sitq::Result<u64> {
+        unsupported()
+    }
     async fn next_run_at(&self, _: &[String]) -> sitq::Result<Option<DateTime<Utc>>> {
         unsupported()
     }
