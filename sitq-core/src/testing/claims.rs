@@ -30,8 +30,19 @@ pub async fn graceful_shutdown_gives_back_reserved_tasks(h: &impl Harness) {
         (count(&format!("gate-started/{key}")) == 1).then_some(())
     })
     .await;
-    // One slot, busy: the adds are reserved (claimed with the gate) or unclaimed.
+    // One slot, busy: the adds are reserved (claimed with the gate) or
+    // unclaimed. Stopping gives the reserved ones back at once, while the
+    // gate still runs (opened later, so no slot frees up before the stop).
     let stopping = tokio::spawn(worker.shutdown());
+    eventually("the reserved tasks to be given back", || async {
+        let mut back = true;
+        for handle in &adds {
+            let record = queue.get(handle.id()).await.expect("record");
+            back &= record.status == TaskStatus::Pending && record.attempts == 0;
+        }
+        back.then_some(())
+    })
+    .await;
     open_gate(&key);
     tokio::time::timeout(WAIT, stopping)
         .await
