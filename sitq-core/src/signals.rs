@@ -45,10 +45,9 @@ impl Signals {
     /// process, which then need no query. Call it after the commit that
     /// finished them, with every outcome the backend knows in full (e.g.
     /// from `RETURNING`); entries whose status is not finished are ignored.
-    ///
-    /// Cheap when nobody waits: it returns before iterating, so a lazy
-    /// iterator (`rows.iter().map(..)`) builds no [`Finished`] then; see
-    /// also [`has_waiters`](Signals::has_waiters).
+    /// Outcomes nobody waits for yet are kept (bounded, newest first) for
+    /// waiters that come later, such as a producer awaiting its handles in
+    /// order behind a worker that runs ahead.
     pub fn notify_outcomes(&self, outcomes: impl IntoIterator<Item = Finished>) {
         self.waits.notify_outcomes(outcomes);
     }

@@ -12,7 +12,7 @@
 //! goes away (finished, timed out, or its future dropped), so the registry
 //! holds only live waiters.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -31,6 +31,11 @@ const FIRST_POLL: Duration = Duration::from_millis(1);
 /// The most ids in one [`Backend::finished`] query: one round looks up more
 /// in several, keeping each within every database's limit on parameters.
 const MAX_LOOKUP: usize = 1000;
+
+/// The most recent outcomes kept for waiters that come later, by count and
+/// by the bytes of their results and errors.
+const RECENT_MAX: usize = 65_536;
+const RECENT_MAX_BYTES: usize = 16 << 20;
 
 /// What the lookup loop hands a waiter.
 #[derive(Debug)]
@@ -71,6 +76,48 @@ struct State {
     /// The generation of the lookup loop running now, if one is.
     service: Option<u64>,
     generations: u64,
+    /// Outcomes handed over in-process that nobody waited for yet: a
+    /// handle that waits later (a producer awaiting its handles in order
+    /// while the worker runs ahead) gets its outcome without a query.
+    /// Finished is final, so a kept outcome never goes stale.
+    recent: Recent,
+}
+
+/// A bounded map of recent outcomes, oldest evicted first.
+#[derive(Default)]
+struct Recent {
+    outcomes: HashMap<TaskId, Finished>,
+    order: VecDeque<TaskId>,
+    bytes: usize,
+}
+
+impl Recent {
+    fn size(finished: &Finished) -> usize {
+        finished.result.as_ref().map_or(0, Vec::len)
+            + finished.failure.as_ref().map_or(0, |f| f.message.len())
+            + finished.name.len()
+            + 64
+    }
+
+    fn insert(&mut self, finished: Finished) {
+        let size = Recent::size(&finished);
+        if size > RECENT_MAX_BYTES / 16 {
+            return; // a large result is read from the database when wanted
+        }
+        while self.order.len() >= RECENT_MAX || self.bytes + size > RECENT_MAX_BYTES {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(old) = self.outcomes.remove(&old) {
+                self.bytes -= Recent::size(&old);
+            }
+        }
+        self.bytes += size;
+        self.order.push_back(finished.id);
+        if let Some(replaced) = self.outcomes.insert(finished.id, finished) {
+            self.bytes -= Recent::size(&replaced);
+        }
+    }
 }
 
 /// Who waits for one task.
@@ -165,20 +212,19 @@ impl Waits {
         self.lock().waiting > 0
     }
 
-    /// Hands full outcomes to their waiters; ids nobody waits for are skipped.
+    /// Hands full outcomes to their waiters; those nobody waits for yet are
+    /// kept (bounded) for waiters to come.
     pub(crate) fn notify_outcomes(&self, outcomes: impl IntoIterator<Item = Finished>) {
         let mut state = self.lock();
-        if state.entries.is_empty() {
-            return;
-        }
         for finished in outcomes {
             // Only a finished task has an outcome; anything else is a
             // backend's mistake and is looked up instead.
             if !finished.status.is_finished() {
                 continue;
             }
-            if let Some(entry) = state.take(finished.id) {
-                entry.deliver(finished);
+            match state.take(finished.id) {
+                Some(entry) => entry.deliver(finished),
+                None => state.recent.insert(finished),
             }
         }
         let idle = state.waiting == 0;
@@ -489,6 +535,19 @@ impl Waiter {
         let key = {
             let mut state = waits.lock();
             let key = state.next_key();
+            if let Some(finished) = state.recent.outcomes.get(&id) {
+                // Finished here already: no lookup, no registration.
+                let _ = sender.send(Delivery::Finished(finished.clone()));
+                drop(state);
+                return Ok(Waiter {
+                    backend: backend.clone(),
+                    waits,
+                    id,
+                    key,
+                    delivery,
+                    stopped,
+                });
+            }
             let entry = state.entries.entry(id).or_insert_with(Entry::new);
             entry.outcomes.push((key, sender));
             entry.check = true;

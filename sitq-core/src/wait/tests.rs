@@ -276,6 +276,25 @@ async fn in_process_outcomes_need_no_query() {
 }
 
 #[tokio::test]
+async fn outcomes_handed_over_before_the_wait_need_no_query() {
+    let (fake, queue) = Fake::new(NEVER);
+    let handles: Vec<_> = (0..100).map(|_| fake.add(&queue)).collect();
+    // The worker ran ahead: every task finished before anyone waited.
+    fake.signals
+        .notify_outcomes(handles.iter().map(|h| succeeded(h.id(), h.id().0 * 3)));
+    for handle in &handles {
+        let value: i64 = tokio::time::timeout(WITHIN, handle.wait())
+            .await
+            .expect("bounded")
+            .expect("outcome");
+        assert_eq!(value, handle.id().0 * 3);
+    }
+    let calls = fake.calls();
+    assert_eq!(calls, Calls::default(), "no query at all: {calls:?}");
+    assert_eq!(fake.signals.registered_waiters(), 0);
+}
+
+#[tokio::test]
 async fn notified_ids_are_looked_up_in_one_batch() {
     let (fake, queue) = Fake::new(NEVER);
     let handles: Vec<_> = (0..100).map(|_| fake.add(&queue)).collect();
