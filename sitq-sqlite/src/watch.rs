@@ -97,7 +97,9 @@ pub(crate) fn watch(
     pending: Arc<AtomicBool>,
 ) -> Option<FileWatch> {
     let file = std::path::absolute(signal_path(database)).ok()?;
-    let directory = file.parent()?.to_path_buf();
+    // The file itself, not its directory: a watched directory would turn
+    // every write to the database's WAL into an event for this process.
+    let directory = file.clone();
     let key = KEYS.fetch_add(1, Ordering::Relaxed);
     let mut shared = lock(&SHARED);
     if shared.is_none() {
@@ -122,7 +124,7 @@ pub(crate) fn watch(
     if *watching == 0
         && let Err(err) = state.watcher.watch(&directory, RecursiveMode::NonRecursive)
     {
-        tracing::warn!(error = %err, directory = %directory.display(), "cannot watch the SQLite database's directory for changes by other processes; relying on polling");
+        tracing::warn!(error = %err, file = %directory.display(), "cannot watch the SQLite signal file for changes by other processes; relying on polling");
         state.directories.remove(&directory);
         return None;
     }

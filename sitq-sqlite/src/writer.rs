@@ -120,6 +120,7 @@ impl Writer {
 
     fn run(mut self, mut receiver: mpsc::Receiver<Command>) {
         let mut commands = Vec::with_capacity(MAX_GROUP);
+        let mut busy = false;
         loop {
             if self.pruning.is_empty() {
                 // Waits for one command, then takes whatever else is waiting.
@@ -134,6 +135,10 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            if busy {
+                linger(&mut receiver, &mut commands);
+            }
+            busy = commands.len() > 1;
             if let Some(reply) = self.group(&mut commands) {
                 drop(self.conn);
                 let _ = reply.send(());
@@ -355,6 +360,34 @@ impl Writer {
 /// microseconds after the last answer: catching it here saves the thread a
 /// sleep and a wake-up (tens of microseconds) per command.
 const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// Under load (the last group held several commands), more commands are
+/// usually on their way: a worker's completions trickle in as its tasks
+/// finish. Collecting them while they keep coming (each within [`GAP`] of
+/// the last, for at most [`LINGER`]) makes fewer, larger commits, and each
+/// commit rewrites its pages into the WAL, so fewer is much cheaper. Callers
+/// that have all sent already lose only one gap.
+fn linger(receiver: &mut mpsc::Receiver<Command>, commands: &mut Vec<Command>) {
+    let started = std::time::Instant::now();
+    let mut last = started;
+    while commands.len() < MAX_GROUP && started.elapsed() < LINGER {
+        match receiver.try_recv() {
+            Ok(command) => {
+                commands.push(command);
+                last = std::time::Instant::now();
+            }
+            Err(mpsc::error::TryRecvError::Empty) if last.elapsed() < GAP => {
+                std::thread::yield_now();
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// See [`linger`].
+const GAP: std::time::Duration = std::time::Duration::from_micros(30);
+/// See [`linger`].
+const LINGER: std::time::Duration = std::time::Duration::from_micros(500);
 
 /// The next command, or `None` once every sender is gone.
 fn next_command(receiver: &mut mpsc::Receiver<Command>) -> Option<Command> {

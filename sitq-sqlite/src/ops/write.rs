@@ -74,116 +74,84 @@ impl Claim {
     }
 }
 
-/// The claim statement; `started_at` is bound (now, or NULL for a
-/// reservation). The subquery walks the pending index in claim order and
-/// stops after `LIMIT` rows; the name and queue filters are probes into
-/// small lists built once per statement.
-macro_rules! claim_sql {
+/// The claim's choice: ready tasks in claim order. The subquery-free
+/// `SELECT` walks the pending index in order and stops after `LIMIT` rows;
+/// the name and queue filters are probes into small lists built once per
+/// statement. (An `UPDATE … WHERE id IN (SELECT …) RETURNING` does the same
+/// in one statement, but SQLite's `RETURNING` costs a fixed ~200 µs there,
+/// more than the whole claim.)
+macro_rules! pick_sql {
     ($queues:literal) => {
         concat!(
-            "UPDATE sitq_tasks \
-             SET status = 'running', attempts = attempts + 1, worker_id = ?1, started_at = ?5, \
-                 lease_until = ?3, finished_at = NULL \
-             WHERE id IN (SELECT id FROM sitq_tasks \
-                 WHERE status = 'pending' AND run_at <= ?2 \
-                   AND name IN (SELECT value FROM json_each(?6)) ",
+            "SELECT id, name, queue, payload, attempts, max_attempts, created_at \
+             FROM sitq_tasks \
+             WHERE status = 'pending' AND run_at <= ?1 \
+               AND name IN (SELECT value FROM json_each(?2)) ",
             $queues,
-            " ORDER BY priority DESC, run_at, id LIMIT ?4) \
-             RETURNING id, name, queue, payload, attempts, max_attempts, created_at, priority, run_at"
+            " ORDER BY priority DESC, run_at, id LIMIT ?3"
         )
     };
 }
 
-const CLAIM_ANY_QUEUE: &str = claim_sql!("");
-const CLAIM_FROM_QUEUES: &str = claim_sql!("AND queue IN (SELECT value FROM json_each(?7))");
+const PICK_ANY_QUEUE: &str = pick_sql!("");
+const PICK_FROM_QUEUES: &str = pick_sql!("AND queue IN (SELECT value FROM json_each(?4))");
 
 /// Claims up to `claim.limit` ready tasks in order (priority desc, run_at,
-/// id): the first `claim.start` started now, the rest reserved. One
-/// statement for each of the two parts.
+/// id): the first `claim.start` started now, the rest reserved. The writer
+/// holds the write lock (`BEGIN IMMEDIATE`), so choosing and then updating
+/// is as atomic as one statement: no other connection can write between.
 pub(crate) fn claim(
     conn: &Connection,
     claim: &Claim,
     now: i64,
 ) -> rusqlite::Result<Vec<ClaimedTask>> {
-    let lease_until = time::add(now, claim.lease);
-    let mut claimed = claim_part(conn, claim, now, lease_until, claim.start, Some(now))?;
-    if claimed.len() == claim.start && claim.limit > claim.start {
-        claimed.extend(claim_part(
-            conn,
-            claim,
-            now,
-            lease_until,
-            claim.limit - claim.start,
-            None,
-        )?);
-    }
-    Ok(claimed)
-}
-
-fn claim_part(
-    conn: &Connection,
-    claim: &Claim,
-    now: i64,
-    lease_until: i64,
-    limit: usize,
-    started_at: Option<i64>,
-) -> rusqlite::Result<Vec<ClaimedTask>> {
-    if limit == 0 {
+    if claim.limit == 0 {
         return Ok(Vec::new());
     }
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let sql = if claim.queues.is_some() {
-        CLAIM_FROM_QUEUES
-    } else {
-        CLAIM_ANY_QUEUE
-    };
-    let mut statement = conn.prepare_cached(sql)?;
+    let limit = i64::try_from(claim.limit).unwrap_or(i64::MAX);
     let map = |row: &rusqlite::Row<'_>| {
-        let key: (i64, i64) = (row.get(7)?, row.get(8)?);
-        Ok((
-            key,
-            ClaimedTask {
-                id: TaskId(row.get(0)?),
-                name: row.get(1)?,
-                queue: row.get(2)?,
-                payload: row.get(3)?,
-                attempt: count(row.get(4)?),
-                max_attempts: count(row.get(5)?),
-                created_at: time::from_micros(row.get(6)?),
-            },
-        ))
+        Ok(ClaimedTask {
+            id: TaskId(row.get(0)?),
+            name: row.get(1)?,
+            queue: row.get(2)?,
+            payload: row.get(3)?,
+            attempt: count(row.get::<_, i64>(4)?.saturating_add(1)),
+            max_attempts: count(row.get(5)?),
+            created_at: time::from_micros(row.get(6)?),
+        })
     };
-    let rows = match &claim.queues {
-        Some(queues) => statement.query_map(
-            params![
-                claim.worker_id,
-                now,
-                lease_until,
-                limit,
-                started_at,
-                claim.names,
-                queues
-            ],
-            map,
-        )?,
-        None => statement.query_map(
-            params![
-                claim.worker_id,
-                now,
-                lease_until,
-                limit,
-                started_at,
-                claim.names
-            ],
-            map,
-        )?,
+    let picked = match &claim.queues {
+        Some(queues) => conn
+            .prepare_cached(PICK_FROM_QUEUES)?
+            .query_map(params![now, claim.names, limit, queues], map)?
+            .collect::<rusqlite::Result<Vec<_>>>()?,
+        None => conn
+            .prepare_cached(PICK_ANY_QUEUE)?
+            .query_map(params![now, claim.names, limit], map)?
+            .collect::<rusqlite::Result<Vec<_>>>()?,
     };
-    let mut claimed = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-    // RETURNING's order is unspecified: restore the claim order.
-    claimed.sort_unstable_by(|((pa, ra), a), ((pb, rb), b)| {
-        pb.cmp(pa).then(ra.cmp(rb)).then(a.id.cmp(&b.id))
-    });
-    Ok(claimed.into_iter().map(|(_, task)| task).collect())
+    let lease_until = time::add(now, claim.lease);
+    let mut update = conn.prepare_cached(
+        "UPDATE sitq_tasks SET status = 'running', attempts = ?2, worker_id = ?3, \
+             started_at = ?4, lease_until = ?5, finished_at = NULL \
+         WHERE id = ?1 AND status = 'pending'",
+    )?;
+    for (i, task) in picked.iter().enumerate() {
+        let started_at = (i < claim.start).then_some(now);
+        let changed = update.execute(params![
+            task.id.0,
+            task.attempt,
+            claim.worker_id,
+            started_at,
+            lease_until
+        ])?;
+        if changed != 1 {
+            // Impossible under the write lock; refuse rather than hand out
+            // a claim that is not in the database.
+            return Err(rusqlite::Error::StatementChangedRows(changed));
+        }
+    }
+    Ok(picked)
 }
 
 /// Marks reserved claims started.
@@ -245,9 +213,11 @@ pub(crate) fn complete(
         "UPDATE sitq_tasks SET status = ?3, result = ?4, error_kind = ?5, error = ?6, \
              run_at = coalesce(?7, run_at), finished_at = ?8, lease_until = NULL, \
              started_at = coalesce(started_at, ?9) \
-         WHERE id = ?1 AND attempts = ?2 AND status = 'running' \
-         RETURNING name",
+         WHERE id = ?1 AND attempts = ?2 AND status = 'running'",
     )?;
+    // Without `RETURNING` (a fixed cost per statement in SQLite): the count
+    // says whether it applied, and the name is read only for a finished task.
+    let mut name_of = conn.prepare_cached("SELECT name FROM sitq_tasks WHERE id = ?1")?;
     let mut applied = Vec::with_capacity(completions.len());
     for completion in completions {
         let (status, result, failure, run_at, finished_at) = match &completion.outcome {
@@ -263,30 +233,25 @@ pub(crate) fn complete(
             ),
             Outcome::Failed(failure) => (TaskStatus::Failed, None, Some(failure), None, Some(now)),
         };
-        let name: Option<String> = statement
-            .query_row(
-                params![
-                    completion.claim.id.0,
-                    completion.claim.attempt,
-                    status.as_str(),
-                    result,
-                    failure.map(|failure| failure.kind.as_str()),
-                    failure.map(|failure| failure.message.as_str()),
-                    run_at,
-                    finished_at,
-                    now,
-                ],
-                |row| row.get(0),
-            )
-            .optional()?;
-        let Some(name) = name else {
-            applied.push(false);
+        let changed = statement.execute(params![
+            completion.claim.id.0,
+            completion.claim.attempt,
+            status.as_str(),
+            result,
+            failure.map(|failure| failure.kind.as_str()),
+            failure.map(|failure| failure.message.as_str()),
+            run_at,
+            finished_at,
+            now,
+        ])?;
+        applied.push(changed > 0);
+        if changed == 0 {
             continue;
-        };
-        applied.push(true);
+        }
         if status == TaskStatus::Pending {
             effects.work = true;
         } else {
+            let name: String = name_of.query_row([completion.claim.id.0], |row| row.get(0))?;
             effects.finished.push(Finished {
                 id: completion.claim.id,
                 name,

@@ -94,6 +94,12 @@ pub(crate) async fn run(
                 held.completing.insert(completion.claim);
             }
         }
+        // A reserved task that started and finished within one batch needs
+        // no start mark: its completion records that it started.
+        if !started.is_empty() && !done.is_empty() {
+            let finished: HashSet<ClaimRef> = done.iter().map(|c| c.claim).collect();
+            started.retain(|claim| !finished.contains(claim));
+        }
         // One round trip each, side by side (on SQLite, one group commit).
         tokio::join!(
             mark_started(&*backend, std::mem::take(&mut started)),
