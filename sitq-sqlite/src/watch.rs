@@ -163,7 +163,7 @@ fn dispatch(subscribers: &Subscribers, event: notify::Result<notify::Event>) {
     }
     let mut raised = false;
     for subscriber in lock(subscribers).iter() {
-        if !event.paths.iter().any(|path| *path == subscriber.file) {
+        if !event.paths.contains(&subscriber.file) {
             continue;
         }
         // One check pending is enough, however many events arrive meanwhile.
