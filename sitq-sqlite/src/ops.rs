@@ -10,7 +10,7 @@
 pub(crate) mod read;
 pub(crate) mod write;
 
-use sitq_core::TaskStatus;
+use sitq_core::{Finished, TaskFailure, TaskId, TaskStatus};
 
 /// A JSON array of strings, for `IN (SELECT value FROM json_each(?))`: one
 /// bound value however many names or queues a worker has, so the claim's
@@ -63,6 +63,22 @@ pub(crate) fn status(value: &str, column: usize) -> rusqlite::Result<TaskStatus>
             rusqlite::types::Type::Text,
             Box::new(err),
         )
+    })
+}
+
+/// A task's outcome from a row of `id, name, status, attempts, result, error_kind, error`.
+pub(crate) fn finished_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Finished> {
+    let status_text: String = row.get(2)?;
+    Ok(Finished {
+        id: TaskId(row.get(0)?),
+        name: row.get(1)?,
+        status: status(&status_text, 2)?,
+        attempts: count(row.get(3)?),
+        result: row.get(4)?,
+        failure: TaskFailure::from_columns(
+            row.get::<_, Option<String>>(5)?.as_deref(),
+            row.get(6)?,
+        ),
     })
 }
 

@@ -146,3 +146,46 @@ async fn a_zero_lease_claim_still_runs_once() {
         "running tasks are not claimable"
     );
 }
+
+/// The writer reads the clock once it holds the write lock: a claim that
+/// waited for another process's transaction still gets its whole lease, and
+/// its start is not dated before the wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_that_waited_for_the_lock_gets_its_whole_lease() {
+    let db = TempDb::new("lock-wait");
+    let backend = db.connect().await;
+    let ids = backend.enqueue(vec![task("t")]).await.expect("enqueue");
+    // Another process holds the write lock for a while.
+    let other = rusqlite::Connection::open(&db.path).expect("raw connect");
+    other.execute_batch("BEGIN IMMEDIATE").expect("take the write lock");
+    let claiming = tokio::spawn(async move {
+        let claimed = claim(&backend, "w", 1).await;
+        (backend, claimed)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let released = Utc::now().timestamp_micros();
+    other.execute_batch("COMMIT").expect("release the write lock");
+    let (backend, claimed) = tokio::time::timeout(Duration::from_secs(30), claiming)
+        .await
+        .expect("the claim went through once the lock was free")
+        .expect("claim task");
+    assert_eq!(claimed.len(), 1);
+    let (started_at, lease_until): (i64, i64) = other
+        .query_row(
+            "SELECT started_at, lease_until FROM sitq_tasks WHERE id = ?1",
+            [ids[0].0],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .expect("read the claim");
+    assert!(
+        started_at >= released,
+        "the claim's clock was read {} us before the lock was free",
+        released - started_at
+    );
+    assert_eq!(
+        lease_until - started_at,
+        i64::try_from(LEASE.as_micros()).expect("lease fits"),
+        "the whole lease counts from when the claim happened"
+    );
+    backend.close().await;
+}

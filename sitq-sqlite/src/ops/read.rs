@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use sitq_core::{Finished, TaskFailure, TaskId, TaskRecord, TaskStatus};
 
-use super::{count, json_ids, json_strings, status};
+use super::{count, finished_row, json_ids, json_strings, status};
 use crate::time;
 
 /// A read, owned so that it can travel to a reader thread.
@@ -73,20 +73,8 @@ impl Read {
                      WHERE id IN (SELECT value FROM json_each(?1)) \
                        AND status IN ('succeeded', 'failed', 'cancelled')",
                 )?;
-                let rows = statement.query_map([json_ids(ids.iter().map(|id| id.0))], |row| {
-                    let status_text: String = row.get(2)?;
-                    Ok(Finished {
-                        id: TaskId(row.get(0)?),
-                        name: row.get(1)?,
-                        status: status(&status_text, 2)?,
-                        attempts: count(row.get(3)?),
-                        result: row.get(4)?,
-                        failure: TaskFailure::from_columns(
-                            row.get::<_, Option<String>>(5)?.as_deref(),
-                            row.get(6)?,
-                        ),
-                    })
-                })?;
+                let rows =
+                    statement.query_map([json_ids(ids.iter().map(|id| id.0))], finished_row)?;
                 rows.collect::<rusqlite::Result<_>>().map(Found::Finished)
             }
             Read::NextRunAt(queues) => {

@@ -4,11 +4,10 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use sitq_core::{
-    ClaimRef, ClaimedTask, Completion, FailureKind, Finished, NewTask, Outcome, TaskFailure,
-    TaskId, TaskStatus,
+    ClaimRef, ClaimedTask, Completion, FailureKind, Finished, NewTask, Outcome, TaskId, TaskStatus,
 };
 
-use super::{count, json_strings, status};
+use super::{count, finished_row, json_strings};
 use crate::time;
 
 /// What a group's writes mean for this process's workers and waiters.
@@ -293,22 +292,12 @@ pub(crate) fn recover_expired(
                  || ' stopped renewing its lease during attempt ' || attempts \
                  || ' (killed or cut off)' END \
          WHERE status = 'running' AND lease_until < ?1 \
-         RETURNING id, name, status, attempts, error_kind, error",
+         RETURNING id, name, status, attempts, result, error_kind, error",
     )?;
-    let rows = statement.query_map(params![now, FailureKind::LeaseExpired.as_str()], |row| {
-        let status_text: String = row.get(2)?;
-        Ok(Finished {
-            id: TaskId(row.get(0)?),
-            name: row.get(1)?,
-            status: status(&status_text, 2)?,
-            attempts: count(row.get(3)?),
-            result: None,
-            failure: TaskFailure::from_columns(
-                row.get::<_, Option<String>>(4)?.as_deref(),
-                row.get(5)?,
-            ),
-        })
-    })?;
+    let rows = statement.query_map(
+        params![now, FailureKind::LeaseExpired.as_str()],
+        finished_row,
+    )?;
     let mut recovered = 0;
     for row in rows {
         let finished = row?;

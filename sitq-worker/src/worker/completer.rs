@@ -157,3 +157,29 @@ async fn store(backend: &dyn Backend, batch: &[Completion], lease: Duration) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sitq_core::TaskId;
+
+    fn claim(id: i64) -> ClaimRef {
+        ClaimRef {
+            id: TaskId(id),
+            attempt: 1,
+        }
+    }
+
+    #[test]
+    fn a_claim_completed_while_the_heartbeat_ran_is_not_lost() {
+        let mut claims = Claims::default();
+        for id in 1..=3 {
+            claims.insert(claim(id));
+        }
+        // 1 is being stored now; 2 was stored and let go; 3 is still held.
+        claims.completing.insert(claim(1));
+        claims.remove(&claim(2));
+        let missed = vec![claim(1), claim(2), claim(3)];
+        assert_eq!(claims.really_lost(missed), vec![claim(3)]);
+    }
+}
