@@ -157,14 +157,18 @@ async fn a_claim_that_waited_for_the_lock_gets_its_whole_lease() {
     let ids = backend.enqueue(vec![task("t")]).await.expect("enqueue");
     // Another process holds the write lock for a while.
     let other = rusqlite::Connection::open(&db.path).expect("raw connect");
-    other.execute_batch("BEGIN IMMEDIATE").expect("take the write lock");
+    other
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
     let claiming = tokio::spawn(async move {
         let claimed = claim(&backend, "w", 1).await;
         (backend, claimed)
     });
     std::thread::sleep(Duration::from_millis(300));
     let released = Utc::now().timestamp_micros();
-    other.execute_batch("COMMIT").expect("release the write lock");
+    other
+        .execute_batch("COMMIT")
+        .expect("release the write lock");
     let (backend, claimed) = tokio::time::timeout(Duration::from_secs(30), claiming)
         .await
         .expect("the claim went through once the lock was free")
