@@ -124,7 +124,7 @@ impl Writer {
         loop {
             if self.pruning.is_empty() {
                 // Waits for one command, then takes whatever else is waiting.
-                match next_command(&mut receiver) {
+                match receiver.blocking_recv() {
                     Some(command) => commands.push(command),
                     None => break, // every sender is gone: the backend was dropped
                 }
@@ -352,55 +352,6 @@ impl Writer {
         self.conn
             .prepare_cached("PRAGMA data_version")?
             .query_row([], |row| row.get(0))
-    }
-}
-
-/// How long the writer keeps looking for the next command before it sleeps.
-/// A caller that awaits each answer sends its next command a few
-/// microseconds after the last answer: catching it here saves the thread a
-/// sleep and a wake-up (tens of microseconds) per command.
-const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
-
-/// Under load (the last group held several commands), more commands are
-/// usually on their way: a worker's completions trickle in as its tasks
-/// finish. Collecting them while they keep coming (each within [`GAP`] of
-/// the last, for at most [`LINGER`]) makes fewer, larger commits, and each
-/// commit rewrites its pages into the WAL, so fewer is much cheaper. Callers
-/// that have all sent already lose only one gap.
-fn linger(receiver: &mut mpsc::Receiver<Command>, commands: &mut Vec<Command>) {
-    let started = std::time::Instant::now();
-    let mut last = started;
-    while commands.len() < MAX_GROUP && started.elapsed() < LINGER {
-        match receiver.try_recv() {
-            Ok(command) => {
-                commands.push(command);
-                last = std::time::Instant::now();
-            }
-            Err(mpsc::error::TryRecvError::Empty) if last.elapsed() < GAP => {
-                std::thread::yield_now();
-            }
-            Err(_) => return,
-        }
-    }
-}
-
-/// See [`linger`].
-const GAP: std::time::Duration = std::time::Duration::from_micros(30);
-/// See [`linger`].
-const LINGER: std::time::Duration = std::time::Duration::from_micros(500);
-
-/// The next command, or `None` once every sender is gone.
-fn next_command(receiver: &mut mpsc::Receiver<Command>) -> Option<Command> {
-    let until = std::time::Instant::now() + SPIN;
-    loop {
-        match receiver.try_recv() {
-            Ok(command) => return Some(command),
-            Err(mpsc::error::TryRecvError::Disconnected) => return None,
-            Err(mpsc::error::TryRecvError::Empty) if std::time::Instant::now() < until => {
-                std::thread::yield_now();
-            }
-            Err(mpsc::error::TryRecvError::Empty) => return receiver.blocking_recv(),
-        }
     }
 }
 
