@@ -355,6 +355,34 @@ impl Writer {
     }
 }
 
+/// Under load (the last group held several commands), more commands are
+/// usually on their way: a worker's completions trickle in as its tasks
+/// finish. Collecting them while they keep coming (each within [`GAP`] of
+/// the last, for at most [`LINGER`]) makes fewer, larger commits, and each
+/// commit rewrites its pages into the WAL, so fewer is much cheaper. Callers
+/// that have all sent already lose only one gap.
+fn linger(receiver: &mut mpsc::Receiver<Command>, commands: &mut Vec<Command>) {
+    let started = std::time::Instant::now();
+    let mut last = started;
+    while commands.len() < MAX_GROUP && started.elapsed() < LINGER {
+        match receiver.try_recv() {
+            Ok(command) => {
+                commands.push(command);
+                last = std::time::Instant::now();
+            }
+            Err(mpsc::error::TryRecvError::Empty) if last.elapsed() < GAP => {
+                std::thread::yield_now();
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// See [`linger`].
+const GAP: std::time::Duration = std::time::Duration::from_micros(30);
+/// See [`linger`].
+const LINGER: std::time::Duration = std::time::Duration::from_micros(500);
+
 fn merge(effects: &mut Effects, other: Effects) {
     effects.finished.extend(other.finished);
     effects.work |= other.work;
