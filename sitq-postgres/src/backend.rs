@@ -14,6 +14,7 @@ mod enqueue;
 mod inspect;
 mod reserve;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -74,6 +75,29 @@ impl PostgresBackend {
                 .notify_finished(notices.finished.iter().copied());
         }
     }
+
+    /// Raises the local signals for a committed transaction whose finished
+    /// tasks are known in full: their waiters here get `outcomes` without a
+    /// query (and so do waiters that come later).
+    fn signal_outcomes(&self, notices: &Notices, outcomes: Vec<Finished>) {
+        if notices.work {
+            self.signals.notify_work();
+        }
+        if outcomes.len() < notices.finished.len() {
+            // An outcome that did not convert is looked up instead.
+            let known: HashSet<TaskId> = outcomes.iter().map(|finished| finished.id).collect();
+            self.signals.notify_finished(
+                notices
+                    .finished
+                    .iter()
+                    .copied()
+                    .filter(|id| !known.contains(id)),
+            );
+        }
+        if !outcomes.is_empty() {
+            self.signals.notify_outcomes(outcomes);
+        }
+    }
 }
 
 #[async_trait]
@@ -126,14 +150,14 @@ impl Backend for PostgresBackend {
     }
 
     async fn complete(&self, completions: Vec<Completion>) -> Result<Vec<bool>> {
-        let (applied, notices) = complete::complete(&self.pool, completions).await?;
-        self.signal(&notices);
+        let (applied, notices, outcomes) = complete::complete(&self.pool, completions).await?;
+        self.signal_outcomes(&notices, outcomes);
         Ok(applied)
     }
 
     async fn recover_expired(&self) -> Result<u64> {
-        let (recovered, notices) = complete::recover_expired(&self.pool).await?;
-        self.signal(&notices);
+        let (recovered, notices, outcomes) = complete::recover_expired(&self.pool).await?;
+        self.signal_outcomes(&notices, outcomes);
         Ok(recovered)
     }
 
@@ -151,10 +175,9 @@ impl Backend for PostgresBackend {
 
     async fn cancel(&self, id: TaskId) -> Result<bool> {
         let cancelled = inspect::cancel(&self.pool, id).await?;
-        if cancelled {
-            self.signals.notify_finished([id]);
-        }
-        Ok(cancelled)
+        let done = cancelled.is_some();
+        self.signals.notify_outcomes(cancelled);
+        Ok(done)
     }
 
     async fn prune(&self, before: DateTime<Utc>) -> Result<u64> {

@@ -1,9 +1,9 @@
 //! Finishing attempts: completions from workers, and leases that ran out.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-use sitq_core::{Completion, Outcome, Result};
+use sitq_core::{Completion, Finished, Outcome, Result, TaskFailure, TaskId, TaskStatus};
 use sqlx::postgres::PgPool;
 
 use crate::connect::db_error;
@@ -36,16 +36,17 @@ WITH changed AS (
                 $7::bigint[])
         AS c(id, attempt, outcome, result, error_kind, error, delay)
     WHERE t.id = c.id AND t.attempts = c.attempt AND t.status = 'running'
-    RETURNING t.id, t.attempts, t.status
+    RETURNING t.id, t.attempts, t.status, t.name
 ), ",
     notified_cte!(),
     "
-SELECT changed.id, changed.attempts, changed.status
+SELECT changed.id, changed.attempts, changed.status, changed.name
 FROM changed CROSS JOIN (SELECT count(*) FROM notified) AS notified"
 );
 
-/// An applied completion as the statement returns it: id, attempt, new status.
-type Applied = (i64, i32, String);
+/// An applied completion as the statement returns it: id, attempt, new
+/// status, name.
+type Applied = (i64, i32, String, String);
 
 /// One completion as [`COMPLETE`] binds it.
 #[derive(Clone, Debug)]
@@ -173,7 +174,8 @@ async fn apply(pool: &PgPool, rows: &[Row<'_>]) -> std::result::Result<Vec<Appli
 }
 
 /// Records `completions` in one statement; per completion whether it
-/// applied, and what to signal.
+/// applied, what to signal, and the outcomes of those that finished (for
+/// this process's waiters, which then need no query).
 ///
 /// When the server refuses the batch for what a row holds, the rows are
 /// stored one by one so the others are not held hostage, and a row refused
@@ -181,9 +183,9 @@ async fn apply(pool: &PgPool, rows: &[Row<'_>]) -> std::result::Result<Vec<Appli
 pub(super) async fn complete(
     pool: &PgPool,
     completions: Vec<Completion>,
-) -> Result<(Vec<bool>, Notices)> {
+) -> Result<(Vec<bool>, Notices, Vec<Finished>)> {
     if completions.is_empty() {
-        return Ok((Vec::new(), Notices::default()));
+        return Ok((Vec::new(), Notices::default(), Vec::new()));
     }
     // A claim completed twice in one batch applies once: the first one wins,
     // as it would have in two batches.
@@ -199,8 +201,20 @@ pub(super) async fn complete(
         .map(|(completion, _)| Row::new(completion))
         .collect();
 
-    let applied = match apply(pool, &rows).await {
-        Ok(applied) => applied,
+    let stored: Vec<(Applied, Row<'_>)> = match apply(pool, &rows).await {
+        Ok(applied) => {
+            let by_claim: HashMap<(i64, i32), &Row<'_>> = rows
+                .iter()
+                .map(|row| ((row.id, row.attempt), row))
+                .collect();
+            applied
+                .into_iter()
+                .filter_map(|applied| {
+                    let row = by_claim.get(&(applied.0, applied.1))?;
+                    Some((applied, (*row).clone()))
+                })
+                .collect()
+        }
         Err(error) if refuses_a_row(&error) => {
             tracing::warn!(%error, count = rows.len(), "the database refused a batch of outcomes; storing them one by one");
             one_by_one(pool, &rows).await?
@@ -208,10 +222,14 @@ pub(super) async fn complete(
         Err(error) => return Err(db_error(OP)(error)),
     };
 
-    let notices = Notices::for_rows(applied.iter().map(|(id, _, status)| (*id, status.as_str())));
-    let applied: HashSet<(i64, i32)> = applied
-        .into_iter()
-        .map(|(id, attempt, _)| (id, attempt))
+    let notices = Notices::for_rows(
+        stored
+            .iter()
+            .map(|((id, _, status, _), _)| (*id, status.as_str())),
+    );
+    let applied: HashSet<(i64, i32)> = stored
+        .iter()
+        .map(|((id, attempt, _, _), _)| (*id, *attempt))
         .collect();
     let flags = completions
         .iter()
@@ -221,28 +239,53 @@ pub(super) async fn complete(
             first && applied.contains(&claim)
         })
         .collect();
-    Ok((flags, notices))
+    let outcomes = stored
+        .into_iter()
+        .filter_map(|(applied, row)| outcome(applied, &row))
+        .collect();
+    Ok((flags, notices, outcomes))
+}
+
+/// The outcome of a completion the statement applied, from what it returned
+/// and the row as stored (a fallback row holds the stored failure); `None`
+/// when the task did not finish (a retry).
+fn outcome((id, attempts, status, name): Applied, row: &Row<'_>) -> Option<Finished> {
+    let status = match status.as_str() {
+        "succeeded" => TaskStatus::Succeeded,
+        "failed" => TaskStatus::Failed,
+        "cancelled" => TaskStatus::Cancelled,
+        _ => return None,
+    };
+    Some(Finished {
+        id: TaskId(id),
+        name,
+        status,
+        attempts: u32::try_from(attempts).ok()?,
+        result: row.result.map(<[u8]>::to_vec),
+        failure: TaskFailure::from_columns(row.error_kind, row.error.as_deref().map(str::to_owned)),
+    })
 }
 
 /// Stores `rows` one statement each, falling back for a row the server
 /// refuses. A failure of another kind (the connection) ends it with an
 /// error; the rows stored until then stay stored, and a retry of the whole
 /// batch finds them fenced.
-async fn one_by_one(pool: &PgPool, rows: &[Row<'_>]) -> Result<Vec<Applied>> {
+async fn one_by_one<'a>(pool: &PgPool, rows: &[Row<'a>]) -> Result<Vec<(Applied, Row<'a>)>> {
     let mut applied = Vec::with_capacity(rows.len());
     for row in rows {
         let refusal = match apply(pool, std::slice::from_ref(row)).await {
             Ok(done) => {
-                applied.extend(done);
+                applied.extend(done.into_iter().map(|done| (done, row.clone())));
                 continue;
             }
             Err(error) if refuses_a_row(&error) => error,
             Err(error) => return Err(db_error(OP)(error)),
         };
-        match apply(pool, &[row.fallback(&refusal)]).await {
+        let fallback = row.fallback(&refusal);
+        match apply(pool, std::slice::from_ref(&fallback)).await {
             Ok(done) => {
                 tracing::warn!(task.id = row.id, error = %refusal, "the database refused a task's outcome; stored it with its text escaped");
-                applied.extend(done);
+                applied.extend(done.into_iter().map(|done| (done, fallback.clone())));
             }
             Err(again) if refuses_a_row(&again) => {
                 tracing::error!(task.id = row.id, error = %again, first_error = %refusal, "the database refused a task's outcome, escaped too; the task runs again once its lease expires");
@@ -287,23 +330,47 @@ WITH expired AS MATERIALIZED (
             coalesce(t.worker_id, '(unknown)'), t.attempts, t.max_attempts, t.lease_until) END
     FROM expired
     WHERE t.id = expired.id
-    RETURNING t.id, t.status
+    RETURNING t.id, t.status, t.name, t.attempts, t.error_kind, t.error
 ), ",
     notified_cte!(),
     "
-SELECT changed.id, changed.status
+SELECT changed.id, changed.status, changed.name, changed.attempts, changed.error_kind,
+       changed.error
 FROM changed CROSS JOIN (SELECT count(*) FROM notified) AS notified"
 );
 
-/// Recovers expired leases (see [`RECOVER`]); how many, and what to signal.
-pub(super) async fn recover_expired(pool: &PgPool) -> Result<(u64, Notices)> {
-    let recovered: Vec<(i64, String)> = sqlx::query_as(RECOVER)
+/// A recovered lease as [`RECOVER`] returns it: id, new status, name,
+/// attempts, error kind and error.
+type Recovered = (i64, String, String, i32, Option<String>, Option<String>);
+
+/// Recovers expired leases (see [`RECOVER`]); how many, what to signal, and
+/// the outcomes of the tasks that failed for good.
+pub(super) async fn recover_expired(pool: &PgPool) -> Result<(u64, Notices, Vec<Finished>)> {
+    let recovered: Vec<Recovered> = sqlx::query_as(RECOVER)
         .fetch_all(pool)
         .await
         .map_err(db_error("recovering expired leases"))?;
-    let notices = Notices::for_rows(recovered.iter().map(|(id, status)| (*id, status.as_str())));
-    let recovered = u64::try_from(recovered.len()).unwrap_or(u64::MAX);
-    Ok((recovered, notices))
+    let notices = Notices::for_rows(
+        recovered
+            .iter()
+            .map(|(id, status, ..)| (*id, status.as_str())),
+    );
+    let count = u64::try_from(recovered.len()).unwrap_or(u64::MAX);
+    let outcomes = recovered
+        .into_iter()
+        .filter(|(_, status, ..)| status == "failed")
+        .filter_map(|(id, _, name, attempts, error_kind, error)| {
+            Some(Finished {
+                id: TaskId(id),
+                name,
+                status: TaskStatus::Failed,
+                attempts: u32::try_from(attempts).ok()?,
+                result: None,
+                failure: TaskFailure::from_columns(error_kind.as_deref(), error),
+            })
+        })
+        .collect();
+    Ok((count, notices, outcomes))
 }
 
 #[cfg(test)]

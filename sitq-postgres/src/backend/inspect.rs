@@ -71,21 +71,31 @@ WITH changed AS (
     UPDATE sitq_tasks
     SET status = 'cancelled', finished_at = now(), lease_until = NULL
     WHERE id = $1 AND status IN ('pending', 'blocked')
-    RETURNING id, status
+    RETURNING id, status, name, attempts, error_kind, error
 ), ",
     notified_cte!(),
     "
-SELECT changed.id FROM changed CROSS JOIN (SELECT count(*) FROM notified) AS notified"
+SELECT changed.name, changed.attempts, changed.error_kind, changed.error
+FROM changed CROSS JOIN (SELECT count(*) FROM notified) AS notified"
 );
 
-/// Cancels task `id` if it has not started.
-pub(super) async fn cancel(pool: &PgPool, id: TaskId) -> Result<bool> {
-    let cancelled: Option<i64> = sqlx::query_scalar(CANCEL)
+/// Cancels task `id` if it has not started; its outcome when it did.
+pub(super) async fn cancel(pool: &PgPool, id: TaskId) -> Result<Option<Finished>> {
+    let cancelled: Option<(String, i32, Option<String>, Option<String>)> = sqlx::query_as(CANCEL)
         .bind(id.0)
         .fetch_optional(pool)
         .await
         .map_err(db_error("cancelling a task"))?;
-    Ok(cancelled.is_some())
+    Ok(
+        cancelled.map(|(name, attempts, error_kind, error)| Finished {
+            id,
+            name,
+            status: TaskStatus::Cancelled,
+            attempts: u32::try_from(attempts).unwrap_or(0),
+            result: None,
+            failure: TaskFailure::from_columns(error_kind.as_deref(), error),
+        }),
+    )
 }
 
 /// The outcomes of those of `ids` that finished, in one query.

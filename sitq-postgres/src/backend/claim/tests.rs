@@ -10,6 +10,21 @@ use crate::connect::{Settings, migrate};
 /// A fresh, migrated database holding 5,000 ready tasks of 20 names over 3
 /// queues and 20,000 finished ones, analyzed; `None` without a server.
 async fn seeded() -> Option<(PgConnection, String)> {
+    seeded_with(
+        "
+INSERT INTO sitq_tasks (name, queue, payload, max_attempts, priority, run_at)
+SELECT 'task' || i % 20, 'q' || i % 3, '', 3, i % 4, now() - i * interval '1 ms'
+FROM generate_series(1, 5000) AS i;
+INSERT INTO sitq_tasks (name, queue, payload, status, max_attempts, finished_at)
+SELECT 'task' || i % 20, 'default', '', 'succeeded', 3, now()
+FROM generate_series(1, 20000) AS i;
+ANALYZE sitq_tasks;",
+    )
+    .await
+}
+
+/// A fresh, migrated database filled by `seed`; `None` without a server.
+async fn seeded_with(seed: &str) -> Option<(PgConnection, String)> {
     let Ok(admin_url) = std::env::var("SITQ_TEST_POSTGRES_URL") else {
         assert_ne!(
             std::env::var("CI").as_deref(),
@@ -19,7 +34,11 @@ async fn seeded() -> Option<(PgConnection, String)> {
         eprintln!("skipped: set SITQ_TEST_POSTGRES_URL (or run `cargo xtask test`)");
         return None;
     };
-    let name = format!("sitq_plan_{}", std::process::id());
+    let name = format!(
+        "sitq_plan_{}_{}",
+        std::process::id(),
+        SEEDED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
     let mut admin = PgConnection::connect(&admin_url).await.expect("connect");
     for statement in [
         format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
@@ -40,20 +59,14 @@ async fn seeded() -> Option<(PgConnection, String)> {
     pool.close().await;
     let mut connection = PgConnection::connect(&url).await.expect("connect");
     connection
-        .execute(
-            "
-INSERT INTO sitq_tasks (name, queue, payload, max_attempts, priority, run_at)
-SELECT 'task' || i % 20, 'q' || i % 3, '', 3, i % 4, now() - i * interval '1 ms'
-FROM generate_series(1, 5000) AS i;
-INSERT INTO sitq_tasks (name, queue, payload, status, max_attempts, finished_at)
-SELECT 'task' || i % 20, 'default', '', 'succeeded', 3, now()
-FROM generate_series(1, 20000) AS i;
-ANALYZE sitq_tasks;",
-        )
+        .execute(sqlx::AssertSqlSafe(seed))
         .await
         .expect("seed");
     Some((connection, name))
 }
+
+/// Numbers the databases of one test process.
+static SEEDED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// The stored names among 3,000 others: a worker that knows every task of
 /// the application, and of others.
@@ -67,12 +80,21 @@ fn many_names() -> Vec<String> {
 /// `EXPLAIN` of the claim statement `sql` with real parameters (so the plan
 /// PostgreSQL makes for each execution), as text.
 async fn explain(connection: &mut PgConnection, sql: &str, queues: Option<&[String]>) -> String {
-    let names = many_names();
+    explain_for(connection, sql, &many_names(), queues).await
+}
+
+/// `EXPLAIN` of the claim statement `sql` for `names`.
+async fn explain_for(
+    connection: &mut PgConnection,
+    sql: &str,
+    names: &[String],
+    queues: Option<&[String]>,
+) -> String {
     let query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")))
         .bind("w")
         .bind(60_000_000_i64)
         .bind(32_i64)
-        .bind(&names)
+        .bind(names)
         .bind(16_i64);
     let query = match queues {
         Some(queues) => query.bind(queues),
@@ -143,6 +165,11 @@ async fn claims_walk_the_ready_index_with_many_names() {
     .expect("read the statement's plan counts");
     assert_eq!((generic, custom), (0, 20), "planned per execution");
 
+    drop_database(connection, &name).await;
+}
+
+/// Closes `connection` and drops its database `name`.
+async fn drop_database(connection: PgConnection, name: &str) {
     connection.close().await.ok();
     let admin_url = std::env::var("SITQ_TEST_POSTGRES_URL").expect("checked");
     let mut admin = PgConnection::connect(&admin_url).await.expect("connect");
@@ -153,4 +180,34 @@ async fn claims_walk_the_ready_index_with_many_names() {
         .await
         .expect("drop the database");
     admin.close().await.ok();
+}
+
+/// Right after a bulk insert, before autovacuum analyzed the table, the
+/// planner guesses selectivities: `name = ANY('{one}')` alone would count
+/// as 0.5% of the rows, so it expected fewer ready rows than `LIMIT` and
+/// read and sorted all 2,000 of them. The claim must still walk the index
+/// and stop after `LIMIT` rows.
+#[tokio::test]
+async fn claims_walk_the_ready_index_with_one_name_and_stale_statistics() {
+    let Some((mut connection, name)) = seeded_with(
+        "
+ALTER TABLE sitq_tasks SET (autovacuum_enabled = false);
+INSERT INTO sitq_tasks (name, queue, payload, status, max_attempts, finished_at)
+SELECT 'task', 'default', '', 'succeeded', 3, now()
+FROM generate_series(1, 200000) AS i;
+INSERT INTO sitq_tasks (name, queue, payload, max_attempts)
+SELECT 'task', 'default', '', 3
+FROM generate_series(1, 2000) AS i;",
+    )
+    .await
+    else {
+        return;
+    };
+    let names = ["task".to_owned()];
+    let plan = explain_for(&mut connection, CLAIM_ANY_QUEUE, &names, None).await;
+    assert_index_driven(&plan);
+    let queues = ["default".to_owned()];
+    let plan = explain_for(&mut connection, CLAIM_FROM_QUEUES, &names, Some(&queues)).await;
+    assert_index_driven(&plan);
+    drop_database(connection, &name).await;
 }
