@@ -162,11 +162,7 @@ fn pg_fsync(args: &[String]) -> Result<bool, String> {
 /// Where `cargo build --release` puts the harness: under `CARGO_TARGET_DIR`
 /// when set (relative to the workspace root, as cargo reads it), else `target`.
 fn binary() -> PathBuf {
-    let root = process::project_root();
-    let target = env::var_os("CARGO_TARGET_DIR")
-        .filter(|dir| !dir.is_empty())
-        .map_or_else(|| root.join("target"), |dir| root.join(dir));
-    target.join("release").join("sitq-bench")
+    process::target_dir().join("release").join("sitq-bench")
 }
 
 #[cfg(test)]

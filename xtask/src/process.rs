@@ -2,11 +2,21 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// The workspace root: xtask's own manifest directory is one level below it.
 pub(crate) fn project_root() -> PathBuf {
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+}
+
+/// Where cargo puts what it builds: `CARGO_TARGET_DIR` when set (relative to
+/// the workspace root, as cargo reads it), else `target`.
+pub(crate) fn target_dir() -> PathBuf {
+    let root = project_root();
+    std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map_or_else(|| root.join("target"), |dir| root.join(dir))
 }
 
 /// A `cargo` command run from the workspace root.
@@ -29,6 +39,35 @@ pub(crate) fn run(command: &mut Command) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("`{shown}` failed ({status})"))
+    }
+}
+
+/// Runs `command` with inherited stdio like [`run`], but kills it and fails
+/// when it has not finished within `limit`.
+pub(crate) fn run_within(command: &mut Command, limit: Duration) -> Result<(), String> {
+    let shown = display(command);
+    let mut child = command
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|error| format!("could not run `{shown}`: {error}"))?;
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => return Err(format!("`{shown}` failed ({status})")),
+            Ok(None) if Instant::now() >= deadline => {
+                // Best effort: it may have exited just now.
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "`{shown}` did not finish within {}s and was killed",
+                    limit.as_secs()
+                ));
+            }
+            // Polling a child is the portable way to bound its run time.
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(error) => return Err(format!("could not wait for `{shown}`: {error}")),
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! `cargo xtask test`: the workspace's tests, with PostgreSQL when available.
 
 use std::ffi::{OsStr, OsString};
+use std::time::Duration;
 
 use crate::postgres::{self, TempCluster};
 use crate::process;
@@ -8,13 +9,22 @@ use crate::process;
 /// How the workspace is tested: the one place to change it (`ci` runs it too).
 const CARGO_TEST: &[&str] = &["test", "--workspace", "--all-features"];
 
+/// The examples that must run to completion on their own (embedded SQLite,
+/// no server), each within [`EXAMPLE_LIMIT`]: the README promises it.
+const EXAMPLES: &[&str] = &["quickstart", "cron", "unique", "cancel"];
+
+/// How long one example may take.
+const EXAMPLE_LIMIT: Duration = Duration::from_secs(60);
+
 /// Runs [`CARGO_TEST`] plus `extra` with `SITQ_TEST_POSTGRES_URL` pointing at
 /// a throw-away cluster, which is stopped and deleted afterwards whatever the
-/// outcome.
+/// outcome. When the whole workspace is tested, the [`EXAMPLES`] run too.
 pub(crate) fn run(extra: &[OsString]) -> Result<(), String> {
     let cluster = TempCluster::start()?;
     let mut command = process::cargo();
-    command.args(cargo_test_args(extra));
+    let args = cargo_test_args(extra);
+    let whole_workspace = args.iter().any(|arg| arg == "--workspace");
+    command.args(args);
     if let Some(cluster) = &cluster {
         command.env(postgres::URL_VAR, cluster.url());
     }
@@ -22,7 +32,32 @@ pub(crate) fn run(extra: &[OsString]) -> Result<(), String> {
     let result = process::run(&mut command);
     // Stop the server before reporting, so its messages come first.
     drop(cluster);
-    result
+    result?;
+    if whole_workspace {
+        run_examples()?;
+    }
+    Ok(())
+}
+
+/// Each of [`EXAMPLES`] as `cargo run --example NAME` runs it, from the
+/// binary `cargo test` just built (so no second build with other features),
+/// each bounded by [`EXAMPLE_LIMIT`].
+fn run_examples() -> Result<(), String> {
+    let dir = process::target_dir().join("debug").join("examples");
+    for example in EXAMPLES {
+        let binary = dir.join(example);
+        if !binary.is_file() {
+            return Err(format!(
+                "the example {example} was not built at {}: is it declared in examples/?",
+                binary.display()
+            ));
+        }
+        let mut command = std::process::Command::new(binary);
+        command.current_dir(process::project_root());
+        eprintln!("xtask: example {example}");
+        process::run_within(&mut command, EXAMPLE_LIMIT)?;
+    }
+    Ok(())
 }
 
 /// [`CARGO_TEST`] followed by `extra`, except that `--workspace` is left out
