@@ -237,7 +237,14 @@ fn run_fn(task: &TaskFn, name: &TokenStream) -> TokenStream {
         let field = &arg.ident;
         quote!(#args.#field)
     });
-    let call = quote!(#ident(#(#fields),*));
+    let context = Ident::new("context", Span::mixed_site());
+    // A task without a context parameter never sees it.
+    let unused = (!task.context).then(|| quote!(::core::mem::drop(#context);));
+    let call = if task.context {
+        quote!(#ident(#context, #(#fields),*))
+    } else {
+        quote!(#ident(#(#fields),*))
+    };
     let call = if task.item.sig.asyncness.is_some() {
         quote!(#call.await)
     } else {
@@ -272,7 +279,11 @@ fn run_fn(task: &TaskFn, name: &TokenStream) -> TokenStream {
         }
     };
     quote! {
-        fn sitq_run(#payload: &[u8]) -> ::sitq::__private::Result<::sitq::__private::TaskFuture> {
+        fn sitq_run(
+            #payload: &[u8],
+            #context: ::sitq::__private::Context,
+        ) -> ::sitq::__private::Result<::sitq::__private::TaskFuture> {
+            #unused
             let #args: #ident = ::sitq::__private::codec::decode(
                 #payload,
                 ::core::concat!("arguments of task ", #name),

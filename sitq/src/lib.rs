@@ -3,8 +3,8 @@
 
 pub use sitq_core::blocking;
 pub use sitq_core::{
-    Backoff, ConnectOptions, EnqueueOptions, Error, FailureKind, Queue, Registry, Result, Task,
-    TaskFailure, TaskHandle, TaskId, TaskRecord, TaskStatus,
+    Backoff, ConnectOptions, Context, EnqueueOptions, Error, FailureKind, Queue, Registry, Result,
+    Task, TaskFailure, TaskHandle, TaskId, TaskRecord, TaskStatus,
 };
 pub use sitq_worker::{ShutdownHandle, Worker};
 
@@ -30,8 +30,8 @@ pub mod __private {
     pub use serde;
     pub use sitq_core::codec;
     pub use sitq_core::{
-        Backoff, EnqueueOptions, Queue, Result, Task, TaskDefaults, TaskFuture, TaskHandle,
-        TaskRegistration,
+        Backoff, Context, EnqueueOptions, Queue, Result, Task, TaskDefaults, TaskFuture,
+        TaskHandle, TaskRegistration,
     };
 
     use std::fmt::Display;

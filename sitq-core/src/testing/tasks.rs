@@ -152,7 +152,7 @@ where
     }))
 }
 
-fn registration<T: Task>(run: fn(&[u8]) -> Result<TaskFuture>) -> TaskRegistration {
+fn registration<T: Task>(run: fn(&[u8], crate::Context) -> Result<TaskFuture>) -> TaskRegistration {
     TaskRegistration {
         name: T::NAME,
         file: file!(),
@@ -164,16 +164,16 @@ fn registration<T: Task>(run: fn(&[u8]) -> Result<TaskFuture>) -> TaskRegistrati
 
 static REGISTRATIONS: LazyLock<Vec<TaskRegistration>> = LazyLock::new(|| {
     vec![
-        registration::<Add>(|p| start(p, |t: Add| async move { Ok(t.a + t.b) })),
-        registration::<BlockingAdd>(|p| {
+        registration::<Add>(|p, _| start(p, |t: Add| async move { Ok(t.a + t.b) })),
+        registration::<BlockingAdd>(|p, _| {
             start(p, |t: BlockingAdd| async move {
                 tokio::task::spawn_blocking(move || t.a + t.b)
                     .await
                     .map_err(|err| err.to_string())
             })
         }),
-        registration::<Fail>(|p| start(p, |t: Fail| async move { Err(t.message) })),
-        registration::<Flaky>(|p| {
+        registration::<Fail>(|p, _| start(p, |t: Fail| async move { Err(t.message) })),
+        registration::<Flaky>(|p, _| {
             start(p, |t: Flaky| async move {
                 let runs = bump(&t.key);
                 if runs <= t.failures {
@@ -183,13 +183,13 @@ static REGISTRATIONS: LazyLock<Vec<TaskRegistration>> = LazyLock::new(|| {
                 }
             })
         }),
-        registration::<Slow>(|p| {
+        registration::<Slow>(|p, _| {
             start(p, |t: Slow| async move {
                 tokio::time::sleep(Duration::from_millis(t.ms)).await;
                 Ok(())
             })
         }),
-        registration::<Panic>(|p| {
+        registration::<Panic>(|p, _| {
             start(p, |t: Panic| async move {
                 if !t.message.is_empty() {
                     panic!("{}", t.message);
@@ -197,14 +197,14 @@ static REGISTRATIONS: LazyLock<Vec<TaskRegistration>> = LazyLock::new(|| {
                 Ok(())
             })
         }),
-        registration::<Record>(|p| {
+        registration::<Record>(|p, _| {
             start(p, |t: Record| async move {
                 bump(&format!("{}/{}", t.log, t.tag));
                 lock(&LOGS).entry(t.log).or_default().push(t.tag);
                 Ok(())
             })
         }),
-        registration::<Gate>(|p| {
+        registration::<Gate>(|p, _| {
             start(p, |t: Gate| async move {
                 let gate = gate(&t.key);
                 bump(&format!("gate-started/{}", t.key));

@@ -16,6 +16,7 @@ pub(crate) async fn run_attempt(
     registry: &Registry,
     task: &ClaimedTask,
     worker_id: &str,
+    context: sitq_core::Context,
 ) -> Outcome {
     let Some(registration) = registry.get(&task.name) else {
         return Outcome::Failed(TaskFailure::new(
@@ -26,7 +27,7 @@ pub(crate) async fn run_attempt(
             ),
         ));
     };
-    let attempt = match (registration.run)(&task.payload) {
+    let attempt = match (registration.run)(&task.payload, context) {
         Ok(future) => future,
         Err(err) => {
             return Outcome::Failed(TaskFailure::new(FailureKind::Decode, error_chain(&err)));

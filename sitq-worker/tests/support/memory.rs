@@ -242,7 +242,7 @@ pub static HANG: TaskRegistration = TaskRegistration {
     run: hang,
 };
 
-fn hang(payload: &[u8]) -> Result<TaskFuture> {
+fn hang(payload: &[u8], _: sitq_core::Context) -> Result<TaskFuture> {
     let marker = String::from_utf8_lossy(payload).into_owned();
     Ok(Box::pin(async move {
         if !marker.is_empty() {
