@@ -118,13 +118,37 @@ impl Context {
         }
     }
 
+    /// The longest snooze: 100 years. [`snooze`](Context::snooze) shortens
+    /// longer delays (`Duration::MAX` included) to this, so the stored
+    /// `run_at` stays a valid instant on every backend.
+    pub const MAX_SNOOZE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
     /// Ends this attempt and runs the task again after `delay`, without
     /// spending an attempt (the task's snooze count goes up instead).
     ///
+    /// ```ignore
+    /// #[sitq::task]
+    /// async fn poll_export(ctx: sitq::Context, job: String) -> Result<(), MyError> {
+    ///     if !export_ready(&job).await? {
+    ///         return ctx.snooze(Duration::from_secs(30)).await;
+    ///     }
+    ///     // ...
+    /// }
+    /// ```
+    ///
     /// Never returns: the worker drops the attempt's future once it sees the
     /// request, so `return ctx.snooze(delay).await;` fits any return type.
+    /// The task becomes pending with `run_at` = now + `delay` (the backend's
+    /// clock; at most [`MAX_SNOOZE`](Context::MAX_SNOOZE)) and its next run
+    /// has the same attempt number. `max_attempts` does not limit snoozes: a
+    /// task may snooze any number of times, and [`TaskRecord::snoozes`](crate::TaskRecord::snoozes)
+    /// counts them. A snooze before the task's timeout is a snooze, not a
+    /// timeout. Like any outcome it is fenced: if the worker lost the task's
+    /// lease meanwhile, the snooze is discarded and the lease recovery decides.
     pub async fn snooze<T>(&self, delay: Duration) -> T {
-        self.inner.snooze.send_replace(Some(delay));
+        self.inner
+            .snooze
+            .send_replace(Some(delay.min(Self::MAX_SNOOZE)));
         std::future::pending().await
     }
 }
@@ -151,8 +175,15 @@ impl ContextControl {
     /// Resolves with the delay once the task calls [`Context::snooze`].
     /// Never resolves if it does not (or the context is gone).
     pub async fn snoozed(&mut self) -> Duration {
-        match self.snooze.wait_for(Option::is_some).await {
-            Ok(delay) => delay.unwrap_or_default(),
+        // The borrow of the value ends here, before any await: it holds a
+        // lock and would make this future `!Send`.
+        let delay = self
+            .snooze
+            .wait_for(Option::is_some)
+            .await
+            .map(|delay| delay.unwrap_or_default());
+        match delay {
+            Ok(delay) => delay,
             Err(_) => std::future::pending().await,
         }
     }
@@ -208,6 +239,20 @@ mod tests {
             .await
             .expect("the worker sees the snooze");
         assert_eq!(delay, Duration::from_secs(9));
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn an_absurd_snooze_is_capped() {
+        let (context, mut control) = Context::for_attempt(&claimed());
+        let task = tokio::spawn(async move {
+            let never: () = context.snooze(Duration::MAX).await;
+            never
+        });
+        let delay = tokio::time::timeout(Duration::from_secs(5), control.snoozed())
+            .await
+            .expect("the worker sees the snooze");
+        assert_eq!(delay, Context::MAX_SNOOZE);
         task.abort();
     }
 }

@@ -17,6 +17,7 @@ pub(crate) async fn run_attempt(
     task: &ClaimedTask,
     worker_id: &str,
     context: sitq_core::Context,
+    mut control: sitq_core::ContextControl,
 ) -> Outcome {
     let Some(registration) = registry.get(&task.name) else {
         return Outcome::Failed(TaskFailure::new(
@@ -33,15 +34,25 @@ pub(crate) async fn run_attempt(
             return Outcome::Failed(TaskFailure::new(FailureKind::Decode, error_chain(&err)));
         }
     };
-    let result = match registration.defaults.timeout {
-        Some(limit) => match tokio::time::timeout(limit, CatchUnwind(attempt)).await {
-            Ok(result) => result,
-            Err(_) => Err(TaskFailure::new(
-                FailureKind::Timeout,
-                format!("attempt ran longer than its timeout of {}", human(limit)),
-            )),
-        },
-        None => CatchUnwind(attempt).await,
+    let run = async {
+        match registration.defaults.timeout {
+            Some(limit) => match tokio::time::timeout(limit, CatchUnwind(attempt)).await {
+                Ok(result) => result,
+                Err(_) => Err(TaskFailure::new(
+                    FailureKind::Timeout,
+                    format!("attempt ran longer than its timeout of {}", human(limit)),
+                )),
+            },
+            None => CatchUnwind(attempt).await,
+        }
+    };
+    // A snooze ends the attempt: the task's future (pending for good inside
+    // `Context::snooze`) is dropped. Checked first, so a snooze that lands
+    // with the timeout is a snooze.
+    let result = tokio::select! {
+        biased;
+        delay = control.snoozed() => return Outcome::Snooze { delay },
+        result = run => result,
     };
     match result {
         Ok(bytes) => Outcome::Succeeded(bytes),

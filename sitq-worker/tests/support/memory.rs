@@ -48,6 +48,7 @@ impl Memory {
             failure: None,
             payload: payload.to_vec(),
             result: None,
+            snoozes: 0,
         });
         drop(tasks);
         self.signals.notify_work();
@@ -183,6 +184,13 @@ impl Backend for Memory {
                 Outcome::Failed(failure) => {
                     record.status = TaskStatus::Failed;
                     record.failure = Some(failure);
+                }
+                Outcome::Snooze { .. } => {
+                    record.status = TaskStatus::Pending;
+                    record.attempts -= 1;
+                    record.snoozes += 1;
+                    record.worker_id = None;
+                    record.started_at = None;
                 }
             }
             if record.status.is_finished() {
