@@ -42,7 +42,7 @@ WITH changed AS (
                 $7::bigint[])
         AS c(id, attempt, outcome, result, error_kind, error, delay)
     WHERE t.id = c.id AND t.attempts = c.attempt AND t.status = 'running'
-    RETURNING t.id, c.attempt, t.status, t.name
+    RETURNING t.id, c.attempt AS attempts, t.status, t.name
 ), ",
     notified_cte!(),
     "
