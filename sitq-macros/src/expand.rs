@@ -239,11 +239,20 @@ fn run_fn(task: &TaskFn, name: &TokenStream) -> TokenStream {
     });
     let context = Ident::new("context", Span::mixed_site());
     // A task without a context parameter never sees it.
-    let unused = (!task.context).then(|| quote!(::core::mem::drop(#context);));
-    let call = if task.context {
-        quote!(#ident(#context, #(#fields),*))
-    } else {
-        quote!(#ident(#(#fields),*))
+    let unused = task
+        .context
+        .is_none()
+        .then(|| quote!(::core::mem::drop(#context);));
+    let call = match &task.context {
+        // Spanned on the user's type: one that is merely named `Context`
+        // fails here, with a message that says so.
+        Some(ty) => {
+            let context = quote_spanned!(ty.span()=>
+                <#ty as ::sitq::__private::TaskContext>::from_context(#context)
+            );
+            quote!(#ident(#context, #(#fields),*))
+        }
+        None => quote!(#ident(#(#fields),*)),
     };
     let call = if task.item.sig.asyncness.is_some() {
         quote!(#call.await)

@@ -53,3 +53,41 @@ async fn the_worker_passes_the_attempts_context() {
     stop.shutdown().await;
     running.await.expect("join").expect("worker");
 }
+
+/// Snoozes on its first two runs, then returns its attempt and run count.
+#[sitq::task(queue = "ctx-snooze", max_attempts = 1)]
+async fn patient(ctx: Context, key: String) -> Result<(u32, u32), String> {
+    let runs = {
+        let mut runs = RUNS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = runs.entry(key).or_default();
+        *count += 1;
+        *count
+    };
+    if runs <= 2 {
+        return ctx.snooze(Duration::ZERO).await;
+    }
+    Ok((ctx.attempt(), runs))
+}
+
+static RUNS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, u32>>> =
+    std::sync::LazyLock::new(Default::default);
+
+#[tokio::test]
+async fn a_task_fn_snoozes_without_spending_its_one_attempt() {
+    let queue = Queue::connect("sqlite::memory:").await.expect("connect");
+    let worker = Worker::new(queue.clone())
+        .queues(["ctx-snooze"])
+        .handle_signals(false);
+    let stop = worker.shutdown_handle();
+    let running = tokio::spawn(worker.run());
+
+    let handle = patient::enqueue(&queue, "p".into()).await.expect("enqueue");
+    assert_eq!(handle.wait_timeout(WAIT).await.expect("result"), (1, 3));
+    let record = queue.get(handle.id()).await.expect("record");
+    assert_eq!((record.attempts, record.snoozes), (1, 2));
+
+    stop.shutdown().await;
+    running.await.expect("join").expect("worker");
+}
