@@ -134,3 +134,67 @@ fn jitter(task: &ClaimedTask) -> f64 {
     x ^= x >> 31;
     (x >> 11) as f64 / (1u64 << 53) as f64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sitq_core::{Context, TaskDefaults, TaskId, TaskRegistration};
+
+    /// Sleeps the milliseconds in its payload, then snoozes for 7 s; its
+    /// timeout is 50 ms.
+    static SNOOZER: TaskRegistration = TaskRegistration {
+        name: "snoozer",
+        file: file!(),
+        line: line!(),
+        defaults: TaskDefaults {
+            max_attempts: 1,
+            timeout: Some(Duration::from_millis(50)),
+            ..TaskDefaults::DEFAULT
+        },
+        run: snoozer,
+    };
+
+    fn snoozer(payload: &[u8], context: Context) -> sitq_core::Result<TaskFuture> {
+        let ms = payload.first().copied().map_or(0, u64::from);
+        Ok(Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            context.snooze(Duration::from_secs(7)).await
+        }))
+    }
+
+    async fn run(sleep_ms: u8) -> Outcome {
+        let registry = Registry::from_registrations([&SNOOZER]).expect("registry");
+        let task = ClaimedTask {
+            id: TaskId(1),
+            name: "snoozer".into(),
+            queue: "default".into(),
+            payload: vec![sleep_ms],
+            attempt: 1,
+            max_attempts: 1,
+            created_at: chrono::Utc::now(),
+        };
+        let (context, control) = Context::for_attempt(&task);
+        let outcome = run_attempt(&registry, &task, "w", context, control);
+        tokio::time::timeout(Duration::from_secs(10), outcome)
+            .await
+            .expect("the attempt ends")
+    }
+
+    #[tokio::test]
+    async fn a_snooze_within_the_timeout_is_a_snooze() {
+        assert_eq!(
+            run(0).await,
+            Outcome::Snooze {
+                delay: Duration::from_secs(7)
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_snooze_after_the_timeout_is_too_late() {
+        match run(200).await {
+            Outcome::Failed(failure) => assert_eq!(failure.kind, FailureKind::Timeout),
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+    }
+}
