@@ -206,6 +206,15 @@ pub enum Outcome {
     },
     /// Failed for good.
     Failed(TaskFailure),
+    /// The task asked to run again after `delay` (`Context::snooze`): it
+    /// becomes pending with `run_at` = now + `delay` (capped at
+    /// [`Context::MAX_SNOOZE`](crate::Context::MAX_SNOOZE)), the attempt is
+    /// not spent (`attempts - 1`), `snoozes + 1`, no worker, lease or start
+    /// time, and the previous failure (if any) kept. Fenced like the others.
+    Snooze {
+        /// How long to wait before the next run.
+        delay: Duration,
+    },
 }
 
 /// A finished task's outcome: what a waiter needs, without the payload.

@@ -7,6 +7,7 @@
 mod backend;
 pub mod blocking;
 pub mod codec;
+mod context;
 mod error;
 mod handle;
 mod options;
@@ -24,6 +25,7 @@ pub use backend::{
     Backend, BackendConnector, ClaimRef, ClaimRequest, ClaimedTask, Completion, ConnectFuture,
     Finished, NewTask, Outcome,
 };
+pub use context::{Context, ContextControl};
 pub use error::{BoxError, Error, Result};
 pub use handle::TaskHandle;
 pub use options::{Backoff, ConnectOptions, EnqueueOptions};

@@ -218,6 +218,8 @@ pub struct TaskRecord {
     pub payload: Vec<u8>,
     /// The encoded result, once succeeded.
     pub result: Option<Vec<u8>>,
+    /// How often the task snoozed (`Context::snooze`); snoozes spend no attempt.
+    pub snoozes: u32,
 }
 
 impl TaskRecord {

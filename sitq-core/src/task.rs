@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::context::Context;
 use crate::options::Backoff;
 
 /// A task type: its value is the payload (the arguments), and it has a stable name.
@@ -68,8 +69,9 @@ pub struct TaskRegistration {
     pub line: u32,
     /// The task's defaults (timeout and backoff apply at run time).
     pub defaults: TaskDefaults,
-    /// Decodes a payload and starts an attempt; `Err` holds the decode error.
-    pub run: fn(&[u8]) -> crate::Result<TaskFuture>,
+    /// Decodes a payload and starts an attempt with its [`Context`]
+    /// (passed to the fn when it takes one); `Err` holds the decode error.
+    pub run: fn(&[u8], Context) -> crate::Result<TaskFuture>,
 }
 
 impl TaskRegistration {

@@ -14,6 +14,7 @@
 
 mod cases;
 mod claims;
+mod context;
 mod tasks;
 mod waits;
 
@@ -26,6 +27,7 @@ use crate::{Queue, Registry};
 
 pub use cases::*;
 pub use claims::*;
+pub use context::*;
 pub use tasks::{registry, registry_without, unique};
 pub use waits::*;
 
@@ -137,6 +139,12 @@ macro_rules! conformance_tests {
             expired_reservation_spends_no_attempt, expired_reservation_keeps_the_previous_error,
             started_reservation_spends_its_attempt,
             reserved_claim_can_complete_before_its_start_mark, finished_reports_only_finished_tasks,
+        );
+        // The task's context and snoozing (testing/context.rs).
+        $crate::conformance_tests!(@cases $harness;
+            context_describes_the_attempt, snooze_spends_no_attempt_and_counts,
+            snoozed_task_is_pending_and_keeps_its_failure, snooze_delay_is_honoured,
+            snooze_of_a_lost_claim_is_fenced, absurd_snooze_is_capped,
         );
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {

@@ -237,7 +237,23 @@ fn run_fn(task: &TaskFn, name: &TokenStream) -> TokenStream {
         let field = &arg.ident;
         quote!(#args.#field)
     });
-    let call = quote!(#ident(#(#fields),*));
+    let context = Ident::new("context", Span::mixed_site());
+    // A task without a context parameter never sees it.
+    let unused = task
+        .context
+        .is_none()
+        .then(|| quote!(::core::mem::drop(#context);));
+    let call = match &task.context {
+        // Spanned on the user's type: one that is merely named `Context`
+        // fails here, with a message that says so.
+        Some(ty) => {
+            let context = quote_spanned!(ty.span()=>
+                <#ty as ::sitq::__private::TaskContext>::from_context(#context)
+            );
+            quote!(#ident(#context, #(#fields),*))
+        }
+        None => quote!(#ident(#(#fields),*)),
+    };
     let call = if task.item.sig.asyncness.is_some() {
         quote!(#call.await)
     } else {
@@ -272,7 +288,11 @@ fn run_fn(task: &TaskFn, name: &TokenStream) -> TokenStream {
         }
     };
     quote! {
-        fn sitq_run(#payload: &[u8]) -> ::sitq::__private::Result<::sitq::__private::TaskFuture> {
+        fn sitq_run(
+            #payload: &[u8],
+            #context: ::sitq::__private::Context,
+        ) -> ::sitq::__private::Result<::sitq::__private::TaskFuture> {
+            #unused
             let #args: #ident = ::sitq::__private::codec::decode(
                 #payload,
                 ::core::concat!("arguments of task ", #name),

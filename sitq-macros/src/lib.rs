@@ -6,6 +6,7 @@
 mod duration;
 mod expand;
 mod parse;
+mod position;
 
 use proc_macro::TokenStream;
 
@@ -40,9 +41,46 @@ use proc_macro::TokenStream;
 ///
 /// Arguments and the result must be owned `Serialize + DeserializeOwned` types;
 /// the error type of a `Result` must be `Display`.
+///
+/// The task's context: a first parameter of type `sitq::Context` (written
+/// `sitq::Context`, or `Context` imported from `sitq`) is not an argument:
+/// it is not stored, not a field of the struct and not a parameter of
+/// `enqueue`; the worker passes each attempt its own context (the task's id,
+/// name, queue, attempt and max_attempts, cancellation, and
+/// `ctx.snooze(delay)` to run again later without spending an attempt):
+///
+/// ```ignore
+/// #[sitq::task]
+/// async fn sync_account(ctx: sitq::Context, account: u64) -> Result<(), MyError> {
+///     if !upstream_ready().await {
+///         return ctx.snooze(Duration::from_secs(30)).await;
+///     }
+///     // ...
+/// }
+///
+/// sync_account::enqueue(&queue, 42).await?;
+/// ```
+///
+/// It is taken by value, at most once, and only first. A parameter whose
+/// type is named `Context` is taken for it, so a type of your own with that
+/// name fails to compile, with an error saying so (rename it, or let the
+/// task take `sitq::Context` first and your value second).
+///
+/// The attribute goes on a free fn (at module level, in a block, or in a
+/// nested module), not on an associated fn in an `impl` or `trait` block:
+/// what it generates beside the fn (a struct, impls, the registration)
+/// cannot live there. It tells such a fn apart by reading the source file
+/// at the attribute's place, and reports one error asking to move the fn.
 #[proc_macro_attribute]
 pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
     let item = proc_macro2::TokenStream::from(item);
+    if let Some(block) = position::enclosing_block(proc_macro::Span::call_site()) {
+        // One error, and the fn as written: it stays a valid associated fn,
+        // so rustc has nothing else to report about the attribute.
+        let mut tokens = associated_fn(block, &item).into_compile_error();
+        tokens.extend(item);
+        return tokens.into();
+    }
     let options = syn::parse::<parse::Options>(attr);
     let task = parse::task_fn(item.clone());
     let expanded = match (options, task) {
@@ -61,4 +99,24 @@ pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
             tokens
         })
         .into()
+}
+
+/// The error for a task fn inside an `impl` or `trait` block, on its name.
+fn associated_fn(block: position::Block, item: &proc_macro2::TokenStream) -> syn::Error {
+    let (ident, span) = match syn::parse2::<syn::ItemFn>(item.clone()) {
+        Ok(item) => (format!("`{}`", item.sig.ident), item.sig.ident.span()),
+        Err(_) => ("the fn".to_owned(), proc_macro2::Span::call_site()),
+    };
+    let block = match block {
+        position::Block::Impl => "an `impl` block",
+        position::Block::Trait => "a `trait`",
+    };
+    syn::Error::new(
+        span,
+        format!(
+            "#[sitq::task] cannot go on a fn inside {block}: move {ident} out of it, to module \
+             level (a task is a free fn, registered by name, with a struct of its arguments \
+             generated beside it)"
+        ),
+    )
 }

@@ -340,6 +340,9 @@ pub(crate) struct TaskFn {
     /// moved from its arguments to the struct's fields.
     pub item: ItemFn,
     pub args: Vec<Arg>,
+    /// The type of the first parameter when it is the worker-injected
+    /// `sitq::Context` (as written: checked to be sitq's at compile time).
+    pub context: Option<Type>,
     pub output: Output,
 }
 
@@ -418,7 +421,8 @@ pub(crate) fn task_fn(tokens: TokenStream) -> syn::Result<TaskFn> {
     }
 
     let mut args = Vec::new();
-    for input in &mut sig.inputs {
+    let mut context = None;
+    for (index, input) in sig.inputs.iter_mut().enumerate() {
         let typed = match input {
             FnArg::Receiver(receiver) => {
                 errors.push(syn::Error::new_spanned(
@@ -430,6 +434,31 @@ pub(crate) fn task_fn(tokens: TokenStream) -> syn::Result<TaskFn> {
             }
             FnArg::Typed(typed) => typed,
         };
+        if let Type::Reference(reference) = ungroup_type(&typed.ty)
+            && is_context(&reference.elem)
+        {
+            errors.push(syn::Error::new_spanned(
+                reference,
+                "take the `sitq::Context` by value (`ctx: sitq::Context`), not by reference: \
+                 the worker passes the task its own context (cheap to clone)",
+            ));
+            continue;
+        }
+        if is_context(&typed.ty) {
+            if index == 0 {
+                context = Some((*typed.ty).clone());
+            } else {
+                errors.push(syn::Error::new_spanned(
+                    &typed.ty,
+                    if context.is_some() {
+                        "a task takes at most one `sitq::Context`"
+                    } else {
+                        "the `sitq::Context` parameter must come first, before the task's arguments"
+                    },
+                ));
+            }
+            continue;
+        }
         let ident = match &*typed.pat {
             Pat::Ident(pat) if pat.by_ref.is_none() && pat.subpat.is_none() => pat.ident.clone(),
             pat => {
@@ -479,7 +508,27 @@ pub(crate) fn task_fn(tokens: TokenStream) -> syn::Result<TaskFn> {
         }
     };
     errors.finish()?;
-    Ok(TaskFn { item, args, output })
+    Ok(TaskFn {
+        item,
+        args,
+        context,
+        output,
+    })
+}
+
+/// Whether `ty` names sitq's task context: a path ending in `Context`
+/// (`Context`, `sitq::Context`), which the worker passes instead of a stored
+/// argument. Another type of that name is caught when the generated code
+/// passes it sitq's context (`__private::TaskContext`).
+fn is_context(ty: &Type) -> bool {
+    match ungroup_type(ty) {
+        Type::Path(path) if path.qself.is_none() => path
+            .path
+            .segments
+            .last()
+            .is_some_and(|segment| segment.ident == "Context" && segment.arguments.is_none()),
+        _ => false,
+    }
 }
 
 fn output(ty: &Type) -> syn::Result<Output> {

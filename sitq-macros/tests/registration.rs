@@ -50,9 +50,24 @@ fn registration(name: &str) -> &'static TaskRegistration {
         .unwrap_or_else(|| panic!("{name} is not registered; have {:?}", registry.names()))
 }
 
+/// A context as the worker would make for attempt 1 of task 1.
+fn context(name: &str) -> sitq::Context {
+    let claimed = sitq_core::ClaimedTask {
+        id: sitq::TaskId(1),
+        name: name.to_owned(),
+        queue: "default".into(),
+        payload: Vec::new(),
+        attempt: 1,
+        max_attempts: 1,
+        created_at: chrono::Utc::now(),
+    };
+    sitq::Context::for_attempt(&claimed).0
+}
+
 async fn run<T: Task>(task: &T) -> Result<Vec<u8>, String> {
     let payload = codec::encode(task, "test arguments").map_err(|err| err.to_string())?;
-    let attempt = (registration(T::NAME).run)(&payload).map_err(|err| err.to_string())?;
+    let attempt =
+        (registration(T::NAME).run)(&payload, context(T::NAME)).map_err(|err| err.to_string())?;
     attempt.await
 }
 
@@ -109,7 +124,7 @@ async fn a_plain_fn_runs_on_the_blocking_pool() -> sitq::Result<()> {
 #[test]
 fn a_corrupt_payload_is_an_error_naming_the_task() {
     let add = registration("registration::add");
-    let err = match (add.run)(&[0xc1, 0xff, 0x00]) {
+    let err = match (add.run)(&[0xc1, 0xff, 0x00], context(add.name)) {
         Ok(_) => panic!("a corrupt payload decoded"),
         Err(err) => err,
     };
@@ -125,6 +140,6 @@ fn a_corrupt_payload_is_an_error_naming_the_task() {
 fn a_payload_of_another_shape_is_an_error() -> sitq::Result<()> {
     let payload = codec::encode(&("not", "add"), "test arguments")?;
     let add = registration("registration::add");
-    assert!((add.run)(&payload).is_err());
+    assert!((add.run)(&payload, context(add.name)).is_err());
     Ok(())
 }

@@ -192,6 +192,9 @@ pub(crate) fn log_outcome(outcome: &sitq_core::Outcome) {
         sitq_core::Outcome::Failed(failure) => {
             tracing::error!(error.kind = %failure.kind, error = %failure.message, "task failed");
         }
+        sitq_core::Outcome::Snooze { delay } => {
+            tracing::debug!(run_in = ?delay, "snoozed; will run again without spending an attempt");
+        }
     }
 }
 

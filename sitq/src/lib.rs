@@ -3,8 +3,8 @@
 
 pub use sitq_core::blocking;
 pub use sitq_core::{
-    Backoff, ConnectOptions, EnqueueOptions, Error, FailureKind, Queue, Registry, Result, Task,
-    TaskFailure, TaskHandle, TaskId, TaskRecord, TaskStatus,
+    Backoff, ConnectOptions, Context, EnqueueOptions, Error, FailureKind, Queue, Registry, Result,
+    Task, TaskFailure, TaskHandle, TaskId, TaskRecord, TaskStatus,
 };
 pub use sitq_worker::{ShutdownHandle, Worker};
 
@@ -30,12 +30,31 @@ pub mod __private {
     pub use serde;
     pub use sitq_core::codec;
     pub use sitq_core::{
-        Backoff, EnqueueOptions, Queue, Result, Task, TaskDefaults, TaskFuture, TaskHandle,
-        TaskRegistration,
+        Backoff, Context, EnqueueOptions, Queue, Result, Task, TaskDefaults, TaskFuture,
+        TaskHandle, TaskRegistration,
     };
 
     use std::fmt::Display;
     use std::future::Future;
+
+    /// The type of a task fn's first parameter when its name ends in
+    /// `Context`: only `sitq::Context` is one, so a user type of that name
+    /// gets this error rather than a puzzling mismatch.
+    #[diagnostic::on_unimplemented(
+        message = "the first parameter of a task is `{Self}`, not `sitq::Context`",
+        label = "not `sitq::Context`",
+        note = "#[sitq::task] passes the worker's `sitq::Context` to a first parameter whose type is named `Context`; write `sitq::Context`, or rename your own type if it is meant to be a stored argument"
+    )]
+    pub trait TaskContext {
+        /// The parameter's value, from the worker's context.
+        fn from_context(context: Context) -> Self;
+    }
+
+    impl TaskContext for Context {
+        fn from_context(context: Context) -> Self {
+            context
+        }
+    }
 
     /// Encodes a task's result for storage.
     pub fn encode_output<T: serde::Serialize>(value: &T, task: &str) -> Result<Vec<u8>, String> {

@@ -138,6 +138,66 @@ task!(
 task!(Record, "sitq::testing::record", (), TaskDefaults::DEFAULT);
 task!(Gate, "sitq::testing::gate", (), TaskDefaults::DEFAULT);
 
+/// Reports what its [`Context`](crate::Context) says ([`Seen`]), failing its
+/// first `failures` runs (counted per `key`); 3 attempts, 10 ms backoff.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct Whoami {
+    /// Counter key.
+    pub key: String,
+    /// Runs that fail.
+    pub failures: u32,
+}
+
+/// What a [`Whoami`] run saw in its context.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Seen {
+    /// `Context::id`.
+    pub id: i64,
+    /// `Context::name`.
+    pub name: String,
+    /// `Context::queue`.
+    pub queue: String,
+    /// `Context::attempt`.
+    pub attempt: u32,
+    /// `Context::max_attempts`.
+    pub max_attempts: u32,
+}
+
+/// Fails its first `failures` runs, then snoozes `snoozes` runs for
+/// `delay_ms` each (counted per `key`), then returns `(runs, attempt)`.
+/// One attempt (a snooze spends none), 10 ms backoff, a 10 s timeout.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct Snoozy {
+    /// Counter key; [`runs`] lists when each run started.
+    pub key: String,
+    /// Runs that fail.
+    pub failures: u32,
+    /// Runs that snooze, after the failing ones.
+    pub snoozes: u32,
+    /// Each snooze's delay.
+    pub delay_ms: u64,
+}
+
+task!(
+    Whoami,
+    "sitq::testing::whoami",
+    Seen,
+    TaskDefaults {
+        max_attempts: 3,
+        ..FAST_RETRY
+    }
+);
+task!(
+    Snoozy,
+    "sitq::testing::snoozy",
+    (u32, u32),
+    TaskDefaults {
+        max_attempts: 1,
+        timeout: Some(Duration::from_secs(10)),
+        ..FAST_RETRY
+    }
+);
+
 fn start<T, F, Fut>(payload: &[u8], body: F) -> Result<TaskFuture>
 where
     T: Task,
@@ -152,7 +212,7 @@ where
     }))
 }
 
-fn registration<T: Task>(run: fn(&[u8]) -> Result<TaskFuture>) -> TaskRegistration {
+fn registration<T: Task>(run: fn(&[u8], crate::Context) -> Result<TaskFuture>) -> TaskRegistration {
     TaskRegistration {
         name: T::NAME,
         file: file!(),
@@ -164,16 +224,16 @@ fn registration<T: Task>(run: fn(&[u8]) -> Result<TaskFuture>) -> TaskRegistrati
 
 static REGISTRATIONS: LazyLock<Vec<TaskRegistration>> = LazyLock::new(|| {
     vec![
-        registration::<Add>(|p| start(p, |t: Add| async move { Ok(t.a + t.b) })),
-        registration::<BlockingAdd>(|p| {
+        registration::<Add>(|p, _| start(p, |t: Add| async move { Ok(t.a + t.b) })),
+        registration::<BlockingAdd>(|p, _| {
             start(p, |t: BlockingAdd| async move {
                 tokio::task::spawn_blocking(move || t.a + t.b)
                     .await
                     .map_err(|err| err.to_string())
             })
         }),
-        registration::<Fail>(|p| start(p, |t: Fail| async move { Err(t.message) })),
-        registration::<Flaky>(|p| {
+        registration::<Fail>(|p, _| start(p, |t: Fail| async move { Err(t.message) })),
+        registration::<Flaky>(|p, _| {
             start(p, |t: Flaky| async move {
                 let runs = bump(&t.key);
                 if runs <= t.failures {
@@ -183,13 +243,13 @@ static REGISTRATIONS: LazyLock<Vec<TaskRegistration>> = LazyLock::new(|| {
                 }
             })
         }),
-        registration::<Slow>(|p| {
+        registration::<Slow>(|p, _| {
             start(p, |t: Slow| async move {
                 tokio::time::sleep(Duration::from_millis(t.ms)).await;
                 Ok(())
             })
         }),
-        registration::<Panic>(|p| {
+        registration::<Panic>(|p, _| {
             start(p, |t: Panic| async move {
                 if !t.message.is_empty() {
                     panic!("{}", t.message);
@@ -197,14 +257,14 @@ static REGISTRATIONS: LazyLock<Vec<TaskRegistration>> = LazyLock::new(|| {
                 Ok(())
             })
         }),
-        registration::<Record>(|p| {
+        registration::<Record>(|p, _| {
             start(p, |t: Record| async move {
                 bump(&format!("{}/{}", t.log, t.tag));
                 lock(&LOGS).entry(t.log).or_default().push(t.tag);
                 Ok(())
             })
         }),
-        registration::<Gate>(|p| {
+        registration::<Gate>(|p, _| {
             start(p, |t: Gate| async move {
                 let gate = gate(&t.key);
                 bump(&format!("gate-started/{}", t.key));
@@ -213,8 +273,47 @@ static REGISTRATIONS: LazyLock<Vec<TaskRegistration>> = LazyLock::new(|| {
                 Ok(())
             })
         }),
+        registration::<Whoami>(|p, context| {
+            start(p, move |t: Whoami| async move {
+                let run = bump(&t.key);
+                if run <= t.failures {
+                    return Err(format!("whoami failure {run}"));
+                }
+                Ok(Seen {
+                    id: context.id().0,
+                    name: context.name().to_owned(),
+                    queue: context.queue().to_owned(),
+                    attempt: context.attempt(),
+                    max_attempts: context.max_attempts(),
+                })
+            })
+        }),
+        registration::<Snoozy>(|p, context| {
+            start(p, move |t: Snoozy| async move {
+                lock(&RUNS)
+                    .entry(t.key.clone())
+                    .or_default()
+                    .push(chrono::Utc::now());
+                let run = bump(&t.key);
+                if run <= t.failures {
+                    return Err(format!("snoozy failure {run}"));
+                }
+                if run <= t.failures + t.snoozes {
+                    return context.snooze(Duration::from_millis(t.delay_ms)).await;
+                }
+                Ok((run, context.attempt()))
+            })
+        }),
     ]
 });
+
+static RUNS: LazyLock<Mutex<HashMap<String, Vec<chrono::DateTime<chrono::Utc>>>>> =
+    LazyLock::new(Default::default);
+
+/// When each run of the [`Snoozy`] task `key` started (this process's clock).
+pub fn runs(key: &str) -> Vec<chrono::DateTime<chrono::Utc>> {
+    lock(&RUNS).get(key).cloned().unwrap_or_default()
+}
 
 /// The registry of the conformance tasks.
 pub fn registry() -> Registry {

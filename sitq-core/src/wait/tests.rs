@@ -86,6 +86,7 @@ impl Fake {
                 failure: None,
                 payload: Vec::new(),
                 result: None,
+                snoozes: 0,
             },
         );
         TaskHandle::new(queue.clone(), id)

@@ -17,26 +17,32 @@ const OP: &str = "completing tasks";
 /// join on `id` and `attempts`, with `status = 'running'`, is the fence: a
 /// completion from a claim that expired (and maybe was claimed again)
 /// matches no row. A reserved claim may complete before its start mark
-/// lands, hence `coalesce` on `started_at`.
+/// lands, hence `coalesce` on `started_at`. A snooze gives its attempt back
+/// (`attempts - 1`), so the statement returns the claim's attempt, which
+/// for every other outcome is the stored one.
 const COMPLETE: &str = concat!(
     "
 WITH changed AS (
     UPDATE sitq_tasks AS t
-    SET status = CASE c.outcome WHEN 'retry' THEN 'pending' ELSE c.outcome END,
+    SET status = CASE WHEN c.outcome IN ('retry', 'snooze') THEN 'pending' ELSE c.outcome END,
         result = c.result,
-        error_kind = c.error_kind,
-        error = c.error,
-        started_at = coalesce(t.started_at, now()),
-        finished_at = CASE c.outcome WHEN 'retry' THEN NULL ELSE now() END,
-        run_at = CASE c.outcome
-            WHEN 'retry' THEN now() + c.delay * interval '1 microsecond'
+        error_kind = CASE c.outcome WHEN 'snooze' THEN t.error_kind ELSE c.error_kind END,
+        error = CASE c.outcome WHEN 'snooze' THEN t.error ELSE c.error END,
+        started_at = CASE c.outcome WHEN 'snooze' THEN NULL
+            ELSE coalesce(t.started_at, now()) END,
+        finished_at = CASE WHEN c.outcome IN ('retry', 'snooze') THEN NULL ELSE now() END,
+        run_at = CASE WHEN c.outcome IN ('retry', 'snooze')
+            THEN now() + c.delay * interval '1 microsecond'
             ELSE t.run_at END,
-        lease_until = NULL
+        lease_until = NULL,
+        attempts = CASE c.outcome WHEN 'snooze' THEN t.attempts - 1 ELSE t.attempts END,
+        snoozes = CASE c.outcome WHEN 'snooze' THEN t.snoozes + 1 ELSE t.snoozes END,
+        worker_id = CASE c.outcome WHEN 'snooze' THEN NULL ELSE t.worker_id END
     FROM UNNEST($1::bigint[], $2::int[], $3::text[], $4::bytea[], $5::text[], $6::text[],
                 $7::bigint[])
         AS c(id, attempt, outcome, result, error_kind, error, delay)
     WHERE t.id = c.id AND t.attempts = c.attempt AND t.status = 'running'
-    RETURNING t.id, t.attempts, t.status, t.name
+    RETURNING t.id, c.attempt AS attempts, t.status, t.name
 ), ",
     notified_cte!(),
     "
@@ -44,8 +50,8 @@ SELECT changed.id, changed.attempts, changed.status, changed.name
 FROM changed CROSS JOIN (SELECT count(*) FROM notified) AS notified"
 );
 
-/// An applied completion as the statement returns it: id, attempt, new
-/// status, name.
+/// An applied completion as the statement returns it: id, the claim's
+/// attempt, new status, name.
 type Applied = (i64, i32, String, String);
 
 /// One completion as [`COMPLETE`] binds it.
@@ -66,6 +72,12 @@ impl<'a> Row<'a> {
             Outcome::Succeeded(result) => ("succeeded", Some(result.as_slice()), None, 0),
             Outcome::Retry { failure, delay } => ("retry", None, Some(failure), micros(*delay)),
             Outcome::Failed(failure) => ("failed", None, Some(failure), 0),
+            Outcome::Snooze { delay } => (
+                "snooze",
+                None,
+                None,
+                micros((*delay).min(sitq_core::Context::MAX_SNOOZE)),
+            ),
         };
         Row {
             id: completion.claim.id.0,

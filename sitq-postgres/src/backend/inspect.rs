@@ -14,7 +14,7 @@ pub(super) async fn get(pool: &PgPool, id: TaskId) -> Result<Option<TaskRecord>>
     let row = sqlx::query(
         "
 SELECT id, name, queue, status, priority, attempts, max_attempts, created_at, run_at,
-       started_at, finished_at, worker_id, error_kind, error, payload, result
+       started_at, finished_at, worker_id, error_kind, error, payload, result, snoozes
 FROM sitq_tasks WHERE id = $1",
     )
     .bind(id.0)
@@ -49,6 +49,7 @@ FROM sitq_tasks WHERE id = $1",
         failure,
         payload: row.try_get("payload").map_err(decode)?,
         result: row.try_get("result").map_err(decode)?,
+        snoozes: count("snoozes")?,
     }))
 }
 

@@ -50,7 +50,7 @@ impl Read {
                 let mut statement = conn.prepare_cached(
                     "SELECT id, name, queue, status, priority, attempts, max_attempts, \
                          created_at, run_at, started_at, finished_at, worker_id, \
-                         error_kind, error, payload, result \
+                         error_kind, error, payload, result, snoozes \
                      FROM sitq_tasks WHERE id = ?1",
                 )?;
                 let record = statement.query_row([id.0], stored).optional()?;
@@ -126,5 +126,6 @@ fn stored(row: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRecord> {
         ),
         payload: row.get(14)?,
         result: row.get(15)?,
+        snoozes: count(row.get(16)?),
     })
 }

@@ -231,6 +231,13 @@ pub(crate) fn complete(
                 None,
             ),
             Outcome::Failed(failure) => (TaskStatus::Failed, None, Some(failure), None, Some(now)),
+            Outcome::Snooze { delay } => {
+                let run_at = time::add(now, snooze_delay(*delay));
+                let snoozed = snooze(conn, completion.claim, run_at)?;
+                effects.work |= snoozed;
+                applied.push(snoozed);
+                continue;
+            }
         };
         let changed = statement.execute(params![
             completion.claim.id.0,
@@ -262,6 +269,27 @@ pub(crate) fn complete(
         }
     }
     Ok(applied)
+}
+
+/// Stores a snooze, fenced like any outcome: pending again at `run_at`,
+/// the attempt given back, one more snooze, no worker, lease or start time;
+/// the previous error kept. Whether it applied.
+fn snooze(conn: &Connection, claim: ClaimRef, run_at: i64) -> rusqlite::Result<bool> {
+    // A statement of its own, prepared only when a task snoozes: the other
+    // outcomes' statement stays as it was.
+    let mut statement = conn.prepare_cached(
+        "UPDATE sitq_tasks SET status = 'pending', attempts = attempts - 1, \
+             snoozes = snoozes + 1, run_at = ?3, worker_id = NULL, lease_until = NULL, \
+             started_at = NULL \
+         WHERE id = ?1 AND attempts = ?2 AND status = 'running'",
+    )?;
+    Ok(statement.execute(params![claim.id.0, claim.attempt, run_at])? > 0)
+}
+
+/// A snooze's delay as stored: at most [`sitq_core::Context::MAX_SNOOZE`]
+/// (the worker caps it already; a direct caller of `complete` may not).
+fn snooze_delay(delay: Duration) -> Duration {
+    delay.min(sitq_core::Context::MAX_SNOOZE)
 }
 
 /// Returns running tasks whose lease ran out: a reserved one (never

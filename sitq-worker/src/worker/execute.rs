@@ -16,6 +16,8 @@ pub(crate) async fn run_attempt(
     registry: &Registry,
     task: &ClaimedTask,
     worker_id: &str,
+    context: sitq_core::Context,
+    mut control: sitq_core::ContextControl,
 ) -> Outcome {
     let Some(registration) = registry.get(&task.name) else {
         return Outcome::Failed(TaskFailure::new(
@@ -26,21 +28,31 @@ pub(crate) async fn run_attempt(
             ),
         ));
     };
-    let attempt = match (registration.run)(&task.payload) {
+    let attempt = match (registration.run)(&task.payload, context) {
         Ok(future) => future,
         Err(err) => {
             return Outcome::Failed(TaskFailure::new(FailureKind::Decode, error_chain(&err)));
         }
     };
-    let result = match registration.defaults.timeout {
-        Some(limit) => match tokio::time::timeout(limit, CatchUnwind(attempt)).await {
-            Ok(result) => result,
-            Err(_) => Err(TaskFailure::new(
-                FailureKind::Timeout,
-                format!("attempt ran longer than its timeout of {}", human(limit)),
-            )),
-        },
-        None => CatchUnwind(attempt).await,
+    let run = async {
+        match registration.defaults.timeout {
+            Some(limit) => match tokio::time::timeout(limit, CatchUnwind(attempt)).await {
+                Ok(result) => result,
+                Err(_) => Err(TaskFailure::new(
+                    FailureKind::Timeout,
+                    format!("attempt ran longer than its timeout of {}", human(limit)),
+                )),
+            },
+            None => CatchUnwind(attempt).await,
+        }
+    };
+    // A snooze ends the attempt: the task's future (pending for good inside
+    // `Context::snooze`) is dropped. Checked first, so a snooze that lands
+    // with the timeout is a snooze.
+    let result = tokio::select! {
+        biased;
+        delay = control.snoozed() => return Outcome::Snooze { delay },
+        result = run => result,
     };
     match result {
         Ok(bytes) => Outcome::Succeeded(bytes),
@@ -121,4 +133,68 @@ fn jitter(task: &ClaimedTask) -> f64 {
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^= x >> 31;
     (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sitq_core::{Context, TaskDefaults, TaskId, TaskRegistration};
+
+    /// Sleeps the milliseconds in its payload, then snoozes for 7 s; its
+    /// timeout is 50 ms.
+    static SNOOZER: TaskRegistration = TaskRegistration {
+        name: "snoozer",
+        file: file!(),
+        line: line!(),
+        defaults: TaskDefaults {
+            max_attempts: 1,
+            timeout: Some(Duration::from_millis(50)),
+            ..TaskDefaults::DEFAULT
+        },
+        run: snoozer,
+    };
+
+    fn snoozer(payload: &[u8], context: Context) -> sitq_core::Result<TaskFuture> {
+        let ms = payload.first().copied().map_or(0, u64::from);
+        Ok(Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            context.snooze(Duration::from_secs(7)).await
+        }))
+    }
+
+    async fn run(sleep_ms: u8) -> Outcome {
+        let registry = Registry::from_registrations([&SNOOZER]).expect("registry");
+        let task = ClaimedTask {
+            id: TaskId(1),
+            name: "snoozer".into(),
+            queue: "default".into(),
+            payload: vec![sleep_ms],
+            attempt: 1,
+            max_attempts: 1,
+            created_at: chrono::Utc::now(),
+        };
+        let (context, control) = Context::for_attempt(&task);
+        let outcome = run_attempt(&registry, &task, "w", context, control);
+        tokio::time::timeout(Duration::from_secs(10), outcome)
+            .await
+            .expect("the attempt ends")
+    }
+
+    #[tokio::test]
+    async fn a_snooze_within_the_timeout_is_a_snooze() {
+        assert_eq!(
+            run(0).await,
+            Outcome::Snooze {
+                delay: Duration::from_secs(7)
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_snooze_after_the_timeout_is_too_late() {
+        match run(200).await {
+            Outcome::Failed(failure) => assert_eq!(failure.kind, FailureKind::Timeout),
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+    }
 }

@@ -279,9 +279,11 @@ impl<'w> Runner<'w> {
         let registry = self.registry.clone();
         let worker_id = self.worker.worker_id.clone();
         let span = tracing::info_span!("run", task.name = %task.name, task.id = %task.id, attempt = task.attempt);
+        let (context, control) = sitq_core::Context::for_attempt(&task);
         let abort = self.attempts.spawn(
             async move {
-                let outcome = execute::run_attempt(&registry, &task, &worker_id).await;
+                let outcome =
+                    execute::run_attempt(&registry, &task, &worker_id, context, control).await;
                 super::log_outcome(&outcome);
                 Completion { claim, outcome }
             }

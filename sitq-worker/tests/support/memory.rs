@@ -48,6 +48,7 @@ impl Memory {
             failure: None,
             payload: payload.to_vec(),
             result: None,
+            snoozes: 0,
         });
         drop(tasks);
         self.signals.notify_work();
@@ -184,6 +185,13 @@ impl Backend for Memory {
                     record.status = TaskStatus::Failed;
                     record.failure = Some(failure);
                 }
+                Outcome::Snooze { .. } => {
+                    record.status = TaskStatus::Pending;
+                    record.attempts -= 1;
+                    record.snoozes += 1;
+                    record.worker_id = None;
+                    record.started_at = None;
+                }
             }
             if record.status.is_finished() {
                 record.finished_at = Some(Utc::now());
@@ -242,7 +250,7 @@ pub static HANG: TaskRegistration = TaskRegistration {
     run: hang,
 };
 
-fn hang(payload: &[u8]) -> Result<TaskFuture> {
+fn hang(payload: &[u8], _: sitq_core::Context) -> Result<TaskFuture> {
     let marker = String::from_utf8_lossy(payload).into_owned();
     Ok(Box::pin(async move {
         if !marker.is_empty() {

@@ -1,0 +1,8 @@
+trait Mailer {
+    #[sitq::task]
+    fn send(to: String) {
+        let _ = to;
+    }
+}
+
+fn main() {}
