@@ -169,21 +169,21 @@ async fn queues_scheduling_cancel_and_prune() {
         None
     );
 
-    let request = sitq_core::CancelRequest::new();
+    let cancel = sitq_core::CancelRequest::new();
     assert_eq!(
-        backend.cancel(ids[2], &request).await.expect("cancel"),
+        backend.cancel(ids[2], &cancel).await.expect("cancel"),
         sitq_core::CancelOutcome::Cancelled
     );
     assert_eq!(
         backend
-            .cancel(ids[2], &request)
+            .cancel(ids[2], &cancel)
             .await
             .expect("cancel twice"),
         sitq_core::CancelOutcome::AlreadyFinished(sitq_core::TaskStatus::Cancelled)
     );
     assert_eq!(
         backend
-            .cancel(ids[0], &request)
+            .cancel(ids[0], &cancel)
             .await
             .expect("cancel a running task"),
         sitq_core::CancelOutcome::Requested

@@ -452,9 +452,10 @@ pub async fn retry_cancelled_task_runs_again(h: &impl Harness) {
         .retry()
         .await
         .expect("retry the pending-cancelled task");
+    // The worker may run it at once: only what stays true after is checked.
     let record = queue.get(pending.id()).await.expect("record");
     assert_eq!(record.cancellation, None, "the request is cleared");
-    assert_eq!(record.finished_at, None);
+    assert_ne!(record.status, TaskStatus::Cancelled);
     assert_eq!(wait(&pending).await.expect("runs now, not delayed"), 5);
 
     running
