@@ -218,10 +218,13 @@ pub(super) async fn retry(pool: &PgPool, id: TaskId) -> Result<()> {
     }
 }
 
+/// A failure history row: attempt, kind, message, worker, when.
+type FailureRow = (i32, String, String, Option<String>, DateTime<Utc>);
+
 /// The failure history of task `id`, oldest first.
 pub(super) async fn failures(pool: &PgPool, id: TaskId) -> Result<Vec<AttemptFailure>> {
     const OP: &str = "reading a task's failure history";
-    let rows: Vec<(i32, String, String, Option<String>, DateTime<Utc>)> = sqlx::query_as(
+    let rows: Vec<FailureRow> = sqlx::query_as(
         "
 SELECT attempt, kind, message, worker_id, failed_at
 FROM sitq_failures WHERE task_id = $1 ORDER BY seq",
