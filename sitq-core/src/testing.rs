@@ -141,6 +141,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@cases $harness;
             cancel_pending_and_delayed_tasks, cancel_refuses_bad_input_and_unknown_ids,
             cancel_finished_task_is_a_no_op, cancel_reserved_claim_at_once,
+            cancel_reserved_task_in_a_worker_buffer,
             cancel_running_task_reaches_its_context, cancel_drops_an_uncooperative_task_after_grace,
             cancel_running_task_that_returns_ok_succeeds, retry_failed_task_keeps_its_history,
             retry_cancelled_task_runs_again, retry_refuses_unfinished_and_succeeded_tasks,

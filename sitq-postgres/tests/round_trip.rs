@@ -175,10 +175,7 @@ async fn queues_scheduling_cancel_and_prune() {
         sitq_core::CancelOutcome::Cancelled
     );
     assert_eq!(
-        backend
-            .cancel(ids[2], &cancel)
-            .await
-            .expect("cancel twice"),
+        backend.cancel(ids[2], &cancel).await.expect("cancel twice"),
         sitq_core::CancelOutcome::AlreadyFinished(sitq_core::TaskStatus::Cancelled)
     );
     assert_eq!(

@@ -7,7 +7,7 @@ use chrono::Utc;
 
 use super::cancel_tasks::{Linger, OnCancel};
 use super::cases::wait;
-use super::tasks::{Add, Fail, Flaky, Gate, count, open_gate, unique};
+use super::tasks::{Add, Fail, Flaky, Gate, Record, count, open_gate, unique};
 use super::{Harness, WAIT, eventually, open, worker_config};
 use crate::{
     CancelOutcome, CancelRequest, ClaimRequest, ClaimedTask, Completion, EnqueueOptions, Error,
@@ -237,6 +237,58 @@ pub async fn cancel_reserved_claim_at_once(h: &impl Harness) {
     assert_eq!(record.status, TaskStatus::Cancelled);
     assert_eq!(record.started_at, None);
     assert!(matches!(wait(&handle).await, Err(Error::Cancelled { .. })));
+}
+
+/// A task a worker has claimed ahead (reserved in its buffer, behind a busy
+/// slot) and that is cancelled there never runs: the worker drops it.
+pub async fn cancel_reserved_task_in_a_worker_buffer(h: &impl Harness) {
+    let (queue, _) = open(h).await;
+    let key = unique("reserved-buffer");
+    let gate = queue
+        .enqueue(Gate { key: key.clone() })
+        .await
+        .expect("enqueue");
+    let records = queue
+        .enqueue_many(["cancelled", "kept"].map(|tag| Record {
+            log: key.clone(),
+            tag: tag.to_owned(),
+        }))
+        .await
+        .expect("enqueue");
+    let mut config = worker_config();
+    config.concurrency = 1; // and a prefetch of 2: both records reserved
+    let worker = h.start_worker(&queue, config);
+    eventually(
+        "the gate to run and both records to be reserved",
+        || async {
+            let mut reserved = count(&format!("gate-started/{key}")) == 1;
+            for handle in &records {
+                let record = queue.get(handle.id()).await.expect("record");
+                reserved &= record.status == TaskStatus::Running && record.started_at.is_none();
+            }
+            reserved.then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        records[0].cancel().await.expect("cancel"),
+        CancelOutcome::Cancelled
+    );
+    open_gate(&key);
+    wait(&gate).await.expect("the gate task");
+    wait(&records[1]).await.expect("the kept record");
+    assert!(matches!(
+        wait(&records[0]).await,
+        Err(Error::Cancelled { .. })
+    ));
+    worker.shutdown().await;
+    assert_eq!(count(&format!("{key}/cancelled")), 0, "never ran");
+    assert_eq!(count(&format!("{key}/kept")), 1);
+    let record = queue.get(records[0].id()).await.expect("record");
+    assert_eq!(
+        (record.status, record.attempts, record.started_at),
+        (TaskStatus::Cancelled, 0, None)
+    );
 }
 
 /// A running task's context is cancelled; a task that then stops with an

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sitq_core::{
-    Backend, ClaimRef, ClaimRequest, ClaimedTask, Completion, ContextControl, Error, FailureKind,
-    Outcome, Registry, Result, TaskFailure,
+    Backend, CancelNotice, ClaimRef, ClaimRequest, ClaimedTask, Completion, ContextControl, Error,
+    FailureKind, Outcome, Registry, Result, TaskFailure,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -41,6 +41,8 @@ pub(super) struct Runner<'w> {
     ids: HashMap<tokio::task::Id, ClaimRef>,
     /// The worker's side of each running attempt's context.
     controls: HashMap<ClaimRef, ContextControl>,
+    /// Cancel notices, looked at before a reserved claim starts.
+    cancel_notices: broadcast::Receiver<CancelNotice>,
 }
 
 /// A claim under way: what it asked for, how many start at once, and what it got.
@@ -59,6 +61,7 @@ impl<'w> Runner<'w> {
             aborts: HashMap::new(),
             ids: HashMap::new(),
             controls: HashMap::new(),
+            cancel_notices: worker.queue.backend().signals().subscribe_cancels(),
         }
     }
 
@@ -264,7 +267,12 @@ impl<'w> Runner<'w> {
     /// Starts buffered tasks while slots are free; a reserved one is marked
     /// started through the result writer (batched, not awaited).
     fn fill_slots(&mut self, outcomes: &mpsc::UnboundedSender<Message>) {
+        let mut notices_applied = false;
         while self.attempts.len() < self.worker.concurrency {
+            if !notices_applied && self.ready.front().is_some_and(|(_, reserved)| *reserved) {
+                self.drop_cancelled_reservations();
+                notices_applied = true;
+            }
             let Some((task, reserved)) = self.ready.pop_front() else {
                 return;
             };
@@ -273,6 +281,52 @@ impl<'w> Runner<'w> {
             }
             self.start(task);
         }
+    }
+
+    /// Before a reserved claim starts: drops the buffered reserved claims
+    /// that cancel notices received so far name, so a task cancelled before
+    /// its slot came free is not started (an in-process cancel's notice is
+    /// sent before `cancel` returns). They are given back with `release`:
+    /// fenced, so a cancelled one stays cancelled, while one named by a
+    /// stale notice (retried and claimed again since) goes back to pending
+    /// without spending an attempt. Running and started claims wait for the
+    /// checked path ([`Cancels`]), where a stale notice changes nothing.
+    fn drop_cancelled_reservations(&mut self) {
+        let mut named = Vec::new();
+        loop {
+            match self.cancel_notices.try_recv() {
+                Ok(CancelNotice::Tasks(ids)) => named.extend(ids.iter().copied()),
+                Ok(CancelNotice::Check) => {}
+                Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                Err(_) => break,
+            }
+        }
+        if named.is_empty() {
+            return;
+        }
+        let mut dropped = Vec::new();
+        self.ready.retain(|(task, reserved)| {
+            let cancelled = *reserved && named.contains(&task.id);
+            if cancelled {
+                dropped.push(task.claim_ref());
+            }
+            !cancelled
+        });
+        if dropped.is_empty() {
+            return;
+        }
+        let mut held = completer::lock(&self.held);
+        for claim in &dropped {
+            tracing::info!(task.id = %claim.id, "cancelled while reserved here; not running it");
+            held.remove(claim);
+        }
+        drop(held);
+        let backend = self.backend.clone();
+        tokio::spawn(async move {
+            if let Err(err) = backend.release(dropped).await {
+                tracing::debug!(error = %err, "could not release reserved claims named by cancel notices; their leases decide");
+            }
+        });
     }
 
     /// When the earliest scheduled task is due, capped at `fallback`.
