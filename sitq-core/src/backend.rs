@@ -8,8 +8,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::Result;
+use crate::cancel::{CancelOutcome, CancelRequest};
 use crate::options::ConnectOptions;
-use crate::record::{TaskFailure, TaskId, TaskRecord, TaskStatus};
+use crate::record::{AttemptFailure, TaskFailure, TaskId, TaskRecord, TaskStatus};
 use crate::signals::Signals;
 
 /// Storage for tasks. Implemented by `sitq-sqlite` and `sitq-postgres`.
@@ -70,12 +71,19 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// Records outcomes, fenced: each applies only if its task is still running
     /// under the same attempt. Returns, per completion, whether it applied.
     /// Signals finished tasks after the commit.
+    ///
+    /// Failure outcomes (`Retry`, `Failed`, `Cancelled`) also add a row to
+    /// the task's failure history, and a `Retry` or `Failed` of a task with
+    /// a cancel request makes it `cancelled` (a cancel is never retried).
+    /// A batch of successes only pays for none of this.
     async fn complete(&self, completions: Vec<Completion>) -> Result<Vec<bool>>;
 
     /// Returns tasks whose lease expired to pending (or to failed when they
-    /// have no attempts left), recording a `LeaseExpired` failure. A reserved
-    /// task that never started goes back to pending with its attempt not
-    /// spent and no failure recorded. Returns how many.
+    /// have no attempts left, or to cancelled when they have a cancel
+    /// request), recording a `LeaseExpired` failure (in the record and the
+    /// failure history). A reserved task that never started goes back to
+    /// pending with its attempt not spent and no failure recorded. Returns
+    /// how many.
     async fn recover_expired(&self) -> Result<u64>;
 
     /// The full record of a task.
@@ -99,14 +107,55 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         Ok(finished)
     }
 
-    /// Cancels a pending or blocked task; false when it was in another state.
-    async fn cancel(&self, id: TaskId) -> Result<bool>;
+    /// Cancels task `id` on behalf of `request` (already validated), in one
+    /// transaction:
+    /// - pending, blocked, or running but reserved (`started_at` unset: the
+    ///   worker holding it has not started it, and its start mark is
+    ///   fenced): `cancelled` at once, `finished_at` = now, the reserved
+    ///   attempt not spent, `error_kind` `cancelled` with
+    ///   [`CancelRequest::message`] as the error, the request stored
+    ///   (`cancel_requested_at`, `cancelled_by`, `cancel_reason`); waiters
+    ///   are signalled like for any finish. [`CancelOutcome::Cancelled`].
+    /// - running (started): only the request is stored (a second request
+    ///   keeps the first) and the workers are told
+    ///   ([`Signals::notify_cancel`], and the backend's cross-process
+    ///   signal); [`CancelOutcome::Requested`].
+    /// - finished: nothing changes; [`CancelOutcome::AlreadyFinished`].
+    ///
+    /// [`Error::NotFound`](crate::Error::NotFound) for an unknown id.
+    async fn cancel(&self, id: TaskId, request: &CancelRequest) -> Result<CancelOutcome>;
 
     /// Deletes finished tasks that finished before `before`; returns how many.
     async fn prune(&self, before: DateTime<Utc>) -> Result<u64>;
 
     /// Closes connections; further calls fail.
     async fn close(&self);
+
+    /// Of `claims` (held by one worker), those whose task has a stored
+    /// cancel request while running, or was cancelled (a reserved claim
+    /// cancelled before it started). One query; the worker calls it when
+    /// told of cancellations and about once a second while it runs tasks.
+    async fn cancel_requested(&self, claims: &[ClaimRef]) -> Result<Vec<ClaimRef>>;
+
+    /// Runs a `failed` or `cancelled` task again with fresh attempts: in one
+    /// statement it becomes pending with `attempts` = 0, `run_at` = now, and
+    /// no worker, lease, start, finish, result or cancel request (the last
+    /// error stays in the record, every earlier one in its failure
+    /// history). Signals work after the commit, and forgets the task's
+    /// outcome in this process's [`Signals`] so that a new wait sees the new
+    /// run.
+    ///
+    /// [`Error::NotRetryable`](crate::Error::NotRetryable) for another
+    /// status, [`Error::NotFound`](crate::Error::NotFound) for an unknown id.
+    async fn retry(&self, id: TaskId) -> Result<()>;
+
+    /// The failure history of task `id`, oldest first (empty for an unknown
+    /// id). Written by [`complete`](Backend::complete) for `Retry`, `Failed`
+    /// and `Cancelled` outcomes and by
+    /// [`recover_expired`](Backend::recover_expired) for a started attempt
+    /// whose lease ran out; deleted with the task by
+    /// [`prune`](Backend::prune).
+    async fn failures(&self, id: TaskId) -> Result<Vec<AttemptFailure>>;
 }
 
 /// A task to store.
@@ -215,6 +264,10 @@ pub enum Outcome {
         /// How long to wait before the next run.
         delay: Duration,
     },
+    /// Cancelled while it ran (the task had a cancel request): the task
+    /// becomes `cancelled` and is not retried. The failure (kind
+    /// `Cancelled`) says how the attempt ended; it goes to the history.
+    Cancelled(TaskFailure),
 }
 
 /// A finished task's outcome: what a waiter needs, without the payload.

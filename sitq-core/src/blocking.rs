@@ -95,9 +95,30 @@ impl Queue {
         self.runtime.block_on(self.queue.get(id))
     }
 
-    /// Cancels a task that has not started.
-    pub fn cancel(&self, id: TaskId) -> Result<bool> {
+    /// Cancels a task; see [`Queue::cancel_with`](crate::Queue::cancel_with).
+    pub fn cancel(&self, id: TaskId) -> Result<crate::CancelOutcome> {
         self.runtime.block_on(self.queue.cancel(id))
+    }
+
+    /// Cancels a task recording who and why; see
+    /// [`Queue::cancel_with`](crate::Queue::cancel_with).
+    pub fn cancel_with(
+        &self,
+        id: TaskId,
+        request: crate::CancelRequest,
+    ) -> Result<crate::CancelOutcome> {
+        self.runtime.block_on(self.queue.cancel_with(id, request))
+    }
+
+    /// Runs a failed or cancelled task again; see
+    /// [`Queue::retry`](crate::Queue::retry).
+    pub fn retry(&self, id: TaskId) -> Result<()> {
+        self.runtime.block_on(self.queue.retry(id))
+    }
+
+    /// A task's failure history; see [`Queue::failures`](crate::Queue::failures).
+    pub fn failures(&self, id: TaskId) -> Result<Vec<crate::AttemptFailure>> {
+        self.runtime.block_on(self.queue.failures(id))
     }
 
     fn wrap<T>(&self, inner: crate::TaskHandle<T>) -> TaskHandle<T> {

@@ -192,6 +192,14 @@ impl ContextControl {
     pub fn snooze_requested(&self) -> Option<Duration> {
         *self.snooze.borrow()
     }
+
+    /// Resolves once [`cancel`](ContextControl::cancel) was called (at once
+    /// if it was already).
+    pub async fn cancel_requested(&self) {
+        let mut cancelled = self.cancel.subscribe();
+        // This control holds the sender: the channel cannot close under us.
+        let _ = cancelled.wait_for(|cancelled| *cancelled).await;
+    }
 }
 
 #[cfg(test)]

@@ -89,9 +89,16 @@ pub enum Error {
         /// The error message of the last attempt.
         message: String,
     },
-    /// The task was cancelled before it ran.
-    #[error("task {0} was cancelled")]
-    TaskCancelled(TaskId),
+    /// The task was cancelled (`Queue::cancel`), before or while it ran.
+    #[error("task {id} was cancelled by {by}{}", reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
+    Cancelled {
+        /// The task's id.
+        id: TaskId,
+        /// Who cancelled it (`CancelRequest::by`; `"api"` by default).
+        by: String,
+        /// Why, if they said.
+        reason: Option<String>,
+    },
     /// [`TaskHandle::wait_timeout`](crate::TaskHandle::wait_timeout) gave up; the task keeps running.
     #[error("task {id} did not finish within {waited:?}; it is still {status}")]
     WaitTimeout {
@@ -122,6 +129,15 @@ pub enum Error {
         "the worker was stopped before its in-flight tasks finished (a second SIGINT/SIGTERM, or ShutdownHandle::force); they run again once their leases expire"
     )]
     ForcedShutdown,
+    /// [`Queue::retry`](crate::Queue::retry) of a task that is neither
+    /// failed nor cancelled; nothing changed.
+    #[error("task {id} is {status}; only failed or cancelled tasks can be retried")]
+    NotRetryable {
+        /// The task's id.
+        id: TaskId,
+        /// Its status.
+        status: crate::TaskStatus,
+    },
     /// A configuration value is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),

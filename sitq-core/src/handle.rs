@@ -6,8 +6,9 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
 use crate::backend::Finished;
+use crate::cancel::{CancelOutcome, CancelRequest};
 use crate::queue::Queue;
-use crate::record::{TaskId, TaskStatus};
+use crate::record::{AttemptFailure, TaskId, TaskStatus};
 use crate::wait::Waiter;
 use crate::{Error, Result, codec};
 
@@ -71,11 +72,31 @@ impl<T> TaskHandle<T> {
     pub async fn status(&self) -> Result<TaskStatus> {
         self.queue.status(self.id).await
     }
+
+    /// Cancels the task; see [`Queue::cancel_with`].
+    pub async fn cancel(&self) -> Result<CancelOutcome> {
+        self.queue.cancel(self.id).await
+    }
+
+    /// Cancels the task recording who and why; see [`Queue::cancel_with`].
+    pub async fn cancel_with(&self, request: CancelRequest) -> Result<CancelOutcome> {
+        self.queue.cancel_with(self.id, request).await
+    }
+
+    /// Runs a failed or cancelled task again; see [`Queue::retry`].
+    pub async fn retry(&self) -> Result<()> {
+        self.queue.retry(self.id).await
+    }
+
+    /// The task's failure history; see [`Queue::failures`].
+    pub async fn failures(&self) -> Result<Vec<AttemptFailure>> {
+        self.queue.failures(self.id).await
+    }
 }
 
 impl<T: DeserializeOwned> TaskHandle<T> {
     /// Waits until the task finishes; its result, or
-    /// [`Error::TaskFailed`] / [`Error::TaskCancelled`];
+    /// [`Error::TaskFailed`] / [`Error::Cancelled`] (with who and why);
     /// [`Error::NotFound`] if no such task exists.
     ///
     /// All the waits of a process on one backend are served together: a
@@ -113,12 +134,12 @@ impl<T: DeserializeOwned> TaskHandle<T> {
                 (at, None) | (None, at) => at,
             };
             tokio::select! {
-                finished = waiter.outcome() => return self.outcome(finished?),
+                finished = waiter.outcome() => return self.outcome(finished?).await,
                 () = sleep_until(wake_at) => {}
             }
             if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                 if let Some(finished) = waiter.try_outcome() {
-                    return self.outcome(finished?);
+                    return self.outcome(finished?).await;
                 }
                 drop(waiter);
                 return self.timed_out(timeout.unwrap_or_default()).await;
@@ -142,7 +163,7 @@ impl<T: DeserializeOwned> TaskHandle<T> {
             None => Err(Error::NotFound(self.id)),
             Some(status) if status.is_finished() => {
                 match backend.finished(&[self.id]).await?.into_iter().next() {
-                    Some(finished) => self.outcome(finished),
+                    Some(finished) => self.outcome(finished).await,
                     // Pruned in between.
                     None => Err(Error::NotFound(self.id)),
                 }
@@ -155,7 +176,9 @@ impl<T: DeserializeOwned> TaskHandle<T> {
         }
     }
 
-    fn outcome(&self, finished: Finished) -> Result<T> {
+    /// The result or error of a finished task. A cancelled one costs one
+    /// more read, for who cancelled it and why.
+    async fn outcome(&self, finished: Finished) -> Result<T> {
         match finished.status {
             TaskStatus::Succeeded => {
                 let bytes = finished.result.unwrap_or_default();
@@ -164,7 +187,24 @@ impl<T: DeserializeOwned> TaskHandle<T> {
                     &format!("result of task {} ({})", finished.id, finished.name),
                 )
             }
-            TaskStatus::Cancelled => Err(Error::TaskCancelled(finished.id)),
+            TaskStatus::Cancelled => {
+                let cancellation = self
+                    .queue
+                    .backend()
+                    .get(finished.id)
+                    .await?
+                    .and_then(|record| record.cancellation);
+                let (by, reason) = match cancellation {
+                    Some(cancellation) => (cancellation.by, cancellation.reason),
+                    // Pruned or retried meanwhile, or cancelled by hand in SQL.
+                    None => ("(unknown)".to_owned(), None),
+                };
+                Err(Error::Cancelled {
+                    id: finished.id,
+                    by,
+                    reason,
+                })
+            }
             _ => {
                 let failure = finished.failure.unwrap_or_else(|| {
                     crate::TaskFailure::new(crate::FailureKind::Error, "no error was recorded")

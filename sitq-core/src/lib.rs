@@ -6,6 +6,7 @@
 
 mod backend;
 pub mod blocking;
+mod cancel;
 pub mod codec;
 mod context;
 mod error;
@@ -25,14 +26,17 @@ pub use backend::{
     Backend, BackendConnector, ClaimRef, ClaimRequest, ClaimedTask, Completion, ConnectFuture,
     Finished, NewTask, Outcome,
 };
+pub use cancel::{CancelOutcome, CancelRequest, DEFAULT_CANCELLED_BY, MAX_CANCEL_TEXT};
 pub use context::{Context, ContextControl};
 pub use error::{BoxError, Error, Result};
 pub use handle::TaskHandle;
 pub use options::{Backoff, ConnectOptions, EnqueueOptions};
 pub use queue::Queue;
-pub use record::{FailureKind, TaskFailure, TaskId, TaskRecord, TaskStatus};
+pub use record::{
+    AttemptFailure, Cancellation, FailureKind, TaskFailure, TaskId, TaskRecord, TaskStatus,
+};
 pub use registry::Registry;
-pub use signals::{FinishedWatch, Signals};
+pub use signals::{CancelNotice, FinishedWatch, Signals};
 pub use task::{Task, TaskDefaults, TaskFuture, TaskRegistration};
 
 #[doc(hidden)]

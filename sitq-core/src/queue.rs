@@ -5,9 +5,10 @@ use chrono::Utc;
 use tracing::Instrument;
 
 use crate::backend::{Backend, BackendConnector, NewTask};
+use crate::cancel::{CancelOutcome, CancelRequest};
 use crate::handle::TaskHandle;
 use crate::options::{ConnectOptions, EnqueueOptions};
-use crate::record::{TaskId, TaskRecord, TaskStatus};
+use crate::record::{AttemptFailure, TaskId, TaskRecord, TaskStatus};
 use crate::task::{Task, TaskDefaults};
 use crate::{Error, Result, codec};
 
@@ -152,10 +153,57 @@ impl Queue {
         self.inner.backend.get(id).await?.ok_or(Error::NotFound(id))
     }
 
-    /// Cancels a task that has not started; returns false when it already
-    /// started or finished.
-    pub async fn cancel(&self, id: TaskId) -> Result<bool> {
-        self.inner.backend.cancel(id).await
+    /// Cancels a task, on behalf of `"api"` with no reason; see
+    /// [`cancel_with`](Queue::cancel_with).
+    pub async fn cancel(&self, id: TaskId) -> Result<CancelOutcome> {
+        self.cancel_with(id, CancelRequest::new()).await
+    }
+
+    /// Cancels a task, recording who asked and why.
+    ///
+    /// - A task that has not started (pending, delayed, blocked, or reserved
+    ///   by a worker that has not started it) is `cancelled` at once:
+    ///   [`CancelOutcome::Cancelled`].
+    /// - A running task is asked to stop: [`CancelOutcome::Requested`]. The
+    ///   worker running it cancels its [`Context`](crate::Context) at once
+    ///   on PostgreSQL (`NOTIFY`) and within about a second on SQLite, then
+    ///   drops the attempt after its grace period
+    ///   (`Worker::cancel_grace`). The task ends `cancelled`, unless it
+    ///   returns `Ok` before it is dropped: the work is done, and it ends
+    ///   `succeeded`. An `Err` or a panic after the request ends it
+    ///   `cancelled`, never retried.
+    /// - A finished task is left alone: [`CancelOutcome::AlreadyFinished`].
+    ///
+    /// Waiting on a cancelled task gives [`Error::Cancelled`] with `by` and
+    /// `reason`. [`Error::NotFound`] for an unknown id,
+    /// [`Error::InvalidOptions`] for a bad request (nothing changes).
+    pub async fn cancel_with(&self, id: TaskId, request: CancelRequest) -> Result<CancelOutcome> {
+        request.validate()?;
+        let outcome = self.inner.backend.cancel(id, &request).await?;
+        tracing::debug!(task.id = %id, by = request.get_by(), ?outcome, "cancel");
+        Ok(outcome)
+    }
+
+    /// Runs a `failed` or `cancelled` task again with fresh attempts
+    /// (attempts 0, due now). Its earlier failures stay readable with
+    /// [`failures`](Queue::failures); a wait started after the retry waits
+    /// for the new run. [`Error::NotRetryable`] for a task in another
+    /// state, [`Error::NotFound`] for an unknown id.
+    pub async fn retry(&self, id: TaskId) -> Result<()> {
+        self.inner.backend.retry(id).await?;
+        tracing::debug!(task.id = %id, "retried");
+        Ok(())
+    }
+
+    /// The failure history of a task, oldest first: every attempt that
+    /// failed (errors, panics, timeouts, expired leases, cancellations),
+    /// across retries. [`Error::NotFound`] for an unknown id.
+    pub async fn failures(&self, id: TaskId) -> Result<Vec<AttemptFailure>> {
+        let failures = self.inner.backend.failures(id).await?;
+        if failures.is_empty() && self.inner.backend.status(id).await?.is_none() {
+            return Err(Error::NotFound(id));
+        }
+        Ok(failures)
     }
 
     /// Closes the connection pool.

@@ -35,7 +35,7 @@ pub enum TaskStatus {
     Succeeded,
     /// Out of attempts, or failed for good (unknown name, undecodable payload); kept for inspection.
     Failed,
-    /// Cancelled before it ran.
+    /// Cancelled: before it ran, or while it ran (see `Queue::cancel`).
     Cancelled,
     /// Waiting for the tasks it depends on.
     Blocked,
@@ -106,17 +106,20 @@ pub enum FailureKind {
     Decode,
     /// The worker running it stopped heartbeating (killed, or cut off) and the lease ran out.
     LeaseExpired,
+    /// The attempt was cancelled while it ran (`Queue::cancel`).
+    Cancelled,
 }
 
 impl FailureKind {
     /// Every kind.
-    pub const ALL: [FailureKind; 6] = [
+    pub const ALL: [FailureKind; 7] = [
         FailureKind::Error,
         FailureKind::Panic,
         FailureKind::Timeout,
         FailureKind::UnknownTask,
         FailureKind::Decode,
         FailureKind::LeaseExpired,
+        FailureKind::Cancelled,
     ];
 
     /// The name stored in the database and shown to users.
@@ -128,6 +131,7 @@ impl FailureKind {
             FailureKind::UnknownTask => "unknown_task",
             FailureKind::Decode => "decode",
             FailureKind::LeaseExpired => "lease_expired",
+            FailureKind::Cancelled => "cancelled",
         }
     }
 
@@ -139,9 +143,13 @@ impl FailureKind {
             .unwrap_or(FailureKind::Error)
     }
 
-    /// Whether another attempt could succeed (an unknown name or a bad payload never will).
+    /// Whether another attempt could succeed (an unknown name or a bad
+    /// payload never will); a cancelled attempt is never retried.
     pub fn is_retryable(self) -> bool {
-        !matches!(self, FailureKind::UnknownTask | FailureKind::Decode)
+        !matches!(
+            self,
+            FailureKind::UnknownTask | FailureKind::Decode | FailureKind::Cancelled
+        )
     }
 }
 
@@ -220,6 +228,9 @@ pub struct TaskRecord {
     pub result: Option<Vec<u8>>,
     /// How often the task snoozed (`Context::snooze`); snoozes spend no attempt.
     pub snoozes: u32,
+    /// Who asked to cancel the task, why and when, if someone did (kept
+    /// when a task that was running succeeded anyway; cleared by a retry).
+    pub cancellation: Option<Cancellation>,
 }
 
 impl TaskRecord {
@@ -229,4 +240,35 @@ impl TaskRecord {
         let finished = self.finished_at?;
         (finished - started).to_std().ok()
     }
+}
+
+/// A request to cancel a task, as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cancellation {
+    /// When it was asked for (the backend's clock).
+    pub requested_at: DateTime<Utc>,
+    /// Who asked (`CancelRequest::by`; `"api"` by default).
+    pub by: String,
+    /// Why, if they said.
+    pub reason: Option<String>,
+}
+
+/// One failed attempt in a task's failure history (`Queue::failures`).
+///
+/// Written for every attempt that failed: an error or panic that was
+/// retried or failed the task, a timeout, a lease that ran out, a
+/// cancellation while running. A retried task keeps its history, so the
+/// same attempt number can appear once per run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttemptFailure {
+    /// The attempt's number within its run (1 for the first).
+    pub attempt: u32,
+    /// Why it failed.
+    pub kind: FailureKind,
+    /// The error message.
+    pub message: String,
+    /// The worker that ran the attempt, when known.
+    pub worker_id: Option<String>,
+    /// When the failure was recorded (the backend's clock).
+    pub failed_at: DateTime<Utc>,
 }

@@ -1,7 +1,7 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, broadcast, watch};
 
 use crate::backend::Finished;
 use crate::record::TaskId;
@@ -19,7 +19,21 @@ use crate::wait::Waits;
 pub struct Signals {
     work: watch::Sender<u64>,
     waits: Arc<Waits>,
+    cancels: broadcast::Sender<CancelNotice>,
 }
+
+/// What workers hear about cancellations ([`Signals::subscribe_cancels`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CancelNotice {
+    /// These tasks were cancelled, or asked to be.
+    Tasks(Arc<[TaskId]>),
+    /// Another process may have cancelled tasks: check the ones you hold.
+    Check,
+}
+
+/// Cancel notices kept for a slow subscriber; one that falls further behind
+/// sees `Lagged` and checks everything it holds.
+const CANCEL_BACKLOG: usize = 256;
 
 impl Signals {
     /// Signals with no one listening yet.
@@ -27,6 +41,7 @@ impl Signals {
         Signals {
             work: watch::Sender::new(0),
             waits: Arc::new(Waits::new()),
+            cancels: broadcast::Sender::new(CANCEL_BACKLOG),
         }
     }
 
@@ -96,6 +111,37 @@ impl Signals {
     #[doc(hidden)]
     pub fn registered_waiters(&self) -> usize {
         self.waits.registered()
+    }
+
+    /// Tells this process's workers that `ids` were cancelled or asked to
+    /// be (after the commit): a worker holding one checks it and stops it.
+    pub fn notify_cancel(&self, ids: impl IntoIterator<Item = TaskId>) {
+        let ids: Arc<[TaskId]> = ids.into_iter().collect();
+        if !ids.is_empty() {
+            // No subscriber (no worker here) is fine.
+            let _ = self.cancels.send(CancelNotice::Tasks(ids));
+        }
+    }
+
+    /// Tells this process's workers that tasks may have been cancelled
+    /// elsewhere (a commit by another process, a lost notification): each
+    /// checks the tasks it holds.
+    pub fn notify_cancel_check(&self) {
+        if self.cancels.receiver_count() > 0 {
+            let _ = self.cancels.send(CancelNotice::Check);
+        }
+    }
+
+    /// A receiver of [`notify_cancel`](Signals::notify_cancel) and
+    /// [`notify_cancel_check`](Signals::notify_cancel_check).
+    pub fn subscribe_cancels(&self) -> broadcast::Receiver<CancelNotice> {
+        self.cancels.subscribe()
+    }
+
+    /// Forgets the kept outcome of `id` (it was retried: a new wait must
+    /// wait for the new run). Call it after the commit.
+    pub fn forget_outcome(&self, id: TaskId) {
+        self.waits.forget(id);
     }
 
     pub(crate) fn waits(&self) -> &Arc<Waits> {

@@ -12,6 +12,8 @@
 //! sitq_core::conformance_tests!(Sqlite);
 //! ```
 
+mod cancel;
+mod cancel_tasks;
 mod cases;
 mod claims;
 mod context;
@@ -25,6 +27,7 @@ use async_trait::async_trait;
 
 use crate::{Queue, Registry};
 
+pub use cancel::*;
 pub use cases::*;
 pub use claims::*;
 pub use context::*;
@@ -40,6 +43,8 @@ pub struct WorkerConfig {
     pub lease: Duration,
     /// The conformance tasks (pass to `Worker::registry`).
     pub registry: Registry,
+    /// How long a cancelled task may go on (pass to `Worker::cancel_grace`).
+    pub cancel_grace: Duration,
 }
 
 /// A started worker.
@@ -83,6 +88,7 @@ pub fn worker_config() -> WorkerConfig {
         concurrency: 4,
         lease: Duration::from_secs(30),
         registry: registry(),
+        cancel_grace: Duration::from_secs(5),
     }
 }
 
@@ -132,6 +138,16 @@ macro_rules! conformance_tests {
         // Batched waits (testing/waits.rs).
         $crate::conformance_tests!(@cases $harness;
             many_waits_are_served_together, ended_waits_leave_no_waiters,
+        );
+        // Cancel and retry, the failure history (testing/cancel.rs).
+        $crate::conformance_tests!(@cases $harness;
+            cancel_pending_and_delayed_tasks, cancel_refuses_bad_input_and_unknown_ids,
+            cancel_finished_task_is_a_no_op, cancel_reserved_claim_at_once,
+            cancel_reserved_task_in_a_worker_buffer,
+            cancel_running_task_reaches_its_context, cancel_drops_an_uncooperative_task_after_grace,
+            cancel_running_task_that_returns_ok_succeeds, retry_failed_task_keeps_its_history,
+            retry_cancelled_task_runs_again, retry_refuses_unfinished_and_succeeded_tasks,
+            recovery_cancels_a_cancel_requested_task, prune_deletes_the_failure_history,
         );
         // Claim routing by name and reserved claims (start/release).
         $crate::conformance_tests!(@cases $harness;

@@ -99,6 +99,14 @@ impl Recent {
             + 64
     }
 
+    /// Drops the outcome of `id`, if kept (its slot in `order` goes when it
+    /// comes up for eviction).
+    fn remove(&mut self, id: TaskId) {
+        if let Some(old) = self.outcomes.remove(&id) {
+            self.bytes -= Recent::size(&old);
+        }
+    }
+
     fn insert(&mut self, finished: Finished) {
         let size = Recent::size(&finished);
         if size > RECENT_MAX_BYTES / 16 {
@@ -233,6 +241,11 @@ impl Waits {
             // Lets the lookup loop stop now rather than at its next poll.
             self.lookup.notify_one();
         }
+    }
+
+    /// Forgets the kept outcome of `id` (the task was retried).
+    pub(crate) fn forget(&self, id: TaskId) {
+        self.lock().recent.remove(id);
     }
 
     /// Marks `ids` for the next lookup round and wakes plain watches.

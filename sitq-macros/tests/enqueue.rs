@@ -80,13 +80,26 @@ impl Backend for Recorder {
     async fn status(&self, _: TaskId) -> sitq::Result<Option<TaskStatus>> {
         unsupported()
     }
-    async fn cancel(&self, _: TaskId) -> sitq::Result<bool> {
+    async fn cancel(
+        &self,
+        _: TaskId,
+        _: &sitq_core::CancelRequest,
+    ) -> sitq::Result<sitq_core::CancelOutcome> {
         unsupported()
     }
     async fn prune(&self, _: DateTime<Utc>) -> sitq::Result<u64> {
         unsupported()
     }
     async fn close(&self) {}
+    async fn cancel_requested(&self, _: &[ClaimRef]) -> sitq::Result<Vec<ClaimRef>> {
+        unsupported()
+    }
+    async fn retry(&self, _: TaskId) -> sitq::Result<()> {
+        unsupported()
+    }
+    async fn failures(&self, _: TaskId) -> sitq::Result<Vec<sitq_core::AttemptFailure>> {
+        unsupported()
+    }
 }
 
 fn recording_queue() -> (Queue, Arc<Recorder>) {

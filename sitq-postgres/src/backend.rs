@@ -21,8 +21,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sitq_core::{
-    Backend, ClaimRef, ClaimRequest, ClaimedTask, Completion, ConnectOptions, Error, Finished,
-    NewTask, Result, Signals, TaskId, TaskRecord, TaskStatus,
+    AttemptFailure, Backend, CancelOutcome, CancelRequest, ClaimRef, ClaimRequest, ClaimedTask,
+    Completion, ConnectOptions, Error, Finished, NewTask, Result, Signals, TaskId, TaskRecord,
+    TaskStatus,
 };
 use sqlx::postgres::PgPool;
 
@@ -173,11 +174,14 @@ impl Backend for PostgresBackend {
         inspect::finished(&self.pool, ids).await
     }
 
-    async fn cancel(&self, id: TaskId) -> Result<bool> {
-        let cancelled = inspect::cancel(&self.pool, id).await?;
-        let done = cancelled.is_some();
-        self.signals.notify_outcomes(cancelled);
-        Ok(done)
+    async fn cancel(&self, id: TaskId, request: &CancelRequest) -> Result<CancelOutcome> {
+        let (outcome, finished) = inspect::cancel(&self.pool, id, request).await?;
+        self.signals.notify_outcomes(finished);
+        if !matches!(outcome, CancelOutcome::AlreadyFinished(_)) {
+            // The listener hears it too; this one is sooner.
+            self.signals.notify_cancel([id]);
+        }
+        Ok(outcome)
     }
 
     async fn prune(&self, before: DateTime<Utc>) -> Result<u64> {
@@ -187,6 +191,30 @@ impl Backend for PostgresBackend {
     async fn close(&self) {
         self.listener.stop().await;
         self.pool.close().await;
+    }
+
+    async fn cancel_requested(&self, claims: &[ClaimRef]) -> Result<Vec<ClaimRef>> {
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<TaskId> = claims.iter().map(|claim| claim.id).collect();
+        let found = inspect::cancel_requested(&self.pool, &ids).await?;
+        Ok(claims
+            .iter()
+            .filter(|claim| found.contains(&claim.id))
+            .copied()
+            .collect())
+    }
+
+    async fn retry(&self, id: TaskId) -> Result<()> {
+        inspect::retry(&self.pool, id).await?;
+        self.signals.forget_outcome(id);
+        self.signals.notify_work();
+        Ok(())
+    }
+
+    async fn failures(&self, id: TaskId) -> Result<Vec<AttemptFailure>> {
+        inspect::failures(&self.pool, id).await
     }
 }
 

@@ -72,7 +72,12 @@ impl Listener {
 async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener
-        .listen_all([notify::WORK, notify::FINISHED])
+        .listen_all([
+            notify::WORK,
+            notify::FINISHED,
+            notify::CANCEL,
+            notify::RETRY,
+        ])
         .await?;
     Ok(listener)
 }
@@ -93,8 +98,9 @@ async fn run(
             None => match listen(&pool).await {
                 Ok(active) => {
                     tracing::info!("sitq listener reconnected");
-                    // Anything enqueued while we were away went unheard.
+                    // Anything enqueued or cancelled while we were away went unheard.
                     signals.notify_work();
+                    signals.notify_cancel_check();
                     active
                 }
                 Err(error) => {
@@ -122,6 +128,7 @@ async fn run(
                         // listened again; notifications in between are lost.
                         tracing::info!("sitq listener connection was lost and re-established");
                         signals.notify_work();
+                        signals.notify_cancel_check();
                     }
                     Err(error) => {
                         tracing::warn!(%error, retry_in = ?backoff, "sitq listener connection failed");
@@ -150,6 +157,12 @@ fn dispatch(signals: &Signals, notification: &PgNotification) {
     match notification.channel() {
         notify::WORK => signals.notify_work(),
         notify::FINISHED => signals.notify_finished(notify::parse_finished(notification.payload())),
+        notify::CANCEL => signals.notify_cancel(notify::parse_finished(notification.payload())),
+        notify::RETRY => {
+            for id in notify::parse_finished(notification.payload()) {
+                signals.forget_outcome(id);
+            }
+        }
         other => tracing::debug!(
             channel = other,
             "ignoring a notification on an unknown channel"

@@ -17,6 +17,30 @@ pub(crate) const WORK: &str = "sitq_work";
 /// Tasks that finished; the payload lists their ids.
 pub(crate) const FINISHED: &str = "sitq_finished";
 
+/// Tasks cancelled or asked to be; the payload is one id. The worker
+/// holding the task (if any) stops it.
+pub(crate) const CANCEL: &str = CANCEL_CHANNEL!();
+
+/// Tasks retried; the payload is one id. Every process forgets the outcome
+/// it kept for the task's waiters.
+pub(crate) const RETRY: &str = RETRY_CHANNEL!();
+
+/// The name of [`CANCEL`], for SQL text built with `concat!`.
+macro_rules! CANCEL_CHANNEL {
+    () => {
+        "sitq_cancel"
+    };
+}
+
+/// The name of [`RETRY`], for SQL text built with `concat!`.
+macro_rules! RETRY_CHANNEL {
+    () => {
+        "sitq_retry"
+    };
+}
+
+pub(crate) use {CANCEL_CHANNEL, RETRY_CHANNEL};
+
 /// PostgreSQL rejects payloads of 8000 bytes or more; stay well below.
 #[cfg(test)]
 const MAX_PAYLOAD: usize = 7900;

@@ -59,7 +59,13 @@ async fn finishing_or_cancelling_wakes_waiters_of_another_backend() {
         .await
         .expect("enqueue")[0];
     let finished = client.signals().watch_finished(cancelled);
-    assert!(worker.cancel(cancelled).await.expect("cancel"));
+    assert_eq!(
+        worker
+            .cancel(cancelled, &sitq_core::CancelRequest::new())
+            .await
+            .expect("cancel"),
+        sitq_core::CancelOutcome::Cancelled
+    );
     within("the cancel notification", finished.notified()).await;
 
     worker.close().await;

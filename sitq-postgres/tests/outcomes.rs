@@ -87,7 +87,13 @@ async fn a_handle_awaited_after_its_task_finished_here_needs_no_query() {
         .await
         .expect("complete");
     assert_eq!(applied, [true, true]);
-    assert!(backend.cancel(cancelled.id()).await.expect("cancel"));
+    assert_eq!(
+        backend
+            .cancel(cancelled.id(), &sitq_core::CancelRequest::new())
+            .await
+            .expect("cancel"),
+        sitq_core::CancelOutcome::Cancelled
+    );
 
     let abandoned = queue
         .enqueue(Once {
@@ -129,7 +135,7 @@ async fn a_handle_awaited_after_its_task_finished_here_needs_no_query() {
         other => panic!("expected a failure, got {other:?}"),
     }
     match cancelled.wait_timeout(PATIENCE).await {
-        Err(Error::TaskCancelled(id)) => assert_eq!(id, cancelled.id()),
+        Err(Error::Cancelled { id, .. }) => assert_eq!(id, cancelled.id()),
         other => panic!("expected a cancellation, got {other:?}"),
     }
     match abandoned.wait_timeout(PATIENCE).await {

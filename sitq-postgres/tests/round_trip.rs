@@ -169,9 +169,22 @@ async fn queues_scheduling_cancel_and_prune() {
         None
     );
 
-    assert!(backend.cancel(ids[2]).await.expect("cancel"));
-    assert!(!backend.cancel(ids[2]).await.expect("cancel twice"));
-    assert!(!backend.cancel(ids[0]).await.expect("cancel a running task"));
+    let cancel = sitq_core::CancelRequest::new();
+    assert_eq!(
+        backend.cancel(ids[2], &cancel).await.expect("cancel"),
+        sitq_core::CancelOutcome::Cancelled
+    );
+    assert_eq!(
+        backend.cancel(ids[2], &cancel).await.expect("cancel twice"),
+        sitq_core::CancelOutcome::AlreadyFinished(sitq_core::TaskStatus::Cancelled)
+    );
+    assert_eq!(
+        backend
+            .cancel(ids[0], &cancel)
+            .await
+            .expect("cancel a running task"),
+        sitq_core::CancelOutcome::Requested
+    );
     assert_eq!(
         backend.status(ids[2]).await.expect("status"),
         Some(TaskStatus::Cancelled)

@@ -103,7 +103,10 @@ async fn each_call_is_one_statement_in_one_round_trip() {
         backend.finished(&ids).await.expect("finished");
     });
     costs!(proxy, "cancel", {
-        backend.cancel(ids[0]).await.expect("cancel");
+        backend
+            .cancel(ids[0], &sitq_core::CancelRequest::new())
+            .await
+            .expect("cancel");
     });
     costs!(proxy, "status", {
         backend.status(ids[0]).await.expect("status");

@@ -7,8 +7,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sitq_core::{
-    Backend, ClaimRef, ClaimRequest, ClaimedTask, Completion, ConnectOptions, Error, Finished,
-    NewTask, Result, Signals, TaskId, TaskRecord, TaskStatus,
+    AttemptFailure, Backend, CancelOutcome, CancelRequest, ClaimRef, ClaimRequest, ClaimedTask,
+    Completion, ConnectOptions, Error, Finished, NewTask, Result, Signals, TaskId, TaskRecord,
+    TaskStatus,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -260,9 +261,14 @@ impl Backend for SqliteBackend {
         }
     }
 
-    async fn cancel(&self, id: TaskId) -> Result<bool> {
-        self.call("cancelling a task", |reply| Command::Cancel { id, reply })
-            .await
+    async fn cancel(&self, id: TaskId, request: &CancelRequest) -> Result<CancelOutcome> {
+        let request = request.clone();
+        self.call("cancelling a task", |reply| Command::Cancel {
+            id,
+            request,
+            reply,
+        })
+        .await
     }
 
     async fn prune(&self, before: DateTime<Utc>) -> Result<u64> {
@@ -282,6 +288,33 @@ impl Backend for SqliteBackend {
         let (reply, done) = oneshot::channel();
         if self.writer.send(Command::Close { reply }).await.is_ok() {
             let _ = done.await;
+        }
+    }
+
+    async fn cancel_requested(&self, claims: &[ClaimRef]) -> Result<Vec<ClaimRef>> {
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = claims.iter().map(|claim| claim.id).collect();
+        match self.read(Read::CancelRequested(ids)).await? {
+            Found::CancelRequested(ids) => Ok(claims
+                .iter()
+                .filter(|claim| ids.contains(&claim.id))
+                .copied()
+                .collect()),
+            _ => Err(unexpected("checking tasks for cancel requests")),
+        }
+    }
+
+    async fn retry(&self, id: TaskId) -> Result<()> {
+        self.call("retrying a task", |reply| Command::Retry { id, reply })
+            .await
+    }
+
+    async fn failures(&self, id: TaskId) -> Result<Vec<AttemptFailure>> {
+        match self.read(Read::Failures(id)).await? {
+            Found::Failures(failures) => Ok(failures),
+            _ => Err(unexpected("reading a task's failure history")),
         }
     }
 }

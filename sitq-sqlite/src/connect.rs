@@ -30,6 +30,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "task snoozes",
         include_str!("../migrations/0005_task_snoozes.sql"),
     ),
+    (
+        6,
+        "cancel retry",
+        include_str!("../migrations/0006_cancel_retry.sql"),
+    ),
 ];
 
 /// sitq's own bookkeeping table (the shape sqlx's migrator used, so files

@@ -265,7 +265,12 @@ impl Writer {
             }
             Command::Complete { completions, reply } => {
                 let mut mine = Effects::default();
-                let result = guarded(conn, completions.len() > 1, || {
+                // A failure is two statements (the outcome and its history).
+                let several = completions.len() > 1
+                    || completions
+                        .iter()
+                        .any(|c| !matches!(c.outcome, sitq_core::Outcome::Succeeded(_)));
+                let result = guarded(conn, several, || {
                     write::complete(conn, &completions, now, &mut mine)
                 });
                 if result.is_ok() {
@@ -274,15 +279,46 @@ impl Writer {
                 answers.push(answer(reply, result.map_err(db("recording task outcomes"))));
             }
             Command::Recover { reply } => {
-                let result = write::recover_expired(conn, now, effects);
+                let mut mine = Effects::default();
+                let result = guarded(conn, true, || write::recover_expired(conn, now, &mut mine));
+                if result.is_ok() {
+                    merge(effects, mine);
+                }
                 answers.push(answer(
                     reply,
                     result.map_err(db("recovering expired leases")),
                 ));
             }
-            Command::Cancel { id, reply } => {
-                let result = write::cancel(conn, id, now, effects);
-                answers.push(answer(reply, result.map_err(db("cancelling a task"))));
+            Command::Cancel { id, request, reply } => {
+                let mut mine = Effects::default();
+                let result = guarded(conn, true, || {
+                    write::cancel(conn, id, &request, now, &mut mine)
+                });
+                if result.is_ok() {
+                    merge(effects, mine);
+                }
+                let result = result
+                    .map_err(db("cancelling a task"))
+                    .and_then(|outcome| outcome.ok_or(Error::NotFound(id)));
+                answers.push(answer(reply, result));
+            }
+            Command::Retry { id, reply } => {
+                let mut mine = Effects::default();
+                let result = guarded(conn, true, || write::retry(conn, id, now, &mut mine));
+                if result.is_ok() {
+                    merge(effects, mine);
+                }
+                let result =
+                    result
+                        .map_err(db("retrying a task"))
+                        .and_then(|retried| match retried {
+                            write::Retried::Done => Ok(()),
+                            write::Retried::NotFound => Err(Error::NotFound(id)),
+                            write::Retried::Refused(status) => {
+                                Err(Error::NotRetryable { id, status })
+                            }
+                        });
+                answers.push(answer(reply, result));
             }
             Command::Prune { before, reply } => {
                 let job = Pruning {
@@ -303,7 +339,10 @@ impl Writer {
 
     /// One step of a prune: answers when done, else keeps it for the next group.
     fn prune(&mut self, mut job: Pruning, _now: i64, answers: &mut Vec<Answer>) {
-        match write::prune_some(&self.conn, job.before, PRUNE_STEP) {
+        let conn = &self.conn;
+        match guarded(conn, true, || {
+            write::prune_some(conn, job.before, PRUNE_STEP)
+        }) {
             Ok(deleted) => {
                 job.deleted += deleted;
                 if deleted < PRUNE_STEP as u64 {
@@ -322,10 +361,16 @@ impl Writer {
     /// Wakes this process's workers and waiters after a commit, and the
     /// other processes' through the signal file.
     fn signal(&self, effects: Effects) {
-        if (effects.work || !effects.finished.is_empty())
+        if (effects.work || !effects.finished.is_empty() || !effects.cancelled.is_empty())
             && let Some(signal) = &self.signal
         {
             signal.raise();
+        }
+        for id in effects.retried {
+            self.signals.forget_outcome(id);
+        }
+        if !effects.cancelled.is_empty() {
+            self.signals.notify_cancel(effects.cancelled);
         }
         if !effects.finished.is_empty() {
             self.signals.notify_outcomes(effects.finished);
@@ -342,6 +387,7 @@ impl Writer {
                 self.data_version = version;
                 self.signals.notify_work();
                 self.signals.notify_external();
+                self.signals.notify_cancel_check();
             }
             Ok(_) => {}
             Err(err) => tracing::debug!(error = %err, "could not read PRAGMA data_version"),
@@ -386,6 +432,8 @@ const LINGER: std::time::Duration = std::time::Duration::from_micros(500);
 fn merge(effects: &mut Effects, other: Effects) {
     effects.finished.extend(other.finished);
     effects.work |= other.work;
+    effects.cancelled.extend(other.cancelled);
+    effects.retried.extend(other.retried);
 }
 
 /// Answers a command that never ran with the transaction's failure.
@@ -405,6 +453,7 @@ fn fail(command: Command, err: &Arc<rusqlite::Error>) {
         Command::Complete { reply, .. } => send(reply, err),
         Command::Recover { reply } => send(reply, err),
         Command::Cancel { reply, .. } => send(reply, err),
+        Command::Retry { reply, .. } => send(reply, err),
         Command::Prune { reply, .. } => send(reply, err),
         Command::Read { reply, .. } => send(reply, err),
         Command::External | Command::Close { .. } => {}

@@ -19,9 +19,28 @@ async fn cancel_only_touches_pending_tasks() {
     // Claims the lower id first (same priority and run_at): ids[0] is running.
     let claimed = claim(&backend, "w", 1).await;
     assert_eq!(claimed[0].id, ids[0]);
-    assert!(!backend.cancel(ids[0]).await.expect("cancel running"));
-    assert!(backend.cancel(ids[1]).await.expect("cancel pending"));
-    assert!(!backend.cancel(ids[1]).await.expect("cancel twice"));
+    let request = sitq_core::CancelRequest::new();
+    assert_eq!(
+        backend
+            .cancel(ids[0], &request)
+            .await
+            .expect("cancel running"),
+        sitq_core::CancelOutcome::Requested
+    );
+    assert_eq!(
+        backend
+            .cancel(ids[1], &request)
+            .await
+            .expect("cancel pending"),
+        sitq_core::CancelOutcome::Cancelled
+    );
+    assert_eq!(
+        backend
+            .cancel(ids[1], &request)
+            .await
+            .expect("cancel twice"),
+        sitq_core::CancelOutcome::AlreadyFinished(TaskStatus::Cancelled)
+    );
     assert_eq!(
         backend.status(ids[1]).await.expect("status"),
         Some(TaskStatus::Cancelled)
@@ -53,7 +72,13 @@ async fn prune_deletes_old_finished_tasks_only() {
         }])
         .await
         .expect("complete");
-    assert!(backend.cancel(ids[3]).await.expect("cancel"));
+    assert_eq!(
+        backend
+            .cancel(ids[3], &sitq_core::CancelRequest::new())
+            .await
+            .expect("cancel"),
+        sitq_core::CancelOutcome::Cancelled
+    );
 
     // Nothing finished before an hour ago.
     let old = Utc::now() - chrono::Duration::hours(1);

@@ -13,6 +13,7 @@ pub fn start(queue: &Queue, config: WorkerConfig) -> Box<dyn RunningWorker> {
         .concurrency(config.concurrency)
         .lease(config.lease)
         .registry(config.registry)
+        .cancel_grace(config.cancel_grace)
         .handle_signals(false);
     let handle = worker.shutdown_handle();
     let running = tokio::spawn(worker.run());

@@ -1,5 +1,6 @@
 //! The worker: configuration and the claim loop.
 
+mod cancels;
 mod completer;
 mod execute;
 mod maintenance;
@@ -41,6 +42,7 @@ pub struct Worker {
     registry: Option<Registry>,
     shutdown: ShutdownSignal,
     handle: ShutdownHandle,
+    cancel_grace: Duration,
 }
 
 impl Worker {
@@ -61,6 +63,7 @@ impl Worker {
             registry: None,
             shutdown,
             handle,
+            cancel_grace: DEFAULT_CANCEL_GRACE,
         }
     }
 
@@ -135,6 +138,17 @@ impl Worker {
         self
     }
 
+    /// How long a running task that was cancelled (`Queue::cancel`) may go
+    /// on after its [`Context`](sitq_core::Context) says so, before the
+    /// worker drops its future (default 5 s; zero drops it at once). A task
+    /// that returns `Ok` within the grace period ends `succeeded` (the work
+    /// was done); one that returns `Err`, panics or is dropped ends
+    /// `cancelled`, never retried.
+    pub fn cancel_grace(mut self, grace: Duration) -> Worker {
+        self.cancel_grace = grace;
+        self
+    }
+
     /// The id stored with every attempt this worker runs.
     pub fn id(&self) -> &str {
         &self.worker_id
@@ -183,6 +197,9 @@ impl Worker {
     }
 }
 
+/// [`Worker::cancel_grace`] unless set.
+const DEFAULT_CANCEL_GRACE: Duration = Duration::from_secs(5);
+
 pub(crate) fn log_outcome(outcome: &sitq_core::Outcome) {
     match outcome {
         sitq_core::Outcome::Succeeded(_) => tracing::debug!("succeeded"),
@@ -194,6 +211,9 @@ pub(crate) fn log_outcome(outcome: &sitq_core::Outcome) {
         }
         sitq_core::Outcome::Snooze { delay } => {
             tracing::debug!(run_in = ?delay, "snoozed; will run again without spending an attempt");
+        }
+        sitq_core::Outcome::Cancelled(failure) => {
+            tracing::info!(error = %failure.message, "task cancelled");
         }
     }
 }

@@ -2,6 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use sitq_core::blocking;
+pub use sitq_core::{AttemptFailure, CancelOutcome, CancelRequest, Cancellation};
 pub use sitq_core::{
     Backoff, ConnectOptions, Context, EnqueueOptions, Error, FailureKind, Queue, Registry, Result,
     Task, TaskFailure, TaskHandle, TaskId, TaskRecord, TaskStatus,

@@ -410,16 +410,20 @@ pub async fn cancel_pending_task(h: &impl Harness) {
         )
         .await
         .expect("enqueue");
-    assert!(queue.cancel(handle.id()).await.expect("cancel"));
-    assert!(
-        !queue.cancel(handle.id()).await.expect("cancel again"),
+    assert_eq!(
+        queue.cancel(handle.id()).await.expect("cancel"),
+        crate::CancelOutcome::Cancelled
+    );
+    assert_eq!(
+        queue.cancel(handle.id()).await.expect("cancel again"),
+        crate::CancelOutcome::AlreadyFinished(TaskStatus::Cancelled),
         "already cancelled"
     );
     assert_eq!(
         handle.status().await.expect("status"),
         TaskStatus::Cancelled
     );
-    assert!(matches!(wait(&handle).await, Err(Error::TaskCancelled(id)) if id == handle.id()));
+    assert!(matches!(wait(&handle).await, Err(Error::Cancelled { id, .. }) if id == handle.id()));
 }
 
 /// `wait_timeout` gives up with the task's status; the task stays queued.

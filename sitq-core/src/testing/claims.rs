@@ -373,7 +373,10 @@ pub async fn finished_reports_only_finished_tasks(h: &impl Harness) {
     };
     backend.complete(vec![success]).await.expect("complete");
     let cancelled = queue.enqueue(Add { a: 2, b: 2 }).await.expect("enqueue");
-    assert!(queue.cancel(cancelled.id()).await.expect("cancel"));
+    assert_eq!(
+        queue.cancel(cancelled.id()).await.expect("cancel"),
+        crate::CancelOutcome::Cancelled
+    );
     let pending = queue.enqueue(Add { a: 3, b: 3 }).await.expect("enqueue");
     let ids = [done.id(), cancelled.id(), pending.id(), TaskId(987_654_321)];
     let mut finished = backend.finished(&ids).await.expect("finished");

@@ -198,7 +198,7 @@ task!(
     }
 );
 
-fn start<T, F, Fut>(payload: &[u8], body: F) -> Result<TaskFuture>
+pub(super) fn start<T, F, Fut>(payload: &[u8], body: F) -> Result<TaskFuture>
 where
     T: Task,
     F: FnOnce(T) -> Fut,
@@ -212,7 +212,9 @@ where
     }))
 }
 
-fn registration<T: Task>(run: fn(&[u8], crate::Context) -> Result<TaskFuture>) -> TaskRegistration {
+pub(super) fn registration<T: Task>(
+    run: fn(&[u8], crate::Context) -> Result<TaskFuture>,
+) -> TaskRegistration {
     TaskRegistration {
         name: T::NAME,
         file: file!(),
@@ -223,7 +225,7 @@ fn registration<T: Task>(run: fn(&[u8], crate::Context) -> Result<TaskFuture>) -
 }
 
 static REGISTRATIONS: LazyLock<Vec<TaskRegistration>> = LazyLock::new(|| {
-    vec![
+    let mut registrations = vec![
         registration::<Add>(|p, _| start(p, |t: Add| async move { Ok(t.a + t.b) })),
         registration::<BlockingAdd>(|p, _| {
             start(p, |t: BlockingAdd| async move {
@@ -304,7 +306,9 @@ static REGISTRATIONS: LazyLock<Vec<TaskRegistration>> = LazyLock::new(|| {
                 Ok((run, context.attempt()))
             })
         }),
-    ]
+    ];
+    registrations.extend(super::cancel_tasks::registrations());
+    registrations
 });
 
 static RUNS: LazyLock<Mutex<HashMap<String, Vec<chrono::DateTime<chrono::Utc>>>>> =
@@ -334,7 +338,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn bump(key: &str) -> u32 {
+pub(super) fn bump(key: &str) -> u32 {
     let mut counts = lock(&COUNTS);
     let count = counts.entry(key.to_owned()).or_default();
     *count += 1;

@@ -12,8 +12,9 @@ use chrono::{DateTime, Utc};
 
 use crate::backend::{ClaimRef, ClaimRequest, ClaimedTask, Completion, Finished, NewTask};
 use crate::handle::TaskHandle;
-use crate::record::{TaskFailure, TaskId, TaskRecord, TaskStatus};
+use crate::record::{AttemptFailure, Cancellation, TaskFailure, TaskId, TaskRecord, TaskStatus};
 use crate::{Backend, ConnectOptions, Error, FailureKind, Queue, Result, Signals, codec};
+use crate::{CancelOutcome, CancelRequest};
 
 /// How long any test waits for something before failing.
 const WITHIN: Duration = Duration::from_secs(10);
@@ -87,6 +88,7 @@ impl Fake {
                 payload: Vec::new(),
                 result: None,
                 snoozes: 0,
+                cancellation: None,
             },
         );
         TaskHandle::new(queue.clone(), id)
@@ -190,18 +192,24 @@ impl Backend for Fake {
             .collect())
     }
 
-    async fn cancel(&self, id: TaskId) -> Result<bool> {
-        let cancelled = match self.tasks().get_mut(&id) {
+    async fn cancel(&self, id: TaskId, request: &CancelRequest) -> Result<CancelOutcome> {
+        let outcome = match self.tasks().get_mut(&id) {
+            None => return Err(Error::NotFound(id)),
             Some(record) if record.status == TaskStatus::Pending => {
                 record.status = TaskStatus::Cancelled;
-                true
+                record.cancellation = Some(Cancellation {
+                    requested_at: Utc::now(),
+                    by: request.get_by().to_owned(),
+                    reason: request.get_reason().map(str::to_owned),
+                });
+                CancelOutcome::Cancelled
             }
-            _ => false,
+            Some(record) => CancelOutcome::AlreadyFinished(record.status),
         };
-        if cancelled {
+        if outcome == CancelOutcome::Cancelled {
             self.signals.notify_finished([id]);
         }
-        Ok(cancelled)
+        Ok(outcome)
     }
 
     async fn prune(&self, _: DateTime<Utc>) -> Result<u64> {
@@ -209,6 +217,33 @@ impl Backend for Fake {
     }
 
     async fn close(&self) {}
+
+    async fn cancel_requested(&self, _: &[ClaimRef]) -> Result<Vec<ClaimRef>> {
+        Ok(Vec::new())
+    }
+
+    async fn retry(&self, id: TaskId) -> Result<()> {
+        let mut tasks = self.tasks();
+        let record = tasks.get_mut(&id).ok_or(Error::NotFound(id))?;
+        if !matches!(record.status, TaskStatus::Failed | TaskStatus::Cancelled) {
+            return Err(Error::NotRetryable {
+                id,
+                status: record.status,
+            });
+        }
+        record.status = TaskStatus::Pending;
+        record.attempts = 0;
+        record.result = None;
+        record.finished_at = None;
+        record.cancellation = None;
+        drop(tasks);
+        self.signals.forget_outcome(id);
+        Ok(())
+    }
+
+    async fn failures(&self, _: TaskId) -> Result<Vec<AttemptFailure>> {
+        Ok(Vec::new())
+    }
 }
 
 /// Polls `done` until true, failing after [`WITHIN`].
@@ -438,7 +473,10 @@ async fn failed_and_cancelled_tasks_are_errors() {
         result: None,
         failure: Some(TaskFailure::new(FailureKind::Panic, "boom")),
     }]);
-    assert!(queue.cancel(cancelled.id()).await.expect("cancel"));
+    assert_eq!(
+        queue.cancel(cancelled.id()).await.expect("cancel"),
+        CancelOutcome::Cancelled
+    );
     let mut outcomes = Vec::new();
     for wait in waits {
         outcomes.push(within("a wait", wait).await.expect("the wait task"));
@@ -457,7 +495,7 @@ async fn failed_and_cancelled_tasks_are_errors() {
         other => panic!("expected TaskFailed, got {other:?}"),
     }
     assert!(
-        matches!(&outcomes[1], Err(Error::TaskCancelled(id)) if *id == cancelled.id()),
+        matches!(&outcomes[1], Err(Error::Cancelled { id, by, .. }) if *id == cancelled.id() && by == "api"),
         "{:?}",
         outcomes[1]
     );
@@ -537,4 +575,39 @@ fn a_wait_outside_a_tokio_runtime_is_an_error() {
         "{polled:?}"
     );
     assert_eq!(fake.signals.registered_waiters(), 0);
+}
+
+/// A kept outcome (handed over before anyone waited) is forgotten when the
+/// task is retried: a new wait waits for the new run instead of returning
+/// the old outcome.
+#[tokio::test]
+async fn a_retried_task_is_waited_for_anew() {
+    let (fake, queue) = Fake::new(NEVER);
+    let handle = fake.add(&queue);
+    let failed = {
+        let mut tasks = fake.tasks();
+        let record = tasks.get_mut(&handle.id()).expect("a task of this test");
+        record.status = TaskStatus::Failed;
+        record.attempts = 1;
+        record.failure = Some(TaskFailure::new(FailureKind::Error, "first run"));
+        record.finished_at = Some(Utc::now());
+        Finished::from(record.clone())
+    };
+    fake.signals.notify_outcomes([failed]);
+    let before = fake.calls();
+    let first = within("the kept outcome", handle.wait()).await;
+    assert!(matches!(first, Err(Error::TaskFailed { .. })), "{first:?}");
+    assert_eq!(
+        fake.calls().finished,
+        before.finished,
+        "served from the cache"
+    );
+    queue.retry(handle.id()).await.expect("retry");
+    match handle.wait_timeout(Duration::from_millis(50)).await {
+        Err(Error::WaitTimeout {
+            status: TaskStatus::Pending,
+            ..
+        }) => {}
+        other => panic!("expected the new run to be waited for, got {other:?}"),
+    }
 }

@@ -50,6 +50,71 @@ SELECT changed.id, changed.attempts, changed.status, changed.name
 FROM changed CROSS JOIN (SELECT count(*) FROM notified) AS notified"
 );
 
+/// [`COMPLETE`] for a batch with anything but successes (`retry`, `failed`,
+/// `cancelled`, `snooze`), so that a batch of successes pays for none of
+/// this: each failure also goes to the failure history (the `history` CTE,
+/// which PostgreSQL runs whether or not it is read), and a task with a
+/// cancel request ends `cancelled` whatever its outcome other than success
+/// (a cancel is never retried, nor snoozed). A snooze gives its attempt back
+/// and keeps the previous error. `SET` expressions see the row before the
+/// update.
+const COMPLETE_FAILURES: &str = concat!(
+    "
+WITH changed AS (
+    UPDATE sitq_tasks AS t
+    SET status = CASE
+            WHEN c.outcome <> 'succeeded' AND t.cancel_requested_at IS NOT NULL THEN 'cancelled'
+            WHEN c.outcome IN ('retry', 'snooze') THEN 'pending'
+            ELSE c.outcome END,
+        result = c.result,
+        error_kind = CASE
+            WHEN c.outcome <> 'snooze' THEN c.error_kind
+            WHEN t.cancel_requested_at IS NULL THEN t.error_kind
+            ELSE 'cancelled' END,
+        error = CASE
+            WHEN c.outcome <> 'snooze' THEN c.error
+            WHEN t.cancel_requested_at IS NULL THEN t.error
+            ELSE 'cancelled while it ran; the task snoozed after the request' END,
+        started_at = CASE
+            WHEN c.outcome = 'snooze' AND t.cancel_requested_at IS NULL THEN NULL
+            ELSE coalesce(t.started_at, now()) END,
+        finished_at = CASE
+            WHEN c.outcome IN ('retry', 'snooze') AND t.cancel_requested_at IS NULL THEN NULL
+            ELSE now() END,
+        run_at = CASE
+            WHEN c.outcome IN ('retry', 'snooze') AND t.cancel_requested_at IS NULL
+                THEN now() + c.delay * interval '1 microsecond'
+            ELSE t.run_at END,
+        lease_until = NULL,
+        attempts = CASE
+            WHEN c.outcome = 'snooze' AND t.cancel_requested_at IS NULL THEN t.attempts - 1
+            ELSE t.attempts END,
+        snoozes = CASE
+            WHEN c.outcome = 'snooze' AND t.cancel_requested_at IS NULL THEN t.snoozes + 1
+            ELSE t.snoozes END,
+        worker_id = CASE
+            WHEN c.outcome = 'snooze' AND t.cancel_requested_at IS NULL THEN NULL
+            ELSE t.worker_id END
+    FROM UNNEST($1::bigint[], $2::int[], $3::text[], $4::bytea[], $5::text[], $6::text[],
+                $7::bigint[])
+        AS c(id, attempt, outcome, result, error_kind, error, delay)
+    WHERE t.id = c.id AND t.attempts = c.attempt AND t.status = 'running'
+    RETURNING t.id, c.attempt AS attempts, t.status, t.name, c.outcome, t.error_kind, t.error,
+              t.worker_id
+), history AS (
+    INSERT INTO sitq_failures (task_id, attempt, kind, message, worker_id)
+    SELECT changed.id, changed.attempts, changed.error_kind, coalesce(changed.error, ''),
+           changed.worker_id
+    FROM changed
+    WHERE changed.error_kind IS NOT NULL
+      AND (changed.outcome NOT IN ('succeeded', 'snooze') OR changed.status = 'cancelled')
+), ",
+    notified_cte!(),
+    "
+SELECT changed.id, changed.attempts, changed.status, changed.name
+FROM changed CROSS JOIN (SELECT count(*) FROM notified) AS notified"
+);
+
 /// An applied completion as the statement returns it: id, the claim's
 /// attempt, new status, name.
 type Applied = (i64, i32, String, String);
@@ -78,6 +143,7 @@ impl<'a> Row<'a> {
                 None,
                 micros((*delay).min(sitq_core::Context::MAX_SNOOZE)),
             ),
+            Outcome::Cancelled(failure) => ("cancelled", None, Some(failure), 0),
         };
         Row {
             id: completion.claim.id.0,
@@ -173,7 +239,12 @@ async fn apply(pool: &PgPool, rows: &[Row<'_>]) -> std::result::Result<Vec<Appli
         errors.push(row.error.as_deref());
         delays.push(row.delay);
     }
-    sqlx::query_as(COMPLETE)
+    let statement = if rows.iter().all(|row| row.outcome == "succeeded") {
+        COMPLETE
+    } else {
+        COMPLETE_FAILURES
+    };
+    sqlx::query_as(statement)
         .bind(ids)
         .bind(attempts)
         .bind(outcomes)
@@ -310,10 +381,11 @@ async fn one_by_one<'a>(pool: &PgPool, rows: &[Row<'a>]) -> Result<Vec<(Applied,
 
 /// Returns running tasks whose lease ran out, in one statement.
 ///
-/// A started task goes back to pending with a `LeaseExpired` failure, or to
-/// failed when it has no attempts left. A reserved task (never started)
-/// goes back to pending with its attempt not spent, its place in claim
-/// order (`run_at`) and its previous error kept.
+/// A started task goes back to pending with a `LeaseExpired` failure (also
+/// added to the failure history), or to failed when it has no attempts
+/// left, or to cancelled when it has a cancel request. A reserved task
+/// (never started) goes back to pending with its attempt not spent, its
+/// place in claim order (`run_at`) and its previous error kept.
 ///
 /// `SKIP LOCKED`: a row locked right now is being completed or heartbeated,
 /// so it is not abandoned; the next recovery looks again.
@@ -326,14 +398,19 @@ WITH expired AS MATERIALIZED (
 ), changed AS (
     UPDATE sitq_tasks AS t
     SET status = CASE
-            WHEN t.started_at IS NOT NULL AND t.attempts >= t.max_attempts THEN 'failed'
+            WHEN t.started_at IS NULL THEN 'pending'
+            WHEN t.cancel_requested_at IS NOT NULL THEN 'cancelled'
+            WHEN t.attempts >= t.max_attempts THEN 'failed'
             ELSE 'pending' END,
         attempts = CASE WHEN t.started_at IS NULL THEN t.attempts - 1 ELSE t.attempts END,
         run_at = CASE
-            WHEN t.started_at IS NULL OR t.attempts >= t.max_attempts THEN t.run_at
+            WHEN t.started_at IS NULL OR t.attempts >= t.max_attempts
+                OR t.cancel_requested_at IS NOT NULL THEN t.run_at
             ELSE now() END,
         finished_at = CASE
-            WHEN t.started_at IS NOT NULL AND t.attempts >= t.max_attempts THEN now() END,
+            WHEN t.started_at IS NOT NULL
+                AND (t.attempts >= t.max_attempts OR t.cancel_requested_at IS NOT NULL)
+            THEN now() END,
         lease_until = NULL,
         worker_id = CASE WHEN t.started_at IS NULL THEN NULL ELSE t.worker_id END,
         error_kind = CASE WHEN t.started_at IS NULL THEN t.error_kind ELSE 'lease_expired' END,
@@ -342,7 +419,14 @@ WITH expired AS MATERIALIZED (
             coalesce(t.worker_id, '(unknown)'), t.attempts, t.max_attempts, t.lease_until) END
     FROM expired
     WHERE t.id = expired.id
-    RETURNING t.id, t.status, t.name, t.attempts, t.error_kind, t.error
+    RETURNING t.id, t.status, t.name, t.attempts, t.error_kind, t.error,
+              t.started_at IS NOT NULL AS started, t.worker_id
+), history AS (
+    INSERT INTO sitq_failures (task_id, attempt, kind, message, worker_id)
+    SELECT changed.id, changed.attempts, changed.error_kind, coalesce(changed.error, ''),
+           changed.worker_id
+    FROM changed
+    WHERE changed.started
 ), ",
     notified_cte!(),
     "
@@ -356,7 +440,7 @@ FROM changed CROSS JOIN (SELECT count(*) FROM notified) AS notified"
 type Recovered = (i64, String, String, i32, Option<String>, Option<String>);
 
 /// Recovers expired leases (see [`RECOVER`]); how many, what to signal, and
-/// the outcomes of the tasks that failed for good.
+/// the outcomes of the tasks that failed for good or were cancelled.
 pub(super) async fn recover_expired(pool: &PgPool) -> Result<(u64, Notices, Vec<Finished>)> {
     let recovered: Vec<Recovered> = sqlx::query_as(RECOVER)
         .fetch_all(pool)
@@ -370,12 +454,16 @@ pub(super) async fn recover_expired(pool: &PgPool) -> Result<(u64, Notices, Vec<
     let count = u64::try_from(recovered.len()).unwrap_or(u64::MAX);
     let outcomes = recovered
         .into_iter()
-        .filter(|(_, status, ..)| status == "failed")
-        .filter_map(|(id, _, name, attempts, error_kind, error)| {
+        .filter_map(|(id, status, name, attempts, error_kind, error)| {
+            let status = match status.as_str() {
+                "failed" => TaskStatus::Failed,
+                "cancelled" => TaskStatus::Cancelled,
+                _ => return None,
+            };
             Some(Finished {
                 id: TaskId(id),
                 name,
-                status: TaskStatus::Failed,
+                status,
                 attempts: u32::try_from(attempts).ok()?,
                 result: None,
                 failure: TaskFailure::from_columns(error_kind.as_deref(), error),

@@ -1,7 +1,10 @@
-//! Looking at tasks, cancelling and pruning them.
+//! Looking at tasks, cancelling, retrying and pruning them.
 
 use chrono::{DateTime, Utc};
-use sitq_core::{Error, Finished, Result, TaskFailure, TaskId, TaskRecord, TaskStatus};
+use sitq_core::{
+    AttemptFailure, CancelOutcome, CancelRequest, Cancellation, Error, FailureKind, Finished,
+    Result, TaskFailure, TaskId, TaskRecord, TaskStatus,
+};
 use sqlx::Row;
 use sqlx::postgres::PgPool;
 
@@ -14,7 +17,8 @@ pub(super) async fn get(pool: &PgPool, id: TaskId) -> Result<Option<TaskRecord>>
     let row = sqlx::query(
         "
 SELECT id, name, queue, status, priority, attempts, max_attempts, created_at, run_at,
-       started_at, finished_at, worker_id, error_kind, error, payload, result, snoozes
+       started_at, finished_at, worker_id, error_kind, error, payload, result, snoozes,
+       cancel_requested_at, cancelled_by, cancel_reason
 FROM sitq_tasks WHERE id = $1",
     )
     .bind(id.0)
@@ -50,6 +54,20 @@ FROM sitq_tasks WHERE id = $1",
         payload: row.try_get("payload").map_err(decode)?,
         result: row.try_get("result").map_err(decode)?,
         snoozes: count("snoozes")?,
+        cancellation: match row
+            .try_get::<Option<DateTime<Utc>>, _>("cancel_requested_at")
+            .map_err(decode)?
+        {
+            Some(requested_at) => Some(Cancellation {
+                requested_at,
+                by: row
+                    .try_get::<Option<String>, _>("cancelled_by")
+                    .map_err(decode)?
+                    .unwrap_or_default(),
+                reason: row.try_get("cancel_reason").map_err(decode)?,
+            }),
+            None => None,
+        },
     }))
 }
 
@@ -64,39 +82,185 @@ pub(super) async fn status(pool: &PgPool, id: TaskId) -> Result<Option<TaskStatu
     status.map(|status| parse_status(&status, OP)).transpose()
 }
 
-/// Cancels a pending or blocked task and notifies its waiters everywhere,
-/// in one statement.
+/// Cancels a task (see `Backend::cancel`) and notifies, in one statement.
+///
+/// A task that has not started (pending, blocked, or reserved: running
+/// with `started_at` unset) becomes `cancelled`, giving a reserved attempt
+/// back; a started one keeps running with the request stored (the first
+/// request is kept). `SET` expressions see the row before the update, and
+/// PostgreSQL re-evaluates them on the latest row version when a concurrent
+/// update (a start mark, a completion) got there first. Every cancel
+/// notifies `sitq_cancel` with the id, so the worker holding the task (if
+/// any) stops it, and `notified` tells waiters of a task that finished.
 const CANCEL: &str = concat!(
     "
 WITH changed AS (
     UPDATE sitq_tasks
-    SET status = 'cancelled', finished_at = now(), lease_until = NULL
-    WHERE id = $1 AND status IN ('pending', 'blocked')
+    SET status = CASE WHEN status = 'running' AND started_at IS NOT NULL
+            THEN status ELSE 'cancelled' END,
+        finished_at = CASE WHEN status = 'running' AND started_at IS NOT NULL
+            THEN finished_at ELSE now() END,
+        lease_until = CASE WHEN status = 'running' AND started_at IS NOT NULL
+            THEN lease_until END,
+        attempts = CASE WHEN status = 'running' AND started_at IS NULL
+            THEN attempts - 1 ELSE attempts END,
+        error_kind = CASE WHEN status = 'running' AND started_at IS NOT NULL
+            THEN error_kind ELSE 'cancelled' END,
+        error = CASE WHEN status = 'running' AND started_at IS NOT NULL
+            THEN error ELSE $4 END,
+        cancelled_by = CASE WHEN cancel_requested_at IS NULL THEN $2 ELSE cancelled_by END,
+        cancel_reason = CASE WHEN cancel_requested_at IS NULL THEN $3 ELSE cancel_reason END,
+        cancel_requested_at = coalesce(cancel_requested_at, now())
+    WHERE id = $1 AND status IN ('pending', 'blocked', 'running')
     RETURNING id, status, name, attempts, error_kind, error
+), cancel_notice AS MATERIALIZED (
+    SELECT pg_notify('",
+    crate::notify::CANCEL_CHANNEL!(),
+    "', changed.id::text) FROM changed
 ), ",
     notified_cte!(),
     "
-SELECT changed.name, changed.attempts, changed.error_kind, changed.error
-FROM changed CROSS JOIN (SELECT count(*) FROM notified) AS notified"
+SELECT changed.status, changed.name, changed.attempts, changed.error_kind, changed.error
+FROM changed
+    CROSS JOIN (SELECT count(*) FROM notified) AS notified
+    CROSS JOIN (SELECT count(*) FROM cancel_notice) AS cancel_notice"
 );
 
-/// Cancels task `id` if it has not started; its outcome when it did.
-pub(super) async fn cancel(pool: &PgPool, id: TaskId) -> Result<Option<Finished>> {
-    let cancelled: Option<(String, i32, Option<String>, Option<String>)> = sqlx::query_as(CANCEL)
+/// A cancelled or requested task as [`CANCEL`] returns it.
+type CancelRow = (String, String, i32, Option<String>, Option<String>);
+
+/// Cancels task `id` for `request`: what happened, and the outcome of a
+/// task that finished by it (for this process's waiters).
+pub(super) async fn cancel(
+    pool: &PgPool,
+    id: TaskId,
+    request: &CancelRequest,
+) -> Result<(CancelOutcome, Option<Finished>)> {
+    const OP: &str = "cancelling a task";
+    let message = CancelRequest::message(request.get_by(), request.get_reason());
+    // A miss is looked at again: a task retried or released in between
+    // is cancellable after all. Each round trip sees a newer state, and a
+    // task changes state only a few times, so this ends.
+    for _ in 0..5 {
+        let row: Option<CancelRow> = sqlx::query_as(CANCEL)
+            .bind(id.0)
+            .bind(request.get_by())
+            .bind(request.get_reason())
+            .bind(&message)
+            .fetch_optional(pool)
+            .await
+            .map_err(db_error(OP))?;
+        if let Some((status, name, attempts, error_kind, error)) = row {
+            if status == "running" {
+                return Ok((CancelOutcome::Requested, None));
+            }
+            let finished = Finished {
+                id,
+                name,
+                status: TaskStatus::Cancelled,
+                attempts: u32::try_from(attempts).unwrap_or(0),
+                result: None,
+                failure: TaskFailure::from_columns(error_kind.as_deref(), error),
+            };
+            return Ok((CancelOutcome::Cancelled, Some(finished)));
+        }
+        match status(pool, id).await? {
+            None => return Err(Error::NotFound(id)),
+            Some(status) if status.is_finished() => {
+                return Ok((CancelOutcome::AlreadyFinished(status), None));
+            }
+            Some(_) => continue,
+        }
+    }
+    Err(Error::database(
+        OP,
+        format!("task {id} kept changing state while being cancelled"),
+    ))
+}
+
+/// Runs a failed or cancelled task again (see `Backend::retry`) and
+/// notifies workers (`sitq_work`) and every process's waiters
+/// (`sitq_retry`: forget the old outcome), in one statement.
+const RETRY: &str = concat!(
+    "
+WITH changed AS (
+    UPDATE sitq_tasks
+    SET status = 'pending', attempts = 0, run_at = now(), worker_id = NULL,
+        lease_until = NULL, started_at = NULL, finished_at = NULL, result = NULL,
+        cancel_requested_at = NULL, cancelled_by = NULL, cancel_reason = NULL
+    WHERE id = $1 AND status IN ('failed', 'cancelled')
+    RETURNING id, status
+), retry_notice AS MATERIALIZED (
+    SELECT pg_notify('",
+    crate::notify::RETRY_CHANNEL!(),
+    "', changed.id::text) FROM changed
+), ",
+    notified_cte!(),
+    "
+SELECT changed.id
+FROM changed
+    CROSS JOIN (SELECT count(*) FROM notified) AS notified
+    CROSS JOIN (SELECT count(*) FROM retry_notice) AS retry_notice"
+);
+
+/// Runs task `id` again; see [`RETRY`].
+pub(super) async fn retry(pool: &PgPool, id: TaskId) -> Result<()> {
+    let retried: Option<i64> = sqlx::query_scalar(RETRY)
         .bind(id.0)
         .fetch_optional(pool)
         .await
-        .map_err(db_error("cancelling a task"))?;
-    Ok(
-        cancelled.map(|(name, attempts, error_kind, error)| Finished {
-            id,
-            name,
-            status: TaskStatus::Cancelled,
-            attempts: u32::try_from(attempts).unwrap_or(0),
-            result: None,
-            failure: TaskFailure::from_columns(error_kind.as_deref(), error),
-        }),
+        .map_err(db_error("retrying a task"))?;
+    if retried.is_some() {
+        return Ok(());
+    }
+    match status(pool, id).await? {
+        None => Err(Error::NotFound(id)),
+        Some(status) => Err(Error::NotRetryable { id, status }),
+    }
+}
+
+/// A failure history row: attempt, kind, message, worker, when.
+type FailureRow = (i32, String, String, Option<String>, DateTime<Utc>);
+
+/// The failure history of task `id`, oldest first.
+pub(super) async fn failures(pool: &PgPool, id: TaskId) -> Result<Vec<AttemptFailure>> {
+    const OP: &str = "reading a task's failure history";
+    let rows: Vec<FailureRow> = sqlx::query_as(
+        "
+SELECT attempt, kind, message, worker_id, failed_at
+FROM sitq_failures WHERE task_id = $1 ORDER BY seq",
     )
+    .bind(id.0)
+    .fetch_all(pool)
+    .await
+    .map_err(db_error(OP))?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(attempt, kind, message, worker_id, failed_at)| AttemptFailure {
+                attempt: u32::try_from(attempt).unwrap_or(0),
+                kind: FailureKind::parse(&kind),
+                message,
+                worker_id,
+                failed_at,
+            },
+        )
+        .collect())
+}
+
+/// The ids of `ids` with a cancel request while running, or cancelled.
+pub(super) async fn cancel_requested(pool: &PgPool, ids: &[TaskId]) -> Result<Vec<TaskId>> {
+    let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
+    let found: Vec<i64> = sqlx::query_scalar(
+        "
+SELECT id FROM sitq_tasks
+WHERE id = ANY($1) AND cancel_requested_at IS NOT NULL AND status IN ('running', 'cancelled')",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await
+    .map_err(db_error("checking tasks for cancel requests"))?;
+    Ok(found.into_iter().map(TaskId).collect())
 }
 
 /// The outcomes of those of `ids` that finished, in one query.
@@ -146,21 +310,28 @@ const PRUNE_STEP: i64 = 5_000;
 pub(super) async fn prune(pool: &PgPool, before: DateTime<Utc>) -> Result<u64> {
     let mut total = 0;
     loop {
-        let deleted = sqlx::query(
+        // The failure history of the deleted tasks goes in the same statement.
+        let deleted: i64 = sqlx::query_scalar(
             "
-DELETE FROM sitq_tasks
-WHERE id IN (
-    SELECT id FROM sitq_tasks
-    WHERE status IN ('succeeded', 'failed', 'cancelled') AND finished_at < $1
-    LIMIT $2
-) AND status IN ('succeeded', 'failed', 'cancelled') AND finished_at < $1",
+WITH deleted AS (
+    DELETE FROM sitq_tasks
+    WHERE id IN (
+        SELECT id FROM sitq_tasks
+        WHERE status IN ('succeeded', 'failed', 'cancelled') AND finished_at < $1
+        LIMIT $2
+    ) AND status IN ('succeeded', 'failed', 'cancelled') AND finished_at < $1
+    RETURNING id
+), history AS (
+    DELETE FROM sitq_failures WHERE task_id IN (SELECT id FROM deleted)
+)
+SELECT count(*) FROM deleted",
         )
         .bind(before)
         .bind(PRUNE_STEP)
-        .execute(pool)
+        .fetch_one(pool)
         .await
-        .map_err(db_error("pruning finished tasks"))?
-        .rows_affected();
+        .map_err(db_error("pruning finished tasks"))?;
+        let deleted = u64::try_from(deleted).unwrap_or(0);
         total += deleted;
         if deleted < u64::try_from(PRUNE_STEP).unwrap_or(u64::MAX) {
             return Ok(total);

@@ -1,7 +1,10 @@
 //! Reads: one statement each, on any connection.
 
 use rusqlite::{Connection, OptionalExtension, params};
-use sitq_core::{Finished, TaskFailure, TaskId, TaskRecord, TaskStatus};
+use sitq_core::{
+    AttemptFailure, Cancellation, FailureKind, Finished, TaskFailure, TaskId, TaskRecord,
+    TaskStatus,
+};
 
 use super::{count, finished_row, json_ids, json_strings, status};
 use crate::time;
@@ -17,6 +20,10 @@ pub(crate) enum Read {
     Finished(Vec<TaskId>),
     /// The earliest pending `run_at` in these queues (all when empty).
     NextRunAt(Vec<String>),
+    /// A task's failure history.
+    Failures(TaskId),
+    /// Which of these tasks have a cancel request while running, or were cancelled.
+    CancelRequested(Vec<TaskId>),
 }
 
 /// What a [`Read`] found.
@@ -30,6 +37,10 @@ pub(crate) enum Found {
     Finished(Vec<Finished>),
     /// From [`Read::NextRunAt`], in stored form.
     NextRunAt(Option<i64>),
+    /// From [`Read::Failures`].
+    Failures(Vec<AttemptFailure>),
+    /// From [`Read::CancelRequested`].
+    CancelRequested(Vec<TaskId>),
 }
 
 impl Read {
@@ -40,6 +51,8 @@ impl Read {
             Read::Status(_) => "reading a task's status",
             Read::Finished(_) => "reading finished tasks",
             Read::NextRunAt(_) => "finding the next scheduled task",
+            Read::Failures(_) => "reading a task's failure history",
+            Read::CancelRequested(_) => "checking tasks for cancel requests",
         }
     }
 
@@ -50,7 +63,8 @@ impl Read {
                 let mut statement = conn.prepare_cached(
                     "SELECT id, name, queue, status, priority, attempts, max_attempts, \
                          created_at, run_at, started_at, finished_at, worker_id, \
-                         error_kind, error, payload, result, snoozes \
+                         error_kind, error, payload, result, snoozes, \
+                         cancel_requested_at, cancelled_by, cancel_reason \
                      FROM sitq_tasks WHERE id = ?1",
                 )?;
                 let record = statement.query_row([id.0], stored).optional()?;
@@ -97,6 +111,36 @@ impl Read {
                 };
                 Ok(Found::NextRunAt(next))
             }
+            Read::Failures(id) => {
+                let mut statement = conn.prepare_cached(
+                    "SELECT attempt, kind, message, worker_id, failed_at FROM sitq_failures \
+                     WHERE task_id = ?1 ORDER BY seq",
+                )?;
+                let rows = statement.query_map([id.0], |row| {
+                    let kind: String = row.get(1)?;
+                    Ok(AttemptFailure {
+                        attempt: count(row.get(0)?),
+                        kind: FailureKind::parse(&kind),
+                        message: row.get(2)?,
+                        worker_id: row.get(3)?,
+                        failed_at: time::from_micros(row.get(4)?),
+                    })
+                })?;
+                rows.collect::<rusqlite::Result<_>>().map(Found::Failures)
+            }
+            Read::CancelRequested(ids) => {
+                let mut statement = conn.prepare_cached(
+                    "SELECT id FROM sitq_tasks \
+                     WHERE id IN (SELECT value FROM json_each(?1)) \
+                       AND cancel_requested_at IS NOT NULL \
+                       AND status IN ('running', 'cancelled')",
+                )?;
+                let rows = statement.query_map([json_ids(ids.iter().map(|id| id.0))], |row| {
+                    Ok(TaskId(row.get(0)?))
+                })?;
+                rows.collect::<rusqlite::Result<_>>()
+                    .map(Found::CancelRequested)
+            }
         }
     }
 }
@@ -127,5 +171,13 @@ fn stored(row: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRecord> {
         payload: row.get(14)?,
         result: row.get(15)?,
         snoozes: count(row.get(16)?),
+        cancellation: match time(row.get(17)?) {
+            Some(requested_at) => Some(Cancellation {
+                requested_at,
+                by: row.get::<_, Option<String>>(18)?.unwrap_or_default(),
+                reason: row.get(19)?,
+            }),
+            None => None,
+        },
     })
 }

@@ -4,10 +4,11 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use sitq_core::{
-    ClaimRef, ClaimedTask, Completion, FailureKind, Finished, NewTask, Outcome, TaskId, TaskStatus,
+    CancelOutcome, CancelRequest, ClaimRef, ClaimedTask, Completion, FailureKind, Finished,
+    NewTask, Outcome, TaskFailure, TaskId, TaskStatus,
 };
 
-use super::{count, finished_row, json_strings};
+use super::{count, finished_row, json_ids, json_strings, status};
 use crate::time;
 
 /// What a group's writes mean for this process's workers and waiters.
@@ -17,6 +18,11 @@ pub(crate) struct Effects {
     pub(crate) finished: Vec<Finished>,
     /// Whether some task became pending (workers should look again).
     pub(crate) work: bool,
+    /// Tasks cancelled or asked to be while a worker held them: the
+    /// workers holding them should look.
+    pub(crate) cancelled: Vec<TaskId>,
+    /// Tasks retried: outcomes kept for waiters must be forgotten.
+    pub(crate) retried: Vec<TaskId>,
 }
 
 const INSERT: &str = "INSERT INTO sitq_tasks \
@@ -201,7 +207,9 @@ pub(crate) fn heartbeat(
 
 /// Records outcomes, fenced on (id, attempt, running); per completion
 /// whether it applied. A claim completed twice applies once: the first
-/// completion ends the attempt.
+/// completion ends the attempt. A success is one statement; a failure also
+/// goes to the failure history, and becomes a cancellation when the task
+/// has a cancel request (see [`complete_failure`]).
 pub(crate) fn complete(
     conn: &Connection,
     completions: &[Completion],
@@ -219,54 +227,58 @@ pub(crate) fn complete(
     let mut name_of = conn.prepare_cached("SELECT name FROM sitq_tasks WHERE id = ?1")?;
     let mut applied = Vec::with_capacity(completions.len());
     for completion in completions {
-        let (status, result, failure, run_at, finished_at) = match &completion.outcome {
-            Outcome::Succeeded(result) => {
-                (TaskStatus::Succeeded, Some(result), None, None, Some(now))
-            }
-            Outcome::Retry { failure, delay } => (
-                TaskStatus::Pending,
-                None,
-                Some(failure),
-                Some(time::add(now, *delay)),
-                None,
-            ),
-            Outcome::Failed(failure) => (TaskStatus::Failed, None, Some(failure), None, Some(now)),
+        let result = match &completion.outcome {
+            Outcome::Succeeded(result) => result,
             Outcome::Snooze { delay } => {
                 let run_at = time::add(now, snooze_delay(*delay));
-                let snoozed = snooze(conn, completion.claim, run_at)?;
-                effects.work |= snoozed;
-                applied.push(snoozed);
+                if snooze(conn, completion.claim, run_at)? {
+                    effects.work = true;
+                    applied.push(true);
+                    continue;
+                }
+                // Not applied: a stale claim (then this does nothing either),
+                // or a task with a cancel request, which ends cancelled.
+                let cancelled = Completion {
+                    claim: completion.claim,
+                    outcome: Outcome::Cancelled(TaskFailure::new(
+                        FailureKind::Cancelled,
+                        "cancelled while it ran; the task snoozed after the request",
+                    )),
+                };
+                applied.push(complete_failure(conn, &cancelled, now, effects)?);
+                continue;
+            }
+            _ => {
+                applied.push(complete_failure(conn, completion, now, effects)?);
                 continue;
             }
         };
+        let status = TaskStatus::Succeeded;
+        let no_text: Option<&str> = None;
         let changed = statement.execute(params![
             completion.claim.id.0,
             completion.claim.attempt,
             status.as_str(),
             result,
-            failure.map(|failure| failure.kind.as_str()),
-            failure.map(|failure| failure.message.as_str()),
-            run_at,
-            finished_at,
+            no_text,
+            no_text,
+            None::<i64>,
+            now,
             now,
         ])?;
         applied.push(changed > 0);
         if changed == 0 {
             continue;
         }
-        if status == TaskStatus::Pending {
-            effects.work = true;
-        } else {
-            let name: String = name_of.query_row([completion.claim.id.0], |row| row.get(0))?;
-            effects.finished.push(Finished {
-                id: completion.claim.id,
-                name,
-                status,
-                attempts: completion.claim.attempt,
-                result: result.cloned(),
-                failure: failure.cloned(),
-            });
-        }
+        let name: String = name_of.query_row([completion.claim.id.0], |row| row.get(0))?;
+        effects.finished.push(Finished {
+            id: completion.claim.id,
+            name,
+            status,
+            attempts: completion.claim.attempt,
+            result: Some(result.clone()),
+            failure: None,
+        });
     }
     Ok(applied)
 }
@@ -281,7 +293,8 @@ fn snooze(conn: &Connection, claim: ClaimRef, run_at: i64) -> rusqlite::Result<b
         "UPDATE sitq_tasks SET status = 'pending', attempts = attempts - 1, \
              snoozes = snoozes + 1, run_at = ?3, worker_id = NULL, lease_until = NULL, \
              started_at = NULL \
-         WHERE id = ?1 AND attempts = ?2 AND status = 'running'",
+         WHERE id = ?1 AND attempts = ?2 AND status = 'running' \
+             AND cancel_requested_at IS NULL",
     )?;
     Ok(statement.execute(params![claim.id.0, claim.attempt, run_at])? > 0)
 }
@@ -292,10 +305,109 @@ fn snooze_delay(delay: Duration) -> Duration {
     delay.min(sitq_core::Context::MAX_SNOOZE)
 }
 
+/// Records a failure outcome (`Retry`, `Failed`, `Cancelled`) and adds it to
+/// the failure history; whether it applied. A task with a cancel request
+/// ends `cancelled` whatever the outcome said: a cancel is never retried.
+fn complete_failure(
+    conn: &Connection,
+    completion: &Completion,
+    now: i64,
+    effects: &mut Effects,
+) -> rusqlite::Result<bool> {
+    let (status, failure, run_at) = match &completion.outcome {
+        Outcome::Retry { failure, delay } => {
+            (TaskStatus::Pending, failure, Some(time::add(now, *delay)))
+        }
+        Outcome::Failed(failure) => (TaskStatus::Failed, failure, None),
+        Outcome::Cancelled(failure) => (TaskStatus::Cancelled, failure, None),
+        Outcome::Succeeded(_) | Outcome::Snooze { .. } => return Ok(false),
+    };
+    let mut statement = conn.prepare_cached(
+        "UPDATE sitq_tasks SET \
+             status = CASE WHEN cancel_requested_at IS NULL THEN ?3 ELSE 'cancelled' END, \
+             result = NULL, error_kind = ?4, error = ?5, \
+             run_at = CASE WHEN cancel_requested_at IS NULL THEN coalesce(?6, run_at) \
+                 ELSE run_at END, \
+             finished_at = CASE WHEN ?3 = 'pending' AND cancel_requested_at IS NULL \
+                 THEN NULL ELSE ?7 END, \
+             lease_until = NULL, started_at = coalesce(started_at, ?7) \
+         WHERE id = ?1 AND attempts = ?2 AND status = 'running' \
+         RETURNING status, name, worker_id",
+    )?;
+    let row: Option<(String, String, Option<String>)> = statement
+        .query_row(
+            params![
+                completion.claim.id.0,
+                completion.claim.attempt,
+                status.as_str(),
+                failure.kind.as_str(),
+                failure.message,
+                run_at,
+                now,
+            ],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .optional()?;
+    let Some((stored, name, worker_id)) = row else {
+        return Ok(false);
+    };
+    record_failure(
+        conn,
+        completion.claim.id,
+        completion.claim.attempt,
+        failure,
+        worker_id.as_deref(),
+        now,
+    )?;
+    let stored = status_of(&stored)?;
+    if stored == TaskStatus::Pending {
+        effects.work = true;
+    } else {
+        effects.finished.push(Finished {
+            id: completion.claim.id,
+            name,
+            status: stored,
+            attempts: completion.claim.attempt,
+            result: None,
+            failure: Some(failure.clone()),
+        });
+    }
+    Ok(true)
+}
+
+fn status_of(text: &str) -> rusqlite::Result<TaskStatus> {
+    status(text, 0)
+}
+
+/// Adds one failed attempt to the failure history.
+fn record_failure(
+    conn: &Connection,
+    id: TaskId,
+    attempt: u32,
+    failure: &TaskFailure,
+    worker_id: Option<&str>,
+    now: i64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO sitq_failures (task_id, attempt, kind, message, worker_id, failed_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        id.0,
+        attempt,
+        failure.kind.as_str(),
+        failure.message,
+        worker_id,
+        now
+    ])?;
+    Ok(())
+}
+
 /// Returns running tasks whose lease ran out: a reserved one (never
 /// started) to pending with its attempt given back and no failure; a started
-/// one to pending, or to failed when it has no attempts left, with a
-/// `LeaseExpired` failure. How many.
+/// one to pending, or to failed when it has no attempts left, or to
+/// cancelled when it has a cancel request, with a `LeaseExpired` failure
+/// (also in the failure history). How many.
 pub(crate) fn recover_expired(
     conn: &Connection,
     now: i64,
@@ -305,12 +417,15 @@ pub(crate) fn recover_expired(
     // however many tasks expired at once. SET expressions see the old row.
     let mut statement = conn.prepare_cached(
         "UPDATE sitq_tasks SET \
-             status = CASE WHEN started_at IS NOT NULL AND attempts >= max_attempts \
-                 THEN 'failed' ELSE 'pending' END, \
+             status = CASE WHEN started_at IS NULL THEN 'pending' \
+                 WHEN cancel_requested_at IS NOT NULL THEN 'cancelled' \
+                 WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END, \
              attempts = CASE WHEN started_at IS NULL THEN attempts - 1 ELSE attempts END, \
              run_at = CASE WHEN started_at IS NULL OR attempts >= max_attempts \
+                     OR cancel_requested_at IS NOT NULL \
                  THEN run_at ELSE ?1 END, \
-             finished_at = CASE WHEN started_at IS NOT NULL AND attempts >= max_attempts \
+             finished_at = CASE WHEN started_at IS NOT NULL \
+                     AND (attempts >= max_attempts OR cancel_requested_at IS NOT NULL) \
                  THEN ?1 END, \
              lease_until = NULL, \
              worker_id = CASE WHEN started_at IS NULL THEN NULL ELSE worker_id END, \
@@ -320,16 +435,30 @@ pub(crate) fn recover_expired(
                  || ' stopped renewing its lease during attempt ' || attempts \
                  || ' (killed or cut off)' END \
          WHERE status = 'running' AND lease_until < ?1 \
-         RETURNING id, name, status, attempts, result, error_kind, error",
+         RETURNING id, name, status, attempts, result, error_kind, error, \
+             started_at IS NOT NULL, worker_id",
     )?;
-    let rows = statement.query_map(
-        params![now, FailureKind::LeaseExpired.as_str()],
-        finished_row,
-    )?;
+    let rows = statement.query_map(params![now, FailureKind::LeaseExpired.as_str()], |row| {
+        Ok((
+            finished_row(row)?,
+            row.get::<_, bool>(7)?,
+            row.get::<_, Option<String>>(8)?,
+        ))
+    })?;
+    let rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
     let mut recovered = 0;
-    for row in rows {
-        let finished = row?;
+    for (finished, started, worker_id) in rows {
         recovered += 1;
+        if started && let Some(failure) = &finished.failure {
+            record_failure(
+                conn,
+                finished.id,
+                finished.attempts,
+                failure,
+                worker_id.as_deref(),
+                now,
+            )?;
+        }
         if finished.status == TaskStatus::Pending {
             effects.work = true;
         } else {
@@ -339,36 +468,129 @@ pub(crate) fn recover_expired(
     Ok(recovered)
 }
 
-/// Cancels a pending or blocked task; whether it was.
+/// Cancels task `id` for `request` (see `Backend::cancel`); `None` when
+/// there is no such task.
 pub(crate) fn cancel(
+    conn: &Connection,
+    id: TaskId,
+    request: &CancelRequest,
+    now: i64,
+    effects: &mut Effects,
+) -> rusqlite::Result<Option<CancelOutcome>> {
+    let row: Option<(String, bool, bool)> = conn
+        .prepare_cached(
+            "SELECT status, started_at IS NOT NULL, cancel_requested_at IS NOT NULL \
+             FROM sitq_tasks WHERE id = ?1",
+        )?
+        .query_row([id.0], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .optional()?;
+    let Some((current, started, requested)) = row else {
+        return Ok(None);
+    };
+    let current = status_of(&current)?;
+    let by = request.get_by();
+    let reason = request.get_reason();
+    match current {
+        TaskStatus::Running if started => {
+            if !requested {
+                conn.prepare_cached(
+                    "UPDATE sitq_tasks SET cancel_requested_at = ?2, cancelled_by = ?3, \
+                         cancel_reason = ?4 \
+                     WHERE id = ?1",
+                )?
+                .execute(params![id.0, now, by, reason])?;
+            }
+            effects.cancelled.push(id);
+            Ok(Some(CancelOutcome::Requested))
+        }
+        TaskStatus::Pending | TaskStatus::Blocked | TaskStatus::Running => {
+            // A reserved claim (running, never started) gives its attempt back.
+            let (name, attempts): (String, i64) = conn
+                .prepare_cached(
+                    "UPDATE sitq_tasks SET status = 'cancelled', finished_at = ?2, \
+                         lease_until = NULL, \
+                         attempts = CASE WHEN status = 'running' THEN attempts - 1 \
+                             ELSE attempts END, \
+                         cancel_requested_at = ?2, cancelled_by = ?3, cancel_reason = ?4, \
+                         error_kind = ?5, error = ?6 \
+                     WHERE id = ?1 \
+                     RETURNING name, attempts",
+                )?
+                .query_row(
+                    params![
+                        id.0,
+                        now,
+                        by,
+                        reason,
+                        FailureKind::Cancelled.as_str(),
+                        CancelRequest::message(by, reason)
+                    ],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )?;
+            if current == TaskStatus::Running {
+                effects.cancelled.push(id);
+            }
+            effects.finished.push(Finished {
+                id,
+                name,
+                status: TaskStatus::Cancelled,
+                attempts: count(attempts),
+                result: None,
+                failure: Some(TaskFailure::new(
+                    FailureKind::Cancelled,
+                    CancelRequest::message(by, reason),
+                )),
+            });
+            Ok(Some(CancelOutcome::Cancelled))
+        }
+        finished => Ok(Some(CancelOutcome::AlreadyFinished(finished))),
+    }
+}
+
+/// What [`retry`] found.
+#[derive(Debug)]
+pub(crate) enum Retried {
+    /// Pending again.
+    Done,
+    /// No such task.
+    NotFound,
+    /// Neither failed nor cancelled.
+    Refused(TaskStatus),
+}
+
+/// Runs a failed or cancelled task again with fresh attempts.
+pub(crate) fn retry(
     conn: &Connection,
     id: TaskId,
     now: i64,
     effects: &mut Effects,
-) -> rusqlite::Result<bool> {
-    let mut statement = conn.prepare_cached(
-        "UPDATE sitq_tasks SET status = 'cancelled', finished_at = ?1, lease_until = NULL \
-         WHERE id = ?2 AND status IN ('pending', 'blocked') \
-         RETURNING name, attempts",
-    )?;
-    let row: Option<(String, i64)> = statement
-        .query_row(params![now, id.0], |row| Ok((row.get(0)?, row.get(1)?)))
+) -> rusqlite::Result<Retried> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE sitq_tasks SET status = 'pending', attempts = 0, run_at = ?2, \
+                 worker_id = NULL, lease_until = NULL, started_at = NULL, finished_at = NULL, \
+                 result = NULL, cancel_requested_at = NULL, cancelled_by = NULL, \
+                 cancel_reason = NULL \
+             WHERE id = ?1 AND status IN ('failed', 'cancelled')",
+        )?
+        .execute(params![id.0, now])?;
+    if changed > 0 {
+        effects.work = true;
+        effects.retried.push(id);
+        return Ok(Retried::Done);
+    }
+    let current: Option<String> = conn
+        .prepare_cached("SELECT status FROM sitq_tasks WHERE id = ?1")?
+        .query_row([id.0], |row| row.get(0))
         .optional()?;
-    let Some((name, attempts)) = row else {
-        return Ok(false);
-    };
-    effects.finished.push(Finished {
-        id,
-        name,
-        status: TaskStatus::Cancelled,
-        attempts: count(attempts),
-        result: None,
-        failure: None,
-    });
-    Ok(true)
+    match current {
+        None => Ok(Retried::NotFound),
+        Some(text) => Ok(Retried::Refused(status_of(&text)?)),
+    }
 }
 
-/// Deletes at most `limit` finished tasks that finished before `before`; how many.
+/// Deletes at most `limit` finished tasks that finished before `before`,
+/// with their failure history; how many.
 ///
 /// Bounded so that pruning a large backlog never holds the write lock for
 /// long: the writer calls it again in its next transactions.
@@ -376,7 +598,17 @@ pub(crate) fn prune_some(conn: &Connection, before: i64, limit: i64) -> rusqlite
     let mut statement = conn.prepare_cached(
         "DELETE FROM sitq_tasks WHERE id IN (SELECT id FROM sitq_tasks \
              WHERE finished_at < ?1 AND status IN ('succeeded', 'failed', 'cancelled') \
-             LIMIT ?2)",
+             LIMIT ?2) \
+         RETURNING id",
     )?;
-    Ok(statement.execute(params![before, limit])? as u64)
+    let ids = statement
+        .query_map(params![before, limit], |row| row.get::<_, i64>(0))?
+        .collect::<rusqlite::Result<Vec<i64>>>()?;
+    if !ids.is_empty() {
+        conn.prepare_cached(
+            "DELETE FROM sitq_failures WHERE task_id IN (SELECT value FROM json_each(?1))",
+        )?
+        .execute([json_ids(ids.iter().copied())])?;
+    }
+    Ok(ids.len() as u64)
 }

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sitq_core::{ClaimRef, ClaimedTask, Completion, Error, NewTask, Result, TaskId};
+use sitq_core::{
+    CancelOutcome, CancelRequest, ClaimRef, ClaimedTask, Completion, Error, NewTask, Result, TaskId,
+};
 use tokio::sync::oneshot;
 
 use crate::ops::read::{Found, Read};
@@ -50,7 +52,13 @@ pub(crate) enum Command {
     /// `Backend::recover_expired`.
     Recover { reply: Reply<u64> },
     /// `Backend::cancel`.
-    Cancel { id: TaskId, reply: Reply<bool> },
+    Cancel {
+        id: TaskId,
+        request: CancelRequest,
+        reply: Reply<CancelOutcome>,
+    },
+    /// `Backend::retry`.
+    Retry { id: TaskId, reply: Reply<()> },
     /// `Backend::prune`, with `before` in stored form.
     Prune { before: i64, reply: Reply<u64> },
     /// A read, for an in-memory database (which only the writer's connection sees).

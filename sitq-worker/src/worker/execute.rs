@@ -9,7 +9,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use sitq_core::{ClaimedTask, FailureKind, Outcome, Registry, TaskFailure, TaskFuture};
+use sitq_core::{
+    ClaimedTask, ContextControl, FailureKind, Outcome, Registry, TaskFailure, TaskFuture,
+};
 
 /// Runs one claimed attempt to its outcome. Never panics on the task's account.
 pub(crate) async fn run_attempt(
@@ -64,6 +66,59 @@ pub(crate) async fn run_attempt(
             Outcome::Retry { failure, delay }
         }
         Err(failure) => Outcome::Failed(failure),
+    }
+}
+
+/// Runs `attempt` (attempt number `attempt_no`) until it ends, or until
+/// `grace` after its context was cancelled, when its future is dropped.
+///
+/// Once cancelled, an `Ok` still wins (the work was done: the task
+/// succeeds), while an error, a panic, a timeout or the drop end the
+/// attempt as [`Outcome::Cancelled`]: a cancel is never retried.
+pub(crate) async fn cancellable(
+    attempt: impl Future<Output = Outcome>,
+    control: &ContextControl,
+    grace: Duration,
+    attempt_no: u32,
+) -> Outcome {
+    let dropped = async {
+        control.cancel_requested().await;
+        tokio::time::sleep(grace).await;
+    };
+    let outcome = tokio::select! {
+        // An attempt that ends as the grace runs out is not dropped.
+        biased;
+        outcome = attempt => outcome,
+        () = dropped => {
+            return Outcome::Cancelled(TaskFailure::new(
+                FailureKind::Cancelled,
+                format!(
+                    "cancelled during attempt {attempt_no}; the task did not stop within the \
+                     grace period of {}, so the attempt was dropped",
+                    human(grace)
+                ),
+            ));
+        }
+    };
+    if !control.is_cancelled() {
+        return outcome;
+    }
+    match outcome {
+        Outcome::Retry { failure, .. } | Outcome::Failed(failure) => {
+            Outcome::Cancelled(TaskFailure::new(
+                FailureKind::Cancelled,
+                format!(
+                    "cancelled during attempt {attempt_no}; the task stopped with {}: {}",
+                    failure.kind, failure.message
+                ),
+            ))
+        }
+        // A cancelled task does not run again, snoozed or not.
+        Outcome::Snooze { .. } => Outcome::Cancelled(TaskFailure::new(
+            FailureKind::Cancelled,
+            format!("cancelled during attempt {attempt_no}; the task snoozed after it"),
+        )),
+        other => other,
     }
 }
 

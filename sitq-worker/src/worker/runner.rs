@@ -10,13 +10,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sitq_core::{
-    Backend, ClaimRef, ClaimRequest, ClaimedTask, Completion, Error, Registry, Result,
+    Backend, CancelNotice, ClaimRef, ClaimRequest, ClaimedTask, Completion, ContextControl, Error,
+    FailureKind, Outcome, Registry, Result, TaskFailure,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use super::cancels::Cancels;
 use super::completer::{self, Held, Message};
 use super::execute;
 use super::maintenance::Maintenance;
@@ -37,6 +39,10 @@ pub(super) struct Runner<'w> {
     attempts: JoinSet<Completion>,
     aborts: HashMap<ClaimRef, AbortHandle>,
     ids: HashMap<tokio::task::Id, ClaimRef>,
+    /// The worker's side of each running attempt's context.
+    controls: HashMap<ClaimRef, ContextControl>,
+    /// Cancel notices, looked at before a reserved claim starts.
+    cancel_notices: broadcast::Receiver<CancelNotice>,
 }
 
 /// A claim under way: what it asked for, how many start at once, and what it got.
@@ -54,6 +60,8 @@ impl<'w> Runner<'w> {
             attempts: JoinSet::new(),
             aborts: HashMap::new(),
             ids: HashMap::new(),
+            controls: HashMap::new(),
+            cancel_notices: worker.queue.backend().signals().subscribe_cancels(),
         }
     }
 
@@ -82,6 +90,15 @@ impl<'w> Runner<'w> {
                 lease: worker.lease,
                 retention: worker.retention,
                 lost: lost_tx,
+            }
+            .run(maintenance_stop.clone()),
+        );
+        let (cancelled_tx, mut cancelled_rx) = mpsc::unbounded_channel();
+        let cancels = tokio::spawn(
+            Cancels {
+                backend: backend.clone(),
+                held: self.held.clone(),
+                found: cancelled_tx,
             }
             .run(maintenance_stop),
         );
@@ -154,6 +171,7 @@ impl<'w> Runner<'w> {
                     }
                 }
                 Some(lost) = lost_rx.recv() => self.abandon(&lost),
+                Some(cancelled) = cancelled_rx.recv() => self.cancel(&cancelled, &outcomes_tx),
                 Ok(()) = work.changed() => maybe_work = true,
                 () = tokio::time::sleep_until(wake_at), if !maybe_work => {
                     let fallback = Instant::now() + poll;
@@ -174,13 +192,14 @@ impl<'w> Runner<'w> {
             self.take(tasks, start);
         }
         self.release_reserved().await;
-        self.drain(&outcomes_tx).await;
+        self.drain(&outcomes_tx, &mut cancelled_rx).await;
         drop(outcomes_tx);
         if completer.await.is_err() {
             tracing::error!("the result writer panicked");
         }
         let _ = stop_maintenance.send(true);
         let _ = maintenance.await;
+        let _ = cancels.await;
         Ok(())
     }
 
@@ -248,7 +267,12 @@ impl<'w> Runner<'w> {
     /// Starts buffered tasks while slots are free; a reserved one is marked
     /// started through the result writer (batched, not awaited).
     fn fill_slots(&mut self, outcomes: &mpsc::UnboundedSender<Message>) {
+        let mut notices_applied = false;
         while self.attempts.len() < self.worker.concurrency {
+            if !notices_applied && self.ready.front().is_some_and(|(_, reserved)| *reserved) {
+                self.drop_cancelled_reservations();
+                notices_applied = true;
+            }
             let Some((task, reserved)) = self.ready.pop_front() else {
                 return;
             };
@@ -257,6 +281,52 @@ impl<'w> Runner<'w> {
             }
             self.start(task);
         }
+    }
+
+    /// Before a reserved claim starts: drops the buffered reserved claims
+    /// that cancel notices received so far name, so a task cancelled before
+    /// its slot came free is not started (an in-process cancel's notice is
+    /// sent before `cancel` returns). They are given back with `release`:
+    /// fenced, so a cancelled one stays cancelled, while one named by a
+    /// stale notice (retried and claimed again since) goes back to pending
+    /// without spending an attempt. Running and started claims wait for the
+    /// checked path ([`Cancels`]), where a stale notice changes nothing.
+    fn drop_cancelled_reservations(&mut self) {
+        let mut named = Vec::new();
+        loop {
+            match self.cancel_notices.try_recv() {
+                Ok(CancelNotice::Tasks(ids)) => named.extend(ids.iter().copied()),
+                Ok(CancelNotice::Check) => {}
+                Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                Err(_) => break,
+            }
+        }
+        if named.is_empty() {
+            return;
+        }
+        let mut dropped = Vec::new();
+        self.ready.retain(|(task, reserved)| {
+            let cancelled = *reserved && named.contains(&task.id);
+            if cancelled {
+                dropped.push(task.claim_ref());
+            }
+            !cancelled
+        });
+        if dropped.is_empty() {
+            return;
+        }
+        let mut held = completer::lock(&self.held);
+        for claim in &dropped {
+            tracing::info!(task.id = %claim.id, "cancelled while reserved here; not running it");
+            held.remove(claim);
+        }
+        drop(held);
+        let backend = self.backend.clone();
+        tokio::spawn(async move {
+            if let Err(err) = backend.release(dropped).await {
+                tracing::debug!(error = %err, "could not release reserved claims named by cancel notices; their leases decide");
+            }
+        });
     }
 
     /// When the earliest scheduled task is due, capped at `fallback`.
@@ -280,10 +350,19 @@ impl<'w> Runner<'w> {
         let worker_id = self.worker.worker_id.clone();
         let span = tracing::info_span!("run", task.name = %task.name, task.id = %task.id, attempt = task.attempt);
         let (context, control) = sitq_core::Context::for_attempt(&task);
+        let grace = self.worker.cancel_grace;
+        let attempt_control = control.clone();
         let abort = self.attempts.spawn(
             async move {
+                let attempt = execute::run_attempt(
+                    &registry,
+                    &task,
+                    &worker_id,
+                    context,
+                    attempt_control.clone(),
+                );
                 let outcome =
-                    execute::run_attempt(&registry, &task, &worker_id, context, control).await;
+                    execute::cancellable(attempt, &attempt_control, grace, task.attempt).await;
                 super::log_outcome(&outcome);
                 Completion { claim, outcome }
             }
@@ -291,6 +370,51 @@ impl<'w> Runner<'w> {
         );
         self.ids.insert(abort.id(), claim);
         self.aborts.insert(claim, abort);
+        self.controls.insert(claim, control);
+    }
+
+    /// Stops claims found cancelled: a running attempt's context is
+    /// cancelled (its future is dropped after the grace period); a buffered
+    /// one never runs: a reserved claim was cancelled in the database
+    /// already, a started one completes as cancelled now.
+    fn cancel(&mut self, claims: &[ClaimRef], outcomes: &mpsc::UnboundedSender<Message>) {
+        for claim in claims {
+            if let Some(control) = self.controls.get(claim) {
+                if !control.is_cancelled() {
+                    tracing::info!(task.id = %claim.id, attempt = claim.attempt, grace = ?self.worker.cancel_grace, "cancel requested; telling the task");
+                    control.cancel();
+                }
+                continue;
+            }
+            let Some(at) = self
+                .ready
+                .iter()
+                .position(|(task, _)| task.claim_ref() == *claim)
+            else {
+                continue;
+            };
+            let Some((_, reserved)) = self.ready.remove(at) else {
+                continue;
+            };
+            tracing::info!(task.id = %claim.id, attempt = claim.attempt, "cancelled before it started here; not running it");
+            if reserved {
+                completer::lock(&self.held).remove(claim);
+            } else {
+                let failure = TaskFailure::new(
+                    FailureKind::Cancelled,
+                    format!(
+                        "cancelled during attempt {} before the worker began running it",
+                        claim.attempt
+                    ),
+                );
+                let completion = Completion {
+                    claim: *claim,
+                    outcome: Outcome::Cancelled(failure),
+                };
+                // A closed channel means the worker is stopping; the lease decides.
+                let _ = outcomes.send(Message::Done(completion));
+            }
+        }
     }
 
     /// Bookkeeping for a finished attempt; its completion, unless it was aborted.
@@ -304,6 +428,7 @@ impl<'w> Runner<'w> {
         };
         if let Some(claim) = self.ids.remove(&id) {
             self.aborts.remove(&claim);
+            self.controls.remove(&claim);
             if completion.is_none() {
                 // Aborted (lease lost) or a bug in the runtime: the lease decides what happens next.
                 completer::lock(&self.held).remove(&claim);
@@ -331,7 +456,11 @@ impl<'w> Runner<'w> {
 
     /// Runs the buffered tasks and waits for in-flight attempts, handing
     /// their outcomes to the writer.
-    async fn drain(&mut self, outcomes: &mpsc::UnboundedSender<Message>) {
+    async fn drain(
+        &mut self,
+        outcomes: &mpsc::UnboundedSender<Message>,
+        cancelled: &mut mpsc::UnboundedReceiver<Vec<ClaimRef>>,
+    ) {
         self.fill_slots(outcomes);
         if self.attempts.is_empty() {
             return;
@@ -346,22 +475,34 @@ impl<'w> Runner<'w> {
             .shutdown_timeout
             .map(|timeout| Instant::now() + timeout);
         loop {
-            let next = match deadline {
-                Some(deadline) => {
-                    match tokio::time::timeout_at(deadline, self.attempts.join_next_with_id()).await
-                    {
-                        Ok(next) => next,
-                        Err(_) => {
-                            tracing::warn!(
-                                abandoned = self.attempts.len() + self.ready.len(),
-                                "shutdown timeout passed; abandoning in-flight tasks (they run again once their leases expire)"
-                            );
-                            self.attempts.abort_all();
-                            return;
+            // Cancel requests are still honoured while draining.
+            let joined = async {
+                loop {
+                    tokio::select! {
+                        next = self.attempts.join_next_with_id() => return next,
+                        Some(claims) = cancelled.recv() => {
+                            for claim in &claims {
+                                if let Some(control) = self.controls.get(claim) {
+                                    control.cancel();
+                                }
+                            }
                         }
                     }
                 }
-                None => self.attempts.join_next_with_id().await,
+            };
+            let next = match deadline {
+                Some(deadline) => match tokio::time::timeout_at(deadline, joined).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        tracing::warn!(
+                            abandoned = self.attempts.len() + self.ready.len(),
+                            "shutdown timeout passed; abandoning in-flight tasks (they run again once their leases expire)"
+                        );
+                        self.attempts.abort_all();
+                        return;
+                    }
+                },
+                None => joined.await,
             };
             let Some(joined) = next else { return };
             if let Some(completion) = self.finished(joined)

@@ -11,8 +11,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sitq_core::{
-    Backend, ClaimRef, ClaimRequest, ClaimedTask, Completion, Finished, NewTask, Outcome, Result,
-    Signals, TaskDefaults, TaskFuture, TaskId, TaskRecord, TaskRegistration, TaskStatus,
+    AttemptFailure, Backend, CancelOutcome, CancelRequest, Cancellation, ClaimRef, ClaimRequest,
+    ClaimedTask, Completion, Error, Finished, NewTask, Outcome, Result, Signals, TaskDefaults,
+    TaskFuture, TaskId, TaskRecord, TaskRegistration, TaskStatus,
 };
 
 /// Tasks in a vector, claimed in order.
@@ -49,6 +50,7 @@ impl Memory {
             payload: payload.to_vec(),
             result: None,
             snoozes: 0,
+            cancellation: None,
         });
         drop(tasks);
         self.signals.notify_work();
@@ -192,6 +194,10 @@ impl Backend for Memory {
                     record.worker_id = None;
                     record.started_at = None;
                 }
+                Outcome::Cancelled(failure) => {
+                    record.status = TaskStatus::Cancelled;
+                    record.failure = Some(failure);
+                }
             }
             if record.status.is_finished() {
                 record.finished_at = Some(Utc::now());
@@ -217,20 +223,33 @@ impl Backend for Memory {
         Ok(self.status_of(id))
     }
 
-    async fn cancel(&self, id: TaskId) -> Result<bool> {
-        let cancelled = self
+    async fn cancel(&self, id: TaskId, request: &CancelRequest) -> Result<CancelOutcome> {
+        let outcome = self
             .find(id, |record| {
-                let pending = record.status == TaskStatus::Pending;
-                if pending {
-                    record.status = TaskStatus::Cancelled;
+                let cancellation = Cancellation {
+                    requested_at: Utc::now(),
+                    by: request.get_by().to_owned(),
+                    reason: request.get_reason().map(str::to_owned),
+                };
+                match record.status {
+                    TaskStatus::Running if record.started_at.is_some() => {
+                        record.cancellation.get_or_insert(cancellation);
+                        CancelOutcome::Requested
+                    }
+                    TaskStatus::Pending | TaskStatus::Blocked | TaskStatus::Running => {
+                        record.status = TaskStatus::Cancelled;
+                        record.cancellation = Some(cancellation);
+                        CancelOutcome::Cancelled
+                    }
+                    status => CancelOutcome::AlreadyFinished(status),
                 }
-                pending
             })
-            .unwrap_or(false);
-        if cancelled {
+            .ok_or(Error::NotFound(id))?;
+        if outcome == CancelOutcome::Cancelled {
             self.signals.notify_finished([id]);
         }
-        Ok(cancelled)
+        self.signals.notify_cancel([id]);
+        Ok(outcome)
     }
 
     async fn prune(&self, _: DateTime<Utc>) -> Result<u64> {
@@ -238,6 +257,29 @@ impl Backend for Memory {
     }
 
     async fn close(&self) {}
+
+    async fn cancel_requested(&self, claims: &[ClaimRef]) -> Result<Vec<ClaimRef>> {
+        let tasks = self.tasks();
+        Ok(claims
+            .iter()
+            .filter(|claim| {
+                tasks
+                    .iter()
+                    .any(|record| record.id == claim.id && record.cancellation.is_some())
+            })
+            .copied()
+            .collect())
+    }
+
+    async fn retry(&self, id: TaskId) -> Result<()> {
+        Err(Error::Config(format!(
+            "the memory backend cannot retry task {id}"
+        )))
+    }
+
+    async fn failures(&self, _: TaskId) -> Result<Vec<AttemptFailure>> {
+        Ok(Vec::new())
+    }
 }
 
 /// A task that never returns; its payload, if not empty, is the path of a
