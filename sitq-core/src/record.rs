@@ -220,7 +220,10 @@ pub struct TaskRecord {
     pub finished_at: Option<DateTime<Utc>>,
     /// The worker that ran the latest attempt.
     pub worker_id: Option<String>,
-    /// The latest attempt's error, if it failed (kept when a retry is pending).
+    /// The latest attempt's error, if it failed (kept when a retry is
+    /// pending, and after `Queue::retry`), or for a task cancelled before
+    /// it ran, the cancel (`FailureKind::Cancelled`, "cancelled by …").
+    /// Every failed attempt is in `Queue::failures`.
     pub failure: Option<TaskFailure>,
     /// The encoded arguments.
     pub payload: Vec<u8>,

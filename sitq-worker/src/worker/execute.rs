@@ -252,4 +252,77 @@ mod tests {
             other => panic!("expected a timeout, got {other:?}"),
         }
     }
+
+    fn control() -> ContextControl {
+        let task = ClaimedTask {
+            id: TaskId(1),
+            name: "t".into(),
+            queue: "q".into(),
+            payload: Vec::new(),
+            attempt: 2,
+            max_attempts: 3,
+            created_at: chrono::Utc::now(),
+        };
+        Context::for_attempt(&task).1
+    }
+
+    fn failed() -> Outcome {
+        Outcome::Retry {
+            failure: TaskFailure::new(FailureKind::Error, "boom"),
+            delay: Duration::from_secs(1),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_uncancelled_attempt_keeps_its_outcome() {
+        let control = control();
+        let outcome = cancellable(async { failed() }, &control, Duration::ZERO, 2).await;
+        assert_eq!(outcome, failed());
+    }
+
+    #[tokio::test]
+    async fn after_a_cancel_ok_wins_and_an_error_is_a_cancellation() {
+        let control = control();
+        control.cancel();
+        let grace = Duration::from_secs(3600);
+        let ok = cancellable(async { Outcome::Succeeded(vec![1]) }, &control, grace, 2).await;
+        assert_eq!(ok, Outcome::Succeeded(vec![1]));
+        match cancellable(async { failed() }, &control, grace, 2).await {
+            Outcome::Cancelled(failure) => {
+                assert_eq!(failure.kind, FailureKind::Cancelled);
+                assert!(failure.message.contains("attempt 2"), "{}", failure.message);
+                assert!(
+                    failure.message.contains("error: boom"),
+                    "{}",
+                    failure.message
+                );
+            }
+            other => panic!("expected Cancelled, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_attempt_that_ignores_the_cancel_is_dropped_after_the_grace() {
+        let control = control();
+        let never = std::future::pending::<Outcome>();
+        let running = tokio::spawn({
+            let control = control.clone();
+            async move { cancellable(never, &control, Duration::ZERO, 2).await }
+        });
+        control.cancel();
+        let outcome = tokio::time::timeout(Duration::from_secs(10), running)
+            .await
+            .expect("dropped once cancelled, with no grace")
+            .expect("join");
+        match outcome {
+            Outcome::Cancelled(failure) => {
+                assert!(
+                    failure.message.contains("grace period of 0s"),
+                    "{}",
+                    failure.message
+                );
+            }
+            other => panic!("expected Cancelled, got {other:?}"),
+        }
+    }
 }
