@@ -81,6 +81,36 @@ struct State {
     /// while the worker runs ahead) gets its outcome without a query.
     /// Finished is final, so a kept outcome never goes stale.
     recent: Recent,
+    /// Tasks retried from this process: an outcome handed over for one of
+    /// them may come from the run before the retry (a completion that
+    /// committed before it and is reported after), so it is looked up in the
+    /// database instead of being trusted. Bounded like `recent`.
+    retried: Retried,
+}
+
+/// A bounded set of retried task ids, oldest dropped first.
+#[derive(Default)]
+struct Retried {
+    ids: std::collections::HashSet<TaskId>,
+    order: VecDeque<TaskId>,
+}
+
+impl Retried {
+    fn insert(&mut self, id: TaskId) {
+        if !self.ids.insert(id) {
+            return;
+        }
+        self.order.push_back(id);
+        while self.order.len() > RECENT_MAX {
+            if let Some(old) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
+    }
+
+    fn contains(&self, id: TaskId) -> bool {
+        self.ids.contains(&id)
+    }
 }
 
 /// A bounded map of recent outcomes, oldest evicted first.
@@ -224,10 +254,21 @@ impl Waits {
     /// kept (bounded) for waiters to come.
     pub(crate) fn notify_outcomes(&self, outcomes: impl IntoIterator<Item = Finished>) {
         let mut state = self.lock();
+        let mut lookup = false;
         for finished in outcomes {
             // Only a finished task has an outcome; anything else is a
             // backend's mistake and is looked up instead.
             if !finished.status.is_finished() {
+                continue;
+            }
+            if state.retried.contains(finished.id) {
+                // Maybe the run before a retry: ask the database.
+                if let Some(entry) = state.entries.get_mut(&finished.id)
+                    && !entry.outcomes.is_empty()
+                {
+                    entry.check = true;
+                    lookup = true;
+                }
                 continue;
             }
             match state.take(finished.id) {
@@ -237,7 +278,7 @@ impl Waits {
         }
         let idle = state.waiting == 0;
         drop(state);
-        if idle {
+        if idle || lookup {
             // Lets the lookup loop stop now rather than at its next poll.
             self.lookup.notify_one();
         }
@@ -245,7 +286,9 @@ impl Waits {
 
     /// Forgets the kept outcome of `id` (the task was retried).
     pub(crate) fn forget(&self, id: TaskId) {
-        self.lock().recent.remove(id);
+        let mut state = self.lock();
+        state.recent.remove(id);
+        state.retried.insert(id);
     }
 
     /// Marks `ids` for the next lookup round and wakes plain watches.

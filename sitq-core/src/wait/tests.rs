@@ -593,7 +593,7 @@ async fn a_retried_task_is_waited_for_anew() {
         record.finished_at = Some(Utc::now());
         Finished::from(record.clone())
     };
-    fake.signals.notify_outcomes([failed]);
+    fake.signals.notify_outcomes([failed.clone()]);
     let before = fake.calls();
     let first = within("the kept outcome", handle.wait()).await;
     assert!(matches!(first, Err(Error::TaskFailed { .. })), "{first:?}");
@@ -609,5 +609,20 @@ async fn a_retried_task_is_waited_for_anew() {
             ..
         }) => {}
         other => panic!("expected the new run to be waited for, got {other:?}"),
+    }
+    // The first run's outcome handed over late (its completion committed
+    // before the retry, its report comes after): the database decides.
+    let waiting = tokio::spawn({
+        let handle = handle.clone();
+        async move { handle.wait_timeout(Duration::from_millis(300)).await }
+    });
+    tokio::task::yield_now().await;
+    fake.signals.notify_outcomes([failed]);
+    match within("the wait after the late report", waiting).await {
+        Ok(Err(Error::WaitTimeout {
+            status: TaskStatus::Pending,
+            ..
+        })) => {}
+        other => panic!("a stale outcome must not end the new wait, got {other:?}"),
     }
 }
