@@ -3,11 +3,9 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
-
 use super::cases::wait;
 use super::tasks::{Add, Seen, Snoozy, Whoami, runs, unique};
-use super::{Harness, eventually, open, worker_config};
+use super::{Harness, WAIT, eventually, open, worker_config};
 use crate::{
     ClaimRequest, Completion, Context, EnqueueOptions, FailureKind, Outcome, Task, TaskStatus,
 };
@@ -116,11 +114,13 @@ pub async fn snoozed_task_is_pending_and_keeps_its_failure(h: &impl Harness) {
     assert_eq!(record.worker_id, None);
     assert_eq!(record.started_at, None);
     assert_eq!(record.finished_at, None);
-    let ahead = record.run_at - Utc::now();
+    // Both instants from the backend's clock: created_at before the snooze,
+    // run_at = the snooze's now + 1 h.
+    let ahead = record.run_at - record.created_at;
+    let hour = chrono::Duration::minutes(60);
     assert!(
-        ahead > chrono::Duration::minutes(55)
-            && ahead <= chrono::Duration::minutes(60) + chrono::Duration::seconds(1),
-        "run_at is {ahead:?} ahead, not the snooze's hour"
+        ahead >= hour && ahead < hour + chrono::Duration::from_std(WAIT).expect("WAIT"),
+        "run_at is {ahead:?} after enqueue, not the snooze's hour after the snooze"
     );
     worker.shutdown().await;
 }
@@ -149,6 +149,8 @@ pub async fn snooze_delay_is_honoured(h: &impl Harness) {
             - chrono::Duration::milliseconds(5),
         "ran again {gap:?} after the snooze, before its {delay:?} delay"
     );
+    // The backend's clock: the last run started at or after the snooze's
+    // run_at, itself at least the delay after enqueue.
     let record = queue.get(handle.id()).await.expect("record");
     let started = record.started_at.expect("started_at");
     assert!(
@@ -157,10 +159,10 @@ pub async fn snooze_delay_is_honoured(h: &impl Harness) {
         record.run_at
     );
     assert!(
-        record.run_at - runs[0] >= chrono::Duration::milliseconds(995),
-        "run_at {} is not a second after the first run at {}",
+        record.run_at - record.created_at >= chrono::Duration::from_std(delay).expect("delay"),
+        "run_at {} is not the delay after enqueue at {}",
         record.run_at,
-        runs[0]
+        record.created_at
     );
     worker.shutdown().await;
 }
@@ -288,11 +290,12 @@ pub async fn absurd_snooze_is_capped(h: &impl Harness) {
     );
     let record = queue.get(handle.id()).await.expect("record");
     assert_eq!((record.status, record.snoozes), (TaskStatus::Pending, 1));
-    let ahead = record.run_at - Utc::now();
+    // Both from the backend's clock: enqueue, then the snooze's now + cap.
+    let ahead = record.run_at - record.created_at;
     let cap = chrono::Duration::from_std(Context::MAX_SNOOZE).expect("cap");
     assert!(
-        ahead <= cap && ahead > cap - chrono::Duration::days(1),
-        "run_at is {ahead:?} ahead, not the {cap:?} cap"
+        ahead >= cap && ahead < cap + chrono::Duration::from_std(WAIT).expect("WAIT"),
+        "run_at is {ahead:?} after enqueue, not the {cap:?} cap"
     );
     assert_eq!(
         backend.next_run_at(&[]).await.expect("next run_at"),
