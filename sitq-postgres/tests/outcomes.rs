@@ -134,10 +134,6 @@ async fn a_handle_awaited_after_its_task_finished_here_needs_no_query() {
         }
         other => panic!("expected a failure, got {other:?}"),
     }
-    match cancelled.wait_timeout(PATIENCE).await {
-        Err(Error::Cancelled { id, .. }) => assert_eq!(id, cancelled.id()),
-        other => panic!("expected a cancellation, got {other:?}"),
-    }
     match abandoned.wait_timeout(PATIENCE).await {
         Err(Error::TaskFailed { kind, .. }) => assert_eq!(kind, FailureKind::LeaseExpired),
         other => panic!("expected a lost lease, got {other:?}"),
@@ -149,6 +145,19 @@ async fn a_handle_awaited_after_its_task_finished_here_needs_no_query() {
         (0, 0, 0),
         "the outcomes came from this process: {cost:?}"
     );
+
+    // A cancellation's who and why are not part of the outcome handed
+    // over: reading them costs the one lookup of the record.
+    let before = proxy.counts();
+    match cancelled.wait_timeout(PATIENCE).await {
+        Err(Error::Cancelled { id, by, .. }) => {
+            assert_eq!(id, cancelled.id());
+            assert_eq!(by, "api");
+        }
+        other => panic!("expected a cancellation, got {other:?}"),
+    }
+    let cost: Counts = proxy.counts() - before;
+    assert_eq!(cost.statements, 1, "one get for who and why: {cost:?}");
 
     // What the wait was handed is what a lookup reads.
     let stored = backend.finished(&[fails.id()]).await.expect("finished");
