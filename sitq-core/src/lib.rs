@@ -15,6 +15,7 @@ mod record;
 mod registry;
 mod signals;
 mod task;
+mod unique;
 mod wait;
 
 #[cfg(feature = "testing")]
@@ -32,6 +33,7 @@ pub use record::{FailureKind, TaskFailure, TaskId, TaskRecord, TaskStatus};
 pub use registry::Registry;
 pub use signals::{FinishedWatch, Signals};
 pub use task::{Task, TaskDefaults, TaskFuture, TaskRegistration};
+pub use unique::{Enqueued, MAX_UNIQUE_KEY_BYTES, UniqueKey, holder_blocks};
 
 #[doc(hidden)]
 pub use inventory;

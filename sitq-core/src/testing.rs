@@ -15,6 +15,7 @@
 mod cases;
 mod claims;
 mod tasks;
+mod unique;
 mod waits;
 
 use std::future::Future;
@@ -27,6 +28,7 @@ use crate::{Queue, Registry};
 pub use cases::*;
 pub use claims::*;
 pub use tasks::{registry, registry_without, unique};
+pub use unique::*;
 pub use waits::*;
 
 /// How a conformance test wants its worker.
@@ -137,6 +139,13 @@ macro_rules! conformance_tests {
             expired_reservation_spends_no_attempt, expired_reservation_keeps_the_previous_error,
             started_reservation_spends_its_attempt,
             reserved_claim_can_complete_before_its_start_mark, finished_reports_only_finished_tasks,
+        );
+        // Unique tasks (testing/unique.rs).
+        $crate::conformance_tests!(@cases $harness;
+            unique_duplicate_returns_the_existing_task, unique_key_blocks_while_pending_or_running,
+            unique_succeeded_blocks_only_within_its_window, unique_failed_and_cancelled_do_not_block,
+            unique_batch_with_duplicates, unique_by_arguments, unique_keys_are_scoped_by_task_name,
+            unique_key_is_checked,
         );
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {

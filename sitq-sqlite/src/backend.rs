@@ -7,7 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sitq_core::{
-    Backend, ClaimRef, ClaimRequest, ClaimedTask, Completion, ConnectOptions, Error, Finished,
+    Backend, ClaimRef, ClaimRequest, ClaimedTask, Completion, ConnectOptions, Enqueued, Error,
+    Finished,
     NewTask, Result, Signals, TaskId, TaskRecord, TaskStatus,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -153,6 +154,10 @@ impl Backend for SqliteBackend {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
+        if tasks.iter().any(|task| task.unique.is_some()) {
+            let enqueued = self.enqueue_unique(tasks).await?;
+            return Ok(enqueued.into_iter().map(|e| e.id).collect());
+        }
         self.call("enqueueing tasks", |reply| Command::Enqueue {
             tasks,
             reply,
@@ -283,5 +288,20 @@ impl Backend for SqliteBackend {
         if self.writer.send(Command::Close { reply }).await.is_ok() {
             let _ = done.await;
         }
+    }
+
+    async fn enqueue_unique(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.call("enqueueing tasks", |reply| Command::EnqueueUnique {
+            tasks,
+            reply,
+        })
+        .await
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
     }
 }

@@ -298,6 +298,13 @@ impl Writer {
             }
             // Sorted out by `group` before this point.
             Command::External | Command::Close { .. } => {}
+            Command::EnqueueUnique { tasks, reply } => {
+                // Always several statements: the holder's lookup, its
+                // release, the insert.
+                let result = guarded(conn, true, || write::insert_unique(conn, &tasks, now));
+                effects.work |= matches!(&result, Ok(e) if e.iter().any(|e| !e.duplicate));
+                answers.push(answer(reply, result.map_err(db("enqueueing tasks"))));
+            }
         }
     }
 
@@ -408,6 +415,7 @@ fn fail(command: Command, err: &Arc<rusqlite::Error>) {
         Command::Prune { reply, .. } => send(reply, err),
         Command::Read { reply, .. } => send(reply, err),
         Command::External | Command::Close { .. } => {}
+        Command::EnqueueUnique { reply, .. } => send(reply, err),
     }
 }
 

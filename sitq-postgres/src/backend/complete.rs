@@ -17,7 +17,9 @@ const OP: &str = "completing tasks";
 /// join on `id` and `attempts`, with `status = 'running'`, is the fence: a
 /// completion from a claim that expired (and maybe was claimed again)
 /// matches no row. A reserved claim may complete before its start mark
-/// lands, hence `coalesce` on `started_at`.
+/// lands, hence `coalesce` on `started_at`. A task that failed for good (or
+/// succeeded with no unique window) releases its unique key here; rows
+/// without one are in no extra index, so this costs them one `CASE`.
 const COMPLETE: &str = concat!(
     "
 WITH changed AS (
@@ -31,7 +33,10 @@ WITH changed AS (
         run_at = CASE c.outcome
             WHEN 'retry' THEN now() + c.delay * interval '1 microsecond'
             ELSE t.run_at END,
-        lease_until = NULL
+        lease_until = NULL,
+        unique_key = CASE WHEN c.outcome = 'failed'
+                OR (c.outcome = 'succeeded' AND t.unique_for IS NULL) THEN NULL
+            ELSE t.unique_key END
     FROM UNNEST($1::bigint[], $2::int[], $3::text[], $4::bytea[], $5::text[], $6::text[],
                 $7::bigint[])
         AS c(id, attempt, outcome, result, error_kind, error, delay)
@@ -323,6 +328,9 @@ WITH expired AS MATERIALIZED (
         finished_at = CASE
             WHEN t.started_at IS NOT NULL AND t.attempts >= t.max_attempts THEN now() END,
         lease_until = NULL,
+        unique_key = CASE
+            WHEN t.started_at IS NOT NULL AND t.attempts >= t.max_attempts THEN NULL
+            ELSE t.unique_key END,
         worker_id = CASE WHEN t.started_at IS NULL THEN NULL ELSE t.worker_id END,
         error_kind = CASE WHEN t.started_at IS NULL THEN t.error_kind ELSE 'lease_expired' END,
         error = CASE WHEN t.started_at IS NULL THEN t.error ELSE format(

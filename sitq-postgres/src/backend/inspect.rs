@@ -69,7 +69,7 @@ const CANCEL: &str = concat!(
     "
 WITH changed AS (
     UPDATE sitq_tasks
-    SET status = 'cancelled', finished_at = now(), lease_until = NULL
+    SET status = 'cancelled', finished_at = now(), lease_until = NULL, unique_key = NULL
     WHERE id = $1 AND status IN ('pending', 'blocked')
     RETURNING id, status, name, attempts, error_kind, error
 ), ",

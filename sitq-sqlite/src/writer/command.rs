@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sitq_core::{ClaimRef, ClaimedTask, Completion, Error, NewTask, Result, TaskId};
+use sitq_core::{ClaimRef, ClaimedTask, Completion, Enqueued, Error, NewTask, Result, TaskId};
 use tokio::sync::oneshot;
 
 use crate::ops::read::{Found, Read};
@@ -59,6 +59,11 @@ pub(crate) enum Command {
     External,
     /// Finish the commands already received, close the connection, then answer.
     Close { reply: oneshot::Sender<()> },
+    /// `Backend::enqueue_unique` (and `enqueue` of tasks with unique keys).
+    EnqueueUnique {
+        tasks: Vec<NewTask>,
+        reply: Reply<Vec<Enqueued>>,
+    },
 }
 
 /// A result held until its group commits, then sent (or replaced by the
