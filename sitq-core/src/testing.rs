@@ -27,7 +27,7 @@ use crate::{Queue, Registry};
 
 pub use cases::*;
 pub use claims::*;
-pub use tasks::{registry, registry_without, unique};
+pub use tasks::{Add, registry, registry_without, unique};
 pub use unique::*;
 pub use waits::*;
 
