@@ -108,6 +108,18 @@ impl SqliteBackend {
         answer.await.map_err(|_| writer_gone(op))?
     }
 
+    /// Sends a command that answers through its own channel.
+    pub(crate) async fn send(&self, command: Command) -> Result<()> {
+        let op = "running a sitq transaction";
+        if self.closed.load(Ordering::Acquire) {
+            return Err(closed(op));
+        }
+        self.writer
+            .send(command)
+            .await
+            .map_err(|_| writer_gone(op))
+    }
+
     async fn read(&self, read: Read) -> Result<Found> {
         let op = read.op();
         match &self.readers {

@@ -298,6 +298,11 @@ impl Writer {
             }
             // Sorted out by `group` before this point.
             Command::External | Command::Close { .. } => {}
+            Command::Transaction { job } => {
+                let (answer, stored) = job.run(conn, now);
+                effects.work |= stored;
+                answers.push(answer);
+            }
             Command::EnqueueUnique { tasks, reply } => {
                 // Always several statements: the holder's lookup, its
                 // release, the insert.
@@ -416,6 +421,10 @@ fn fail(command: Command, err: &Arc<rusqlite::Error>) {
         Command::Read { reply, .. } => send(reply, err),
         Command::External | Command::Close { .. } => {}
         Command::EnqueueUnique { reply, .. } => send(reply, err),
+        Command::Transaction { job } => job.fail(Error::database(
+            "starting a SQLite write transaction",
+            err.clone(),
+        )),
     }
 }
 

@@ -59,6 +59,10 @@ pub(crate) enum Command {
     External,
     /// Finish the commands already received, close the connection, then answer.
     Close { reply: oneshot::Sender<()> },
+    /// A user's closure in the group's transaction (`sitq_sqlite::transaction`).
+    Transaction {
+        job: Box<dyn crate::transaction::Job>,
+    },
     /// `Backend::enqueue_unique` (and `enqueue` of tasks with unique keys).
     EnqueueUnique {
         tasks: Vec<NewTask>,
