@@ -146,12 +146,21 @@ mod tests {
         let now = Utc::now();
         let hour = Some(Duration::from_secs(3600));
         let before = |secs| Some(now - chrono::Duration::seconds(secs));
-        for status in [TaskStatus::Pending, TaskStatus::Blocked, TaskStatus::Running] {
+        for status in [
+            TaskStatus::Pending,
+            TaskStatus::Blocked,
+            TaskStatus::Running,
+        ] {
             assert!(holder_blocks(status, None, None, now));
         }
         assert!(!holder_blocks(TaskStatus::Succeeded, before(1), None, now));
         assert!(holder_blocks(TaskStatus::Succeeded, before(1), hour, now));
-        assert!(!holder_blocks(TaskStatus::Succeeded, before(3601), hour, now));
+        assert!(!holder_blocks(
+            TaskStatus::Succeeded,
+            before(3601),
+            hour,
+            now
+        ));
         assert!(!holder_blocks(TaskStatus::Failed, before(1), hour, now));
         assert!(!holder_blocks(TaskStatus::Cancelled, before(1), hour, now));
     }

@@ -91,9 +91,7 @@ impl Key {
                  `exponential(base, cap)` or `fixed(delay)`"
             }
             Key::Unique => "no value (it is a flag)",
-            Key::UniqueFor => {
-                "a duration string (how long a succeeded task still blocks its key)"
-            }
+            Key::UniqueFor => "a duration string (how long a succeeded task still blocks its key)",
         }
     }
 

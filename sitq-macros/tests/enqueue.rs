@@ -234,7 +234,10 @@ async fn with_forwards_an_explicit_unique_key_and_window() -> sitq::Result<()> {
             window: Some(Duration::from_secs(60)),
         })
     );
-    assert_eq!(tasks[1].unique, None, "a task not declared unique has no key");
+    assert_eq!(
+        tasks[1].unique, None,
+        "a task not declared unique has no key"
+    );
     Ok(())
 }
 
@@ -246,14 +249,21 @@ async fn a_unique_task_is_keyed_by_its_arguments() -> sitq::Result<()> {
     export::enqueue(&queue, 2).await?;
     export::with().unique_key("mine").enqueue(&queue, 2).await?;
     let tasks = stored(&recorder);
-    let keys: Vec<UniqueKey> = tasks.iter().filter_map(|task| task.unique.clone()).collect();
+    let keys: Vec<UniqueKey> = tasks
+        .iter()
+        .filter_map(|task| task.unique.clone())
+        .collect();
     assert_eq!(keys.len(), 4);
     assert_eq!(keys[0], keys[1], "equal arguments, equal keys");
     assert_ne!(keys[0], keys[2], "other arguments, another key");
     assert!(keys[0].key.starts_with("sha256:"), "{}", keys[0].key);
-    assert_eq!(keys[3].key, "mine", "an explicit key wins over the arguments");
+    assert_eq!(
+        keys[3].key, "mine",
+        "an explicit key wins over the arguments"
+    );
     assert!(
-        keys.iter().all(|key| key.window == Some(Duration::from_secs(3600))),
+        keys.iter()
+            .all(|key| key.window == Some(Duration::from_secs(3600))),
         "the task's window applies to every key"
     );
     Ok(())

@@ -23,8 +23,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sitq_core::{
     Backend, ClaimRef, ClaimRequest, ClaimedTask, Completion, ConnectOptions, Enqueued, Error,
-    Finished,
-    NewTask, Result, Signals, TaskId, TaskRecord, TaskStatus,
+    Finished, NewTask, Result, Signals, TaskId, TaskRecord, TaskStatus,
 };
 use sqlx::postgres::PgPool;
 

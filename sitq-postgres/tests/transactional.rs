@@ -46,7 +46,10 @@ async fn a_committed_transaction_stores_the_task_with_the_rows() {
         .expect("enqueue in the transaction");
     assert!(!handle.is_duplicate());
     // Not visible before the commit.
-    assert!(matches!(queue.status(handle.id()).await, Err(Error::NotFound(_))));
+    assert!(matches!(
+        queue.status(handle.id()).await,
+        Err(Error::NotFound(_))
+    ));
     tx.commit().await.expect("commit");
 
     assert_eq!(orders(&pool).await, [1]);
@@ -100,11 +103,17 @@ async fn an_error_in_the_transaction_rolls_back_the_task_too() {
     assert!(duplicate_order.is_err(), "the user's statement fails");
     // The aborted transaction refuses more work, including an enqueue.
     let refused = enqueue_in(&mut tx, &queue, Add { a: 1, b: 2 }).await;
-    assert!(matches!(refused, Err(Error::Database { .. })), "{refused:?}");
+    assert!(
+        matches!(refused, Err(Error::Database { .. })),
+        "{refused:?}"
+    );
     drop(tx); // rolls back
 
     assert_eq!(orders(&pool).await, [7]);
-    assert!(matches!(queue.status(handle.id()).await, Err(Error::NotFound(_))));
+    assert!(matches!(
+        queue.status(handle.id()).await,
+        Err(Error::NotFound(_))
+    ));
     db.drop().await;
 }
 
@@ -169,6 +178,9 @@ async fn unique_keys_hold_inside_a_transaction() {
         .expect("enqueue");
     assert!(raced.is_duplicate());
     assert_eq!(raced.id(), held.id());
-    assert_eq!(queue.status(held.id()).await.expect("status"), TaskStatus::Pending);
+    assert_eq!(
+        queue.status(held.id()).await.expect("status"),
+        TaskStatus::Pending
+    );
     db.drop().await;
 }

@@ -8,8 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sitq_core::{
     Backend, ClaimRef, ClaimRequest, ClaimedTask, Completion, ConnectOptions, Enqueued, Error,
-    Finished,
-    NewTask, Result, Signals, TaskId, TaskRecord, TaskStatus,
+    Finished, NewTask, Result, Signals, TaskId, TaskRecord, TaskStatus,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -114,10 +113,7 @@ impl SqliteBackend {
         if self.closed.load(Ordering::Acquire) {
             return Err(closed(op));
         }
-        self.writer
-            .send(command)
-            .await
-            .map_err(|_| writer_gone(op))
+        self.writer.send(command).await.map_err(|_| writer_gone(op))
     }
 
     async fn read(&self, read: Read) -> Result<Found> {

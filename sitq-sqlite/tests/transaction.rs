@@ -84,11 +84,17 @@ async fn err_rolls_back_the_rows_and_the_task() {
     .await;
     assert!(matches!(result, Err(AppError::OutOfStock)), "{result:?}");
     assert_eq!(orders(&queue).await, Vec::<i64>::new());
-    let id = enqueued.lock().expect("lock").expect("the closure enqueued");
+    let id = enqueued
+        .lock()
+        .expect("lock")
+        .expect("the closure enqueued");
     assert!(!exists(&queue, id).await, "the task was rolled back");
     // The handle says so too.
     let handle = queue.handle::<i64>(id);
-    assert!(matches!(handle.wait_timeout(WAIT).await, Err(Error::NotFound(_))));
+    assert!(matches!(
+        handle.wait_timeout(WAIT).await,
+        Err(Error::NotFound(_))
+    ));
 }
 
 #[tokio::test]
@@ -108,7 +114,10 @@ async fn a_failing_statement_rolls_back_what_came_before() {
         "{result:?}"
     );
     assert_eq!(orders(&queue).await, Vec::<i64>::new());
-    let id = enqueued.lock().expect("lock").expect("the closure enqueued");
+    let id = enqueued
+        .lock()
+        .expect("lock")
+        .expect("the closure enqueued");
     assert!(!exists(&queue, id).await);
 }
 
@@ -183,7 +192,10 @@ async fn a_failing_closure_leaves_concurrent_commands_alone() {
         assert!(exists(&queue, handle.id()).await);
     }
     for task in failing {
-        assert!(matches!(task.await.expect("join"), Err(AppError::OutOfStock)));
+        assert!(matches!(
+            task.await.expect("join"),
+            Err(AppError::OutOfStock)
+        ));
     }
     assert_eq!(orders(&queue).await, Vec::<i64>::new());
 }

@@ -38,7 +38,9 @@ fn child_producer() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let queue = runtime.block_on(Queue::connect(&url)).expect("connect");
     let mut out = std::io::stdout().lock();
-    writeln!(out, "unique-ready").and_then(|()| out.flush()).expect("stdout");
+    writeln!(out, "unique-ready")
+        .and_then(|()| out.flush())
+        .expect("stdout");
     for line in std::io::stdin().lock().lines() {
         let day: u64 = line.expect("stdin").trim().parse().expect("a day");
         let handle = runtime
@@ -66,7 +68,12 @@ impl Producer {
     fn spawn(url: &str) -> Producer {
         let exe = std::env::current_exe().expect("test binary path");
         let mut child = Command::new(exe)
-            .args(["child_producer", "--exact", "--nocapture", "--test-threads=1"])
+            .args([
+                "child_producer",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_URL, url)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -111,7 +118,11 @@ async fn race(url: &str) -> Vec<TaskId> {
         // Everyone is connected and waiting on stdin: release them together.
         for producer in &mut producers {
             let go = format!("{day}\n");
-            producer.stdin.write_all(go.as_bytes()).await.expect("write");
+            producer
+                .stdin
+                .write_all(go.as_bytes())
+                .await
+                .expect("write");
             producer.stdin.flush().await.expect("flush");
         }
         let mut answers = Vec::new();
@@ -131,7 +142,10 @@ async fn race(url: &str) -> Vec<TaskId> {
             "day {day}: every producer gets the one task: {answers:?}"
         );
         let created = answers.iter().filter(|(_, duplicate)| !duplicate).count();
-        assert_eq!(created, 1, "day {day}: exactly one producer created it: {answers:?}");
+        assert_eq!(
+            created, 1,
+            "day {day}: exactly one producer created it: {answers:?}"
+        );
         holders.push(holder);
     }
     for mut producer in producers {

@@ -14,9 +14,9 @@ use super::cases::wait;
 use super::tasks::{Add, BlockingAdd};
 use super::{Harness, WAIT, eventually, open, worker_config};
 use crate::{
-    ClaimRequest, ClaimedTask, Completion, EnqueueOptions, Error, FailureKind, MAX_UNIQUE_KEY_BYTES,
-    NewTask, Outcome, Queue, Task, TaskDefaults, TaskFailure, TaskHandle, TaskId, TaskStatus,
-    UniqueKey, codec,
+    ClaimRequest, ClaimedTask, Completion, EnqueueOptions, Error, FailureKind,
+    MAX_UNIQUE_KEY_BYTES, NewTask, Outcome, Queue, Task, TaskDefaults, TaskFailure, TaskHandle,
+    TaskId, TaskStatus, UniqueKey, codec,
 };
 
 /// A task unique by its arguments, as `#[sitq::task(unique)]` declares it.
@@ -107,7 +107,11 @@ pub async fn unique_duplicate_returns_the_existing_task(h: &impl Harness) {
     assert_duplicate_of(&again, first.id(), "the second enqueue");
     let record = queue.get(first.id()).await.expect("record");
     let stored: Add = codec::decode(&record.payload, "arguments").expect("decode");
-    assert_eq!((stored.a, record.priority), (1, 0), "the holder is unchanged");
+    assert_eq!(
+        (stored.a, record.priority),
+        (1, 0),
+        "the holder is unchanged"
+    );
     // Nothing else was stored: a plain task is the next id after the holder.
     let plain = queue.enqueue(Add { a: 0, b: 0 }).await.expect("enqueue");
     let between = (first.id().0 + 1..plain.id().0).map(TaskId);
@@ -127,9 +131,17 @@ pub async fn unique_duplicate_returns_the_existing_task(h: &impl Harness) {
 pub async fn unique_key_blocks_while_pending_or_running(h: &impl Harness) {
     let (queue, _) = open(h).await;
     let holder = add_keyed(&queue, 1, key("k").max_attempts(3)).await;
-    assert_duplicate_of(&add_keyed(&queue, 2, key("k")).await, holder.id(), "pending");
+    assert_duplicate_of(
+        &add_keyed(&queue, 2, key("k")).await,
+        holder.id(),
+        "pending",
+    );
     let task = claim(&queue, Add::NAME, WAIT).await;
-    assert_duplicate_of(&add_keyed(&queue, 3, key("k")).await, holder.id(), "running");
+    assert_duplicate_of(
+        &add_keyed(&queue, 3, key("k")).await,
+        holder.id(),
+        "running",
+    );
     complete(
         &queue,
         &task,
@@ -160,12 +172,7 @@ pub async fn unique_succeeded_blocks_only_within_its_window(h: &impl Harness) {
     queue.cancel(after.id()).await.expect("cancel");
 
     // A long window.
-    let hour = add_keyed(
-        &queue,
-        1,
-        key("hour").unique_for(Duration::from_secs(3600)),
-    )
-    .await;
+    let hour = add_keyed(&queue, 1, key("hour").unique_for(Duration::from_secs(3600))).await;
     complete(&queue, &claim(&queue, Add::NAME, WAIT).await, succeeded()).await;
     assert_eq!(hour.status().await.expect("status"), TaskStatus::Succeeded);
     assert_duplicate_of(
@@ -246,7 +253,10 @@ pub async fn unique_batch_with_duplicates(h: &impl Harness) {
     assert_eq!(handles[0].id(), stored.id());
     assert_eq!(handles[4].id(), stored.id());
     assert_eq!(handles[2].id(), handles[1].id());
-    assert!(handles[1].id() < handles[3].id(), "new tasks in batch order");
+    assert!(
+        handles[1].id() < handles[3].id(),
+        "new tasks in batch order"
+    );
 
     // Keyed and plain tasks mixed, through the backend.
     let task = |key: Option<&str>| NewTask {
@@ -257,7 +267,12 @@ pub async fn unique_batch_with_duplicates(h: &impl Harness) {
     };
     let enqueued = queue
         .backend()
-        .enqueue_unique(vec![task(None), task(Some("x")), task(None), task(Some("x"))])
+        .enqueue_unique(vec![
+            task(None),
+            task(Some("x")),
+            task(None),
+            task(Some("x")),
+        ])
         .await
         .expect("enqueue_unique");
     let flags: Vec<bool> = enqueued.iter().map(|e| e.duplicate).collect();

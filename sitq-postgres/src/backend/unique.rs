@@ -205,7 +205,11 @@ pub(crate) async fn enqueue_on(
             .collect();
         for i in conflicted {
             let task = &tasks[i];
-            let key = task.unique.as_ref().map(|u| u.key.clone()).unwrap_or_default();
+            let key = task
+                .unique
+                .as_ref()
+                .map(|u| u.key.clone())
+                .unwrap_or_default();
             match holders.get(&(task.name.clone(), key)) {
                 Some(&id) => {
                     answers[i] = Some(Enqueued {
@@ -221,7 +225,10 @@ pub(crate) async fn enqueue_on(
     if !todo.is_empty() {
         return Err(Failure::Other(Error::database(
             OP,
-            format!("the unique keys of {} task(s) kept changing hands; try again", todo.len()),
+            format!(
+                "the unique keys of {} task(s) kept changing hands; try again",
+                todo.len()
+            ),
         )));
     }
     for (i, earlier) in aliases {
@@ -283,7 +290,11 @@ async fn insert(
         max_attempts.push(to_int(task.max_attempts));
         run_ats.push(task.run_at);
         keys.push(task.unique.as_ref().map(|unique| unique.key.as_str()));
-        windows.push(task.unique.as_ref().and_then(|unique| unique.window_micros()));
+        windows.push(
+            task.unique
+                .as_ref()
+                .and_then(|unique| unique.window_micros()),
+        );
     }
     sqlx::query_as(INSERT)
         .bind(names)

@@ -68,7 +68,8 @@ pub(crate) fn insert_unique(
         "SELECT id, status, finished_at, unique_for FROM sitq_tasks \
          WHERE name = ?1 AND unique_key = ?2",
     )?;
-    let mut release = conn.prepare_cached("UPDATE sitq_tasks SET unique_key = NULL WHERE id = ?1")?;
+    let mut release =
+        conn.prepare_cached("UPDATE sitq_tasks SET unique_key = NULL WHERE id = ?1")?;
     let at = time::from_micros(now);
     let mut enqueued = Vec::with_capacity(tasks.len());
     for task in tasks {
