@@ -12,6 +12,7 @@ use crate::cancel::{CancelOutcome, CancelRequest};
 use crate::options::ConnectOptions;
 use crate::record::{AttemptFailure, TaskFailure, TaskId, TaskRecord, TaskStatus};
 use crate::signals::Signals;
+use crate::unique::{Enqueued, UniqueKey};
 
 /// Storage for tasks. Implemented by `sitq-sqlite` and `sitq-postgres`.
 ///
@@ -32,7 +33,9 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     fn poll_interval(&self) -> Duration;
 
     /// Stores `tasks` in one transaction, all or nothing; returns their ids in order.
-    /// Signals new work after the commit.
+    /// Signals new work after the commit. Tasks with a unique key are
+    /// deduplicated as by [`enqueue_unique`](Backend::enqueue_unique) (a
+    /// duplicate's id is its key holder's).
     async fn enqueue(&self, tasks: Vec<NewTask>) -> Result<Vec<TaskId>>;
 
     /// Atomically claims up to `request.limit` pending tasks whose `run_at` has
@@ -156,6 +159,44 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// whose lease ran out; deleted with the task by
     /// [`prune`](Backend::prune).
     async fn failures(&self, id: TaskId) -> Result<Vec<AttemptFailure>>;
+
+    /// [`enqueue`](Backend::enqueue), honouring unique keys; one answer per task, in order.
+    ///
+    /// A task whose [`NewTask::unique`] key (scoped by its name) is held by a
+    /// task that blocks it (pending, blocked or running, or succeeded less
+    /// than its window ago; see [`holder_blocks`](crate::holder_blocks)) is
+    /// not stored: its answer is the holder's id with `duplicate` set. A
+    /// holder that no longer blocks is released in the same transaction, and
+    /// the new task takes the key. Within one batch, a later task with the
+    /// key of an earlier one is a duplicate of it. A unique index on
+    /// `(name, unique_key)` makes this hold for any number of concurrent
+    /// producers: exactly one task holds a key at a time. All or nothing, like `enqueue`.
+    ///
+    /// The default serves backends without unique keys: tasks without one
+    /// are enqueued, a key is refused with [`Error::InvalidOptions`](crate::Error::InvalidOptions).
+    async fn enqueue_unique(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>> {
+        if tasks.iter().any(|task| task.unique.is_some()) {
+            return Err(crate::Error::InvalidOptions(format!(
+                "the {} backend does not support unique keys",
+                self.name()
+            )));
+        }
+        let ids = self.enqueue(tasks).await?;
+        Ok(ids
+            .into_iter()
+            .map(|id| Enqueued {
+                id,
+                duplicate: false,
+            })
+            .collect())
+    }
+
+    /// The backend as [`Any`](std::any::Any), for backend crates' own entry
+    /// points (e.g. a transaction on a [`Queue`](crate::Queue)'s database);
+    /// `None` unless the backend offers it.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
 }
 
 /// A task to store.
@@ -173,6 +214,8 @@ pub struct NewTask {
     pub run_at: DateTime<Utc>,
     /// Attempts allowed (at least 1).
     pub max_attempts: u32,
+    /// The unique key the task takes, if any (see [`Backend::enqueue_unique`]).
+    pub unique: Option<UniqueKey>,
 }
 
 /// What a worker asks [`Backend::claim`] for.

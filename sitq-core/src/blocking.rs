@@ -142,6 +142,12 @@ impl<T: DeserializeOwned> TaskHandle<T> {
         self.inner.id()
     }
 
+    /// Whether the enqueue found the task's unique key held; see
+    /// [`crate::TaskHandle::is_duplicate`].
+    pub fn is_duplicate(&self) -> bool {
+        self.inner.is_duplicate()
+    }
+
     /// The task's current status.
     pub fn status(&self) -> Result<TaskStatus> {
         self.runtime.block_on(self.inner.status())

@@ -24,6 +24,8 @@ pub struct TaskHandle<T> {
     id: TaskId,
     /// Made by an enqueue, so the task existed: waiting need not check first.
     enqueued: bool,
+    /// The enqueue found the unique key held: this is the holder's handle.
+    duplicate: bool,
     _output: PhantomData<fn() -> T>,
 }
 
@@ -33,6 +35,7 @@ impl<T> Clone for TaskHandle<T> {
             queue: self.queue.clone(),
             id: self.id,
             enqueued: self.enqueued,
+            duplicate: self.duplicate,
             _output: PhantomData,
         }
     }
@@ -40,7 +43,10 @@ impl<T> Clone for TaskHandle<T> {
 
 impl<T> fmt::Debug for TaskHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TaskHandle").field("id", &self.id).finish()
+        f.debug_struct("TaskHandle")
+            .field("id", &self.id)
+            .field("duplicate", &self.duplicate)
+            .finish()
     }
 }
 
@@ -51,7 +57,26 @@ impl<T> TaskHandle<T> {
             queue,
             id,
             enqueued: true,
+            duplicate: false,
             _output: PhantomData,
+        }
+    }
+
+    /// The handle an enqueue returned: a new task, or (`duplicate`) the
+    /// holder of its unique key.
+    pub(crate) fn enqueued(queue: Queue, id: TaskId, duplicate: bool) -> Self {
+        TaskHandle {
+            duplicate,
+            ..TaskHandle::new(queue, id)
+        }
+    }
+
+    /// The handle of an enqueue that may not have committed (a
+    /// transaction's): checked like a stored id on its first wait.
+    pub(crate) fn stored_enqueued(queue: Queue, id: TaskId, duplicate: bool) -> Self {
+        TaskHandle {
+            enqueued: false,
+            ..TaskHandle::enqueued(queue, id, duplicate)
         }
     }
 
@@ -66,6 +91,14 @@ impl<T> TaskHandle<T> {
     /// The task's id.
     pub fn id(&self) -> TaskId {
         self.id
+    }
+
+    /// Whether the enqueue that made this handle found the task's unique key
+    /// held: nothing new was stored and this is the handle of the task that
+    /// holds the key (it may have been enqueued with other arguments or
+    /// options). False for a new task and for handles made from an id.
+    pub fn is_duplicate(&self) -> bool {
+        self.duplicate
     }
 
     /// The task's current status.

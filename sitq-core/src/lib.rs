@@ -17,6 +17,7 @@ mod record;
 mod registry;
 mod signals;
 mod task;
+mod unique;
 mod wait;
 
 #[cfg(feature = "testing")]
@@ -38,6 +39,7 @@ pub use record::{
 pub use registry::Registry;
 pub use signals::{CancelNotice, FinishedWatch, Signals};
 pub use task::{Task, TaskDefaults, TaskFuture, TaskRegistration};
+pub use unique::{Enqueued, MAX_UNIQUE_KEY_BYTES, UniqueKey, holder_blocks};
 
 #[doc(hidden)]
 pub use inventory;

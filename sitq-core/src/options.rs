@@ -15,6 +15,8 @@ pub struct EnqueueOptions {
     priority: Option<i32>,
     queue: Option<String>,
     max_attempts: Option<u32>,
+    unique_key: Option<String>,
+    unique_for: Option<Duration>,
 }
 
 impl EnqueueOptions {
@@ -53,6 +55,35 @@ impl EnqueueOptions {
     pub fn max_attempts(mut self, max_attempts: u32) -> Self {
         self.max_attempts = Some(max_attempts);
         self
+    }
+
+    /// Makes this enqueue unique under `key`: while a task of the same name
+    /// holds the key (pending, blocked or running, or succeeded within its
+    /// window), enqueueing returns that task's handle instead of a new one
+    /// ([`TaskHandle::is_duplicate`](crate::TaskHandle::is_duplicate)).
+    /// Keys are scoped by task name. At most
+    /// [`MAX_UNIQUE_KEY_BYTES`](crate::MAX_UNIQUE_KEY_BYTES), not empty.
+    pub fn unique_key(mut self, key: impl Into<String>) -> Self {
+        self.unique_key = Some(key.into());
+        self
+    }
+
+    /// Makes this enqueue unique (by its arguments, unless a
+    /// [`unique_key`](Self::unique_key) is given), and keeps the key blocked
+    /// for `window` after the task succeeded (overrides the task's `unique_for`).
+    pub fn unique_for(mut self, window: Duration) -> Self {
+        self.unique_for = Some(window);
+        self
+    }
+
+    /// The explicit unique key set, if any.
+    pub fn get_unique_key(&self) -> Option<&str> {
+        self.unique_key.as_deref()
+    }
+
+    /// The unique window set, if any.
+    pub fn get_unique_for(&self) -> Option<Duration> {
+        self.unique_for
     }
 
     /// The priority set, if any.

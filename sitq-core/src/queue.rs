@@ -10,6 +10,7 @@ use crate::handle::TaskHandle;
 use crate::options::{ConnectOptions, EnqueueOptions};
 use crate::record::{AttemptFailure, TaskId, TaskRecord, TaskStatus};
 use crate::task::{Task, TaskDefaults};
+use crate::unique::{Enqueued, UniqueKey};
 use crate::{Error, Result, codec};
 
 /// The client handle: enqueue tasks, look at them, wait for them.
@@ -91,11 +92,21 @@ impl Queue {
         options: EnqueueOptions,
     ) -> Result<TaskHandle<T::Output>> {
         let new = self.new_task::<T>(&task, &options)?;
+        if new.unique.is_some() {
+            let enqueued = single(self.insert_unique(vec![new]).await?)?;
+            return Ok(TaskHandle::enqueued(
+                self.clone(),
+                enqueued.id,
+                enqueued.duplicate,
+            ));
+        }
         let ids = self.insert(vec![new]).await?;
         Ok(TaskHandle::new(self.clone(), single(ids)?))
     }
 
     /// Enqueues many tasks of one type in one transaction: all are stored or none.
+    /// Unique tasks whose key is held (also by an earlier task of the same
+    /// batch) are not stored; their handles are the holders' ([`TaskHandle::is_duplicate`]).
     pub async fn enqueue_many<T: Task>(
         &self,
         tasks: impl IntoIterator<Item = T>,
@@ -113,6 +124,13 @@ impl Queue {
             .into_iter()
             .map(|task| self.new_task::<T>(&task, &options))
             .collect::<Result<Vec<_>>>()?;
+        if new.iter().any(|task| task.unique.is_some()) {
+            let enqueued = self.insert_unique(new).await?;
+            return Ok(enqueued
+                .into_iter()
+                .map(|e| TaskHandle::enqueued(self.clone(), e.id, e.duplicate))
+                .collect());
+        }
         let ids = self.insert(new).await?;
         Ok(ids
             .into_iter()
@@ -206,14 +224,26 @@ impl Queue {
         Ok(failures)
     }
 
+    /// Builds the row `task` is stored as with `options`: encoded, checked,
+    /// its unique key resolved. For backend crates' own enqueue paths (a
+    /// transactional enqueue); [`enqueue_with`](Queue::enqueue_with) does
+    /// this and stores it.
+    pub fn new_task<T: Task>(&self, task: &T, options: &EnqueueOptions) -> Result<NewTask> {
+        let payload = codec::encode(task, &format!("arguments of task {}", T::NAME))?;
+        self.build(T::NAME, payload, T::DEFAULTS, options)
+    }
+
+    /// The handle of a task stored by a backend crate's own enqueue path
+    /// (see [`new_task`](Queue::new_task)). Its first wait checks that the
+    /// task exists, so a handle from a transaction that rolled back reports
+    /// [`Error::NotFound`].
+    pub fn enqueued_handle<T>(&self, enqueued: Enqueued) -> TaskHandle<T> {
+        TaskHandle::stored_enqueued(self.clone(), enqueued.id, enqueued.duplicate)
+    }
+
     /// Closes the connection pool.
     pub async fn close(&self) {
         self.inner.backend.close().await;
-    }
-
-    fn new_task<T: Task>(&self, task: &T, options: &EnqueueOptions) -> Result<NewTask> {
-        let payload = codec::encode(task, &format!("arguments of task {}", T::NAME))?;
-        self.build(T::NAME, payload, T::DEFAULTS, options)
     }
 
     fn build(
@@ -244,6 +274,14 @@ impl Queue {
                 "max_attempts must be at least 1".into(),
             ));
         }
+        let window = options.get_unique_for().or(defaults.unique_for);
+        let unique = match options.get_unique_key() {
+            Some(key) => Some(UniqueKey::explicit(key.to_owned(), window)?),
+            None if defaults.unique || options.get_unique_for().is_some() => {
+                Some(UniqueKey::of_arguments(&payload, window))
+            }
+            None => None,
+        };
         Ok(NewTask {
             name: name.to_owned(),
             queue: queue.to_owned(),
@@ -251,6 +289,7 @@ impl Queue {
             priority: options.get_priority().unwrap_or(defaults.priority),
             run_at: options.resolve_run_at(Utc::now())?,
             max_attempts,
+            unique,
         })
     }
 
@@ -271,9 +310,28 @@ impl Queue {
         .instrument(span)
         .await
     }
+
+    /// [`insert`](Queue::insert) for a batch with unique keys.
+    async fn insert_unique(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>> {
+        let span = match tasks.first() {
+            Some(task) => {
+                tracing::debug_span!("enqueue", task.name = %task.name, count = tasks.len())
+            }
+            None => return Ok(Vec::new()),
+        };
+        async {
+            let enqueued = self.inner.backend.enqueue_unique(tasks).await?;
+            if let [one] = enqueued.as_slice() {
+                tracing::debug!(task.id = %one.id, duplicate = one.duplicate, "enqueued");
+            }
+            Ok(enqueued)
+        }
+        .instrument(span)
+        .await
+    }
 }
 
-fn single(ids: Vec<TaskId>) -> Result<TaskId> {
+fn single<T: Copy>(ids: Vec<T>) -> Result<T> {
     match ids.as_slice() {
         [id] => Ok(*id),
         _ => Err(Error::database(

@@ -34,6 +34,12 @@ pub struct TaskDefaults {
     pub timeout: Option<Duration>,
     /// The delay before each retry.
     pub backoff: Backoff,
+    /// Whether every enqueue is unique by its arguments (`#[task(unique)]`):
+    /// its key is the task's name and a hash of its encoded arguments.
+    pub unique: bool,
+    /// How long a succeeded task keeps blocking its unique key
+    /// (`#[task(unique_for = "1h")]`); applies to explicit keys too.
+    pub unique_for: Option<Duration>,
 }
 
 impl TaskDefaults {
@@ -44,6 +50,8 @@ impl TaskDefaults {
         max_attempts: 3,
         timeout: None,
         backoff: Backoff::DEFAULT,
+        unique: false,
+        unique_for: None,
     };
 }
 

@@ -18,6 +18,7 @@ mod cases;
 mod claims;
 mod context;
 mod tasks;
+mod unique;
 mod waits;
 
 use std::future::Future;
@@ -31,7 +32,8 @@ pub use cancel::*;
 pub use cases::*;
 pub use claims::*;
 pub use context::*;
-pub use tasks::{registry, registry_without, unique};
+pub use tasks::{Add, registry, registry_without, unique};
+pub use unique::*;
 pub use waits::*;
 
 /// How a conformance test wants its worker.
@@ -161,6 +163,13 @@ macro_rules! conformance_tests {
             context_describes_the_attempt, snooze_spends_no_attempt_and_counts,
             snoozed_task_is_pending_and_keeps_its_failure, snooze_delay_is_honoured,
             snooze_of_a_lost_claim_is_fenced, absurd_snooze_is_capped,
+        );
+        // Unique tasks (testing/unique.rs).
+        $crate::conformance_tests!(@cases $harness;
+            unique_duplicate_returns_the_existing_task, unique_key_blocks_while_pending_or_running,
+            unique_succeeded_blocks_only_within_its_window, unique_failed_and_cancelled_do_not_block,
+            unique_batch_with_duplicates, unique_by_arguments, unique_keys_are_scoped_by_task_name,
+            unique_key_is_checked,
         );
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {

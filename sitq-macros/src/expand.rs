@@ -146,6 +146,20 @@ pub(crate) fn task(options: &Options, task: &TaskFn) -> syn::Result<TokenStream>
                     Self { options: self.options.max_attempts(max_attempts) }
                 }
 
+                /// Makes this enqueue unique under `key` (scoped by task name): while a
+                /// task holding it is pending, blocked or running (or succeeded within
+                /// its window), the enqueue returns that task's handle, marked
+                /// [`is_duplicate`](::sitq::TaskHandle::is_duplicate), and stores nothing.
+                pub fn unique_key(self, key: impl ::core::convert::Into<::std::string::String>) -> Self {
+                    Self { options: self.options.unique_key(key) }
+                }
+
+                /// Makes this enqueue unique (by its arguments unless a `unique_key` is
+                /// given) and keeps the key blocked for `window` after the task succeeded.
+                pub fn unique_for(self, window: ::core::time::Duration) -> Self {
+                    Self { options: self.options.unique_for(window) }
+                }
+
                 /// Enqueues the task with these arguments and options.
                 pub async fn enqueue(self, #queue: &::sitq::Queue, #(#params),*) -> #handle {
                     #queue.enqueue_with(#ident { #(#idents),* }, self.options).await
@@ -207,11 +221,20 @@ fn defaults(options: &Options) -> TokenStream {
         };
         fields.push(quote!(backoff: #backoff));
     }
+    // `unique_for` implies `unique`.
+    if options.unique || options.unique_for.is_some() {
+        fields.push(quote!(unique: true));
+    }
+    if let Some(window) = options.unique_for {
+        let window = duration(window);
+        fields.push(quote!(unique_for: ::core::option::Option::Some(#window)));
+    }
     if fields.is_empty() {
         return quote!();
     }
     // Every field set: no `..DEFAULT` (it would be a needless update).
-    let rest = (fields.len() < 5).then(|| quote!(..::sitq::__private::TaskDefaults::DEFAULT));
+    let rest = (fields.len() < DEFAULTS_FIELDS)
+        .then(|| quote!(..::sitq::__private::TaskDefaults::DEFAULT));
     quote! {
         const DEFAULTS: ::sitq::__private::TaskDefaults = ::sitq::__private::TaskDefaults {
             #(#fields,)*
@@ -219,6 +242,9 @@ fn defaults(options: &Options) -> TokenStream {
         };
     }
 }
+
+/// How many fields `TaskDefaults` has.
+const DEFAULTS_FIELDS: usize = 7;
 
 fn duration(duration: Duration) -> TokenStream {
     let (secs, nanos) = (duration.as_secs(), duration.subsec_nanos());

@@ -26,6 +26,9 @@ pub(crate) struct Options {
     pub max_attempts: Option<u32>,
     pub timeout: Option<Duration>,
     pub backoff: Option<Backoff>,
+    /// `unique` (a flag) or `unique_for`: unique by arguments.
+    pub unique: bool,
+    pub unique_for: Option<Duration>,
 }
 
 /// The retry delay set with `backoff = ...`.
@@ -46,16 +49,20 @@ enum Key {
     MaxAttempts,
     Timeout,
     Backoff,
+    Unique,
+    UniqueFor,
 }
 
 impl Key {
-    const ALL: [Key; 6] = [
+    const ALL: [Key; 8] = [
         Key::Name,
         Key::Queue,
         Key::Priority,
         Key::MaxAttempts,
         Key::Timeout,
         Key::Backoff,
+        Key::Unique,
+        Key::UniqueFor,
     ];
 
     fn as_str(self) -> &'static str {
@@ -66,6 +73,8 @@ impl Key {
             Key::MaxAttempts => "max_attempts",
             Key::Timeout => "timeout",
             Key::Backoff => "backoff",
+            Key::Unique => "unique",
+            Key::UniqueFor => "unique_for",
         }
     }
 
@@ -81,6 +90,8 @@ impl Key {
                 "a duration string (exponential from that base, capped at 1h), \
                  `exponential(base, cap)` or `fixed(delay)`"
             }
+            Key::Unique => "no value (it is a flag)",
+            Key::UniqueFor => "a duration string (how long a succeeded task still blocks its key)",
         }
     }
 
@@ -94,6 +105,8 @@ impl Key {
             Key::Backoff => {
                 "`backoff = \"1s\"`, `backoff = exponential(\"1s\", \"10m\")` or `backoff = fixed(\"5s\")`"
             }
+            Key::Unique => "`unique`",
+            Key::UniqueFor => "`unique_for = \"1h\"`",
         }
     }
 }
@@ -125,6 +138,29 @@ impl Parse for Options {
                     ),
                 ));
             };
+            if key == Key::Unique {
+                // A flag: `unique`, never `unique = ...`.
+                if input.peek(Token![=]) {
+                    return Err(syn::Error::new(
+                        ident.span(),
+                        "`unique` is a flag and takes no value: write `unique`, and \
+                         `unique_for = \"1h\"` for a window after success",
+                    ));
+                }
+                if seen.contains(&key) {
+                    errors.push(syn::Error::new(
+                        ident.span(),
+                        format!("option `{name}` is given twice"),
+                    ));
+                }
+                seen.push(key);
+                options.unique = true;
+                if input.is_empty() {
+                    break;
+                }
+                input.parse::<Token![,]>()?;
+                continue;
+            }
             if !input.peek(Token![=]) {
                 return Err(syn::Error::new(
                     ident.span(),
@@ -225,6 +261,20 @@ impl Options {
             Key::Backoff => {
                 let backoff = parse_backoff(value).map_err(|err| err.unwrap_or_else(wrong_type))?;
                 self.backoff = Some(backoff);
+            }
+            // Handled as a flag by the parser.
+            Key::Unique => self.unique = true,
+            Key::UniqueFor => {
+                let lit = string_literal(value).ok_or_else(wrong_type)?;
+                let window = parse_duration(lit)?;
+                if window.is_zero() {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        "`unique_for` must be longer than zero; write `unique` alone for \
+                         a key that a succeeded task no longer blocks",
+                    ));
+                }
+                self.unique_for = Some(window);
             }
         }
         Ok(())

@@ -83,6 +83,8 @@ fn every_option_at_once() {
             max_attempts: 1,
             timeout: Some(Duration::from_secs(2 * 86_400)),
             backoff: Backoff::Fixed(Duration::from_secs(5)),
+            unique: false,
+            unique_for: None,
         }
     );
 }

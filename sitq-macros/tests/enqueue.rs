@@ -8,7 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use sitq::{ConnectOptions, Queue, TaskId, TaskRecord, TaskStatus};
-use sitq_core::{Backend, ClaimRef, ClaimRequest, ClaimedTask, Completion, NewTask, Signals};
+use sitq_core::{
+    Backend, ClaimRef, ClaimRequest, ClaimedTask, Completion, Enqueued, NewTask, Signals, UniqueKey,
+};
 
 #[sitq::task(queue = "mail", max_attempts = 5)]
 async fn send(to: String, queue: u32) -> Result<(), String> {
@@ -18,6 +20,11 @@ async fn send(to: String, queue: u32) -> Result<(), String> {
 
 #[sitq::task]
 fn nothing() {}
+
+#[sitq::task(unique, unique_for = "1h")]
+async fn export(user: u64) {
+    let _ = user;
+}
 
 #[derive(Debug, Default)]
 struct Recorder {
@@ -99,6 +106,16 @@ impl Backend for Recorder {
     }
     async fn failures(&self, _: TaskId) -> sitq::Result<Vec<sitq_core::AttemptFailure>> {
         unsupported()
+    }
+    async fn enqueue_unique(&self, tasks: Vec<NewTask>) -> sitq::Result<Vec<Enqueued>> {
+        let ids = self.enqueue(tasks).await?;
+        Ok(ids
+            .into_iter()
+            .map(|id| Enqueued {
+                id,
+                duplicate: false,
+            })
+            .collect())
     }
 }
 
@@ -210,5 +227,57 @@ async fn builder_can_be_kept_and_reused() -> sitq::Result<()> {
     urgent.clone().enqueue(&queue, "x".into(), 1).await?;
     urgent.enqueue(&queue, "y".into(), 2).await?;
     assert!(stored(&recorder).iter().all(|task| task.priority == 9));
+    Ok(())
+}
+
+#[tokio::test]
+async fn with_forwards_an_explicit_unique_key_and_window() -> sitq::Result<()> {
+    let (queue, recorder) = recording_queue();
+    send::with()
+        .unique_key("receipt:7")
+        .unique_for(Duration::from_secs(60))
+        .enqueue(&queue, "d@example.com".into(), 7)
+        .await?;
+    send::enqueue(&queue, "e@example.com".into(), 8).await?;
+    let tasks = stored(&recorder);
+    assert_eq!(
+        tasks[0].unique,
+        Some(UniqueKey {
+            key: "receipt:7".into(),
+            window: Some(Duration::from_secs(60)),
+        })
+    );
+    assert_eq!(
+        tasks[1].unique, None,
+        "a task not declared unique has no key"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_unique_task_is_keyed_by_its_arguments() -> sitq::Result<()> {
+    let (queue, recorder) = recording_queue();
+    export::enqueue(&queue, 1).await?;
+    export::enqueue(&queue, 1).await?;
+    export::enqueue(&queue, 2).await?;
+    export::with().unique_key("mine").enqueue(&queue, 2).await?;
+    let tasks = stored(&recorder);
+    let keys: Vec<UniqueKey> = tasks
+        .iter()
+        .filter_map(|task| task.unique.clone())
+        .collect();
+    assert_eq!(keys.len(), 4);
+    assert_eq!(keys[0], keys[1], "equal arguments, equal keys");
+    assert_ne!(keys[0], keys[2], "other arguments, another key");
+    assert!(keys[0].key.starts_with("sha256:"), "{}", keys[0].key);
+    assert_eq!(
+        keys[3].key, "mine",
+        "an explicit key wins over the arguments"
+    );
+    assert!(
+        keys.iter()
+            .all(|key| key.window == Some(Duration::from_secs(3600))),
+        "the task's window applies to every key"
+    );
     Ok(())
 }

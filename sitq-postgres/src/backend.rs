@@ -13,6 +13,7 @@ mod complete;
 mod enqueue;
 mod inspect;
 mod reserve;
+pub(crate) mod unique;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -22,8 +23,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sitq_core::{
     AttemptFailure, Backend, CancelOutcome, CancelRequest, ClaimRef, ClaimRequest, ClaimedTask,
-    Completion, ConnectOptions, Error, Finished, NewTask, Result, Signals, TaskId, TaskRecord,
-    TaskStatus,
+    Completion, ConnectOptions, Enqueued, Error, Finished, NewTask, Result, Signals, TaskId,
+    TaskRecord, TaskStatus,
 };
 use sqlx::postgres::PgPool;
 
@@ -116,6 +117,10 @@ impl Backend for PostgresBackend {
     }
 
     async fn enqueue(&self, tasks: Vec<NewTask>) -> Result<Vec<TaskId>> {
+        if tasks.iter().any(|task| task.unique.is_some()) {
+            let enqueued = self.enqueue_unique(tasks).await?;
+            return Ok(enqueued.into_iter().map(|e| e.id).collect());
+        }
         let ids = enqueue::enqueue(&self.pool, tasks).await?;
         if !ids.is_empty() {
             self.signals.notify_work();
@@ -215,6 +220,21 @@ impl Backend for PostgresBackend {
 
     async fn failures(&self, id: TaskId) -> Result<Vec<AttemptFailure>> {
         inspect::failures(&self.pool, id).await
+    }
+
+    async fn enqueue_unique(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let enqueued = unique::enqueue(&self.pool, &tasks).await?;
+        if enqueued.iter().any(|e| !e.duplicate) {
+            self.signals.notify_work();
+        }
+        Ok(enqueued)
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
     }
 }
 

@@ -17,6 +17,10 @@
 //! - **Time** comes from the server's clock, so leases and retry delays do
 //!   not depend on the clocks of the machines involved.
 //!
+//! - **Transactional enqueue** (the outbox pattern): [`enqueue_in`] stores a
+//!   task inside the caller's own `sqlx::Transaction`, so it exists if and
+//!   only if the caller's writes commit.
+//!
 //! Users reach it through `sitq::Queue::connect("postgres://…")` with the
 //! facade's `postgres` feature; [`PostgresBackend::connect`] builds one by hand.
 //!
@@ -30,8 +34,14 @@ mod backend;
 mod connect;
 mod listener;
 mod notify;
+mod transaction;
 
 pub use backend::PostgresBackend;
+pub use transaction::{enqueue_in, enqueue_in_with};
+
+/// The sqlx sitq is built with: open the transactions for [`enqueue_in`]
+/// with it (or with the same version of sqlx).
+pub use sqlx;
 
 use std::sync::Arc;
 

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sitq_core::{
     AttemptFailure, Backend, CancelOutcome, CancelRequest, ClaimRef, ClaimRequest, ClaimedTask,
-    Completion, ConnectOptions, Error, Finished, NewTask, Result, Signals, TaskId, TaskRecord,
-    TaskStatus,
+    Completion, ConnectOptions, Enqueued, Error, Finished, NewTask, Result, Signals, TaskId,
+    TaskRecord, TaskStatus,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -108,6 +108,15 @@ impl SqliteBackend {
         answer.await.map_err(|_| writer_gone(op))?
     }
 
+    /// Sends a command that answers through its own channel.
+    pub(crate) async fn send(&self, command: Command) -> Result<()> {
+        let op = "running a sitq transaction";
+        if self.closed.load(Ordering::Acquire) {
+            return Err(closed(op));
+        }
+        self.writer.send(command).await.map_err(|_| writer_gone(op))
+    }
+
     async fn read(&self, read: Read) -> Result<Found> {
         let op = read.op();
         match &self.readers {
@@ -153,6 +162,10 @@ impl Backend for SqliteBackend {
     async fn enqueue(&self, tasks: Vec<NewTask>) -> Result<Vec<TaskId>> {
         if tasks.is_empty() {
             return Ok(Vec::new());
+        }
+        if tasks.iter().any(|task| task.unique.is_some()) {
+            let enqueued = self.enqueue_unique(tasks).await?;
+            return Ok(enqueued.into_iter().map(|e| e.id).collect());
         }
         self.call("enqueueing tasks", |reply| Command::Enqueue {
             tasks,
@@ -316,5 +329,20 @@ impl Backend for SqliteBackend {
             Found::Failures(failures) => Ok(failures),
             _ => Err(unexpected("reading a task's failure history")),
         }
+    }
+
+    async fn enqueue_unique(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.call("enqueueing tasks", |reply| Command::EnqueueUnique {
+            tasks,
+            reply,
+        })
+        .await
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
     }
 }

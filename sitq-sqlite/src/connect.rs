@@ -26,6 +26,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0001_create_tasks.sql"),
     ),
     (
+        3,
+        "unique tasks",
+        include_str!("../migrations/0003_unique_tasks.sql"),
+    ),
+    (
         5,
         "task snoozes",
         include_str!("../migrations/0005_task_snoozes.sql"),

@@ -27,10 +27,16 @@ mod connect;
 mod ops;
 mod readers;
 mod time;
+mod transaction;
 mod watch;
 mod writer;
 
 pub use backend::SqliteBackend;
+pub use transaction::{Transaction, transaction};
+
+/// The rusqlite sitq is built with, for the parameters and rows of a
+/// [`Transaction`]'s statements.
+pub use rusqlite;
 
 use std::sync::Arc;
 

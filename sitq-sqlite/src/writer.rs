@@ -334,6 +334,18 @@ impl Writer {
             }
             // Sorted out by `group` before this point.
             Command::External | Command::Close { .. } => {}
+            Command::Transaction { job } => {
+                let (answer, stored) = job.run(conn, now);
+                effects.work |= stored;
+                answers.push(answer);
+            }
+            Command::EnqueueUnique { tasks, reply } => {
+                // Always several statements: the holder's lookup, its
+                // release, the insert.
+                let result = guarded(conn, true, || write::insert_unique(conn, &tasks, now));
+                effects.work |= matches!(&result, Ok(e) if e.iter().any(|e| !e.duplicate));
+                answers.push(answer(reply, result.map_err(db("enqueueing tasks"))));
+            }
         }
     }
 
@@ -457,6 +469,11 @@ fn fail(command: Command, err: &Arc<rusqlite::Error>) {
         Command::Prune { reply, .. } => send(reply, err),
         Command::Read { reply, .. } => send(reply, err),
         Command::External | Command::Close { .. } => {}
+        Command::EnqueueUnique { reply, .. } => send(reply, err),
+        Command::Transaction { job } => job.fail(Error::database(
+            "starting a SQLite write transaction",
+            err.clone(),
+        )),
     }
 }
 

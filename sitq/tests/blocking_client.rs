@@ -57,3 +57,18 @@ fn enqueue_and_wait_without_async() {
     worker.join().expect("worker thread");
     let _ = std::fs::remove_file(path);
 }
+
+#[test]
+fn a_duplicate_enqueue_says_so_without_async() {
+    let client = sitq::blocking::Queue::connect("sqlite::memory:").expect("connect");
+    let options = sitq::EnqueueOptions::new().unique_key("once");
+    let first = client
+        .enqueue_with(add { a: 1, b: 1 }, options.clone())
+        .expect("enqueue");
+    let again = client
+        .enqueue_with(add { a: 2, b: 2 }, options)
+        .expect("enqueue");
+    assert!(!first.is_duplicate());
+    assert!(again.is_duplicate());
+    assert_eq!(again.id(), first.id());
+}

@@ -20,6 +20,8 @@ const OP: &str = "completing tasks";
 /// lands, hence `coalesce` on `started_at`. A snooze gives its attempt back
 /// (`attempts - 1`), so the statement returns the claim's attempt, which
 /// for every other outcome is the stored one.
+/// A task that failed for good (or succeeded with no unique window)
+/// releases its unique key here; rows without one are in no extra index.
 const COMPLETE: &str = concat!(
     "
 WITH changed AS (
@@ -37,7 +39,10 @@ WITH changed AS (
         lease_until = NULL,
         attempts = CASE c.outcome WHEN 'snooze' THEN t.attempts - 1 ELSE t.attempts END,
         snoozes = CASE c.outcome WHEN 'snooze' THEN t.snoozes + 1 ELSE t.snoozes END,
-        worker_id = CASE c.outcome WHEN 'snooze' THEN NULL ELSE t.worker_id END
+        worker_id = CASE c.outcome WHEN 'snooze' THEN NULL ELSE t.worker_id END,
+        unique_key = CASE WHEN c.outcome = 'failed'
+                OR (c.outcome = 'succeeded' AND t.unique_for IS NULL) THEN NULL
+            ELSE t.unique_key END
     FROM UNNEST($1::bigint[], $2::int[], $3::text[], $4::bytea[], $5::text[], $6::text[],
                 $7::bigint[])
         AS c(id, attempt, outcome, result, error_kind, error, delay)
@@ -94,7 +99,12 @@ WITH changed AS (
             ELSE t.snoozes END,
         worker_id = CASE
             WHEN c.outcome = 'snooze' AND t.cancel_requested_at IS NULL THEN NULL
-            ELSE t.worker_id END
+            ELSE t.worker_id END,
+        unique_key = CASE
+            WHEN c.outcome IN ('failed', 'cancelled')
+                OR (c.outcome <> 'succeeded' AND t.cancel_requested_at IS NOT NULL)
+                OR (c.outcome = 'succeeded' AND t.unique_for IS NULL) THEN NULL
+            ELSE t.unique_key END
     FROM UNNEST($1::bigint[], $2::int[], $3::text[], $4::bytea[], $5::text[], $6::text[],
                 $7::bigint[])
         AS c(id, attempt, outcome, result, error_kind, error, delay)
@@ -412,6 +422,11 @@ WITH expired AS MATERIALIZED (
                 AND (t.attempts >= t.max_attempts OR t.cancel_requested_at IS NOT NULL)
             THEN now() END,
         lease_until = NULL,
+        unique_key = CASE
+            WHEN t.started_at IS NOT NULL
+                AND (t.attempts >= t.max_attempts OR t.cancel_requested_at IS NOT NULL)
+            THEN NULL
+            ELSE t.unique_key END,
         worker_id = CASE WHEN t.started_at IS NULL THEN NULL ELSE t.worker_id END,
         error_kind = CASE WHEN t.started_at IS NULL THEN t.error_kind ELSE 'lease_expired' END,
         error = CASE WHEN t.started_at IS NULL THEN t.error ELSE format(

@@ -110,7 +110,9 @@ WITH changed AS (
             THEN error ELSE $4 END,
         cancelled_by = CASE WHEN cancel_requested_at IS NULL THEN $2 ELSE cancelled_by END,
         cancel_reason = CASE WHEN cancel_requested_at IS NULL THEN $3 ELSE cancel_reason END,
-        cancel_requested_at = coalesce(cancel_requested_at, now())
+        cancel_requested_at = coalesce(cancel_requested_at, now()),
+        unique_key = CASE WHEN status = 'running' AND started_at IS NOT NULL
+            THEN unique_key END
     WHERE id = $1 AND status IN ('pending', 'blocked', 'running')
     RETURNING id, status, name, attempts, error_kind, error
 ), cancel_notice AS MATERIALIZED (

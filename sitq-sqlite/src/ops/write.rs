@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use sitq_core::{
-    CancelOutcome, CancelRequest, ClaimRef, ClaimedTask, Completion, FailureKind, Finished,
-    NewTask, Outcome, TaskFailure, TaskId, TaskStatus,
+    CancelOutcome, CancelRequest, ClaimRef, ClaimedTask, Completion, Enqueued, FailureKind,
+    Finished, NewTask, Outcome, TaskFailure, TaskId, TaskStatus, holder_blocks,
 };
 
 use super::{count, finished_row, json_ids, json_strings, status};
@@ -50,6 +50,92 @@ pub(crate) fn insert(
         ids.push(TaskId(conn.last_insert_rowid()));
     }
     Ok(ids)
+}
+
+const INSERT_UNIQUE: &str = "INSERT INTO sitq_tasks \
+     (created_at, name, queue, payload, priority, max_attempts, run_at, unique_key, unique_for) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+
+/// Inserts `tasks`, honouring unique keys (see `Backend::enqueue_unique`):
+/// a task whose key is held by a row that blocks it is not stored, and its
+/// answer is that row's id. The writer holds the write lock, so looking the
+/// holder up and inserting are as atomic as one statement across every
+/// process; the unique index on `(name, unique_key)` stands behind it. A
+/// later task of the same batch finds an earlier one's row like any other.
+pub(crate) fn insert_unique(
+    conn: &Connection,
+    tasks: &[NewTask],
+    now: i64,
+) -> rusqlite::Result<Vec<Enqueued>> {
+    let mut plain = conn.prepare_cached(INSERT)?;
+    let mut keyed = conn.prepare_cached(INSERT_UNIQUE)?;
+    let mut holder = conn.prepare_cached(
+        "SELECT id, status, finished_at, unique_for FROM sitq_tasks \
+         WHERE name = ?1 AND unique_key = ?2",
+    )?;
+    let mut release =
+        conn.prepare_cached("UPDATE sitq_tasks SET unique_key = NULL WHERE id = ?1")?;
+    let at = time::from_micros(now);
+    let mut enqueued = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        let run_at = time::to_micros(task.run_at);
+        let Some(unique) = &task.unique else {
+            plain.execute(params![
+                now,
+                task.name,
+                task.queue,
+                task.payload,
+                task.priority,
+                task.max_attempts,
+                run_at,
+            ])?;
+            enqueued.push(Enqueued {
+                id: TaskId(conn.last_insert_rowid()),
+                duplicate: false,
+            });
+            continue;
+        };
+        let held: Option<(i64, String, Option<i64>, Option<i64>)> = holder
+            .query_row(params![task.name, unique.key], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })
+            .optional()?;
+        if let Some((id, status, finished_at, window)) = held {
+            // A status this version does not know is taken to block.
+            let blocks = status.parse::<TaskStatus>().map_or(true, |status| {
+                holder_blocks(
+                    status,
+                    finished_at.map(time::from_micros),
+                    window.map(|micros| Duration::from_micros(micros.max(0).unsigned_abs())),
+                    at,
+                )
+            });
+            if blocks {
+                enqueued.push(Enqueued {
+                    id: TaskId(id),
+                    duplicate: true,
+                });
+                continue;
+            }
+            release.execute([id])?;
+        }
+        keyed.execute(params![
+            now,
+            task.name,
+            task.queue,
+            task.payload,
+            task.priority,
+            task.max_attempts,
+            run_at,
+            unique.key,
+            unique.window_micros(),
+        ])?;
+        enqueued.push(Enqueued {
+            id: TaskId(conn.last_insert_rowid()),
+            duplicate: false,
+        });
+    }
+    Ok(enqueued)
 }
 
 /// What a worker asked for, owned so that it can travel to the writer thread.
@@ -219,9 +305,14 @@ pub(crate) fn complete(
     let mut statement = conn.prepare_cached(
         "UPDATE sitq_tasks SET status = ?3, result = ?4, error_kind = ?5, error = ?6, \
              run_at = coalesce(?7, run_at), finished_at = ?8, lease_until = NULL, \
-             started_at = coalesce(started_at, ?9) \
+             started_at = coalesce(started_at, ?9), \
+             unique_key = CASE WHEN ?3 = 'failed' OR (?3 = 'succeeded' AND unique_for IS NULL) \
+                 THEN NULL ELSE unique_key END \
          WHERE id = ?1 AND attempts = ?2 AND status = 'running'",
     )?;
+    // A task that failed for good (or succeeded with no window) releases
+    // its unique key in the same statement: one CASE, no index work for the
+    // rows without a key (they are not in the partial index).
     // Without `RETURNING` (a fixed cost per statement in SQLite): the count
     // says whether it applied, and the name is read only for a finished task.
     let mut name_of = conn.prepare_cached("SELECT name FROM sitq_tasks WHERE id = ?1")?;
@@ -330,7 +421,9 @@ fn complete_failure(
                  ELSE run_at END, \
              finished_at = CASE WHEN ?3 = 'pending' AND cancel_requested_at IS NULL \
                  THEN NULL ELSE ?7 END, \
-             lease_until = NULL, started_at = coalesce(started_at, ?7) \
+             lease_until = NULL, started_at = coalesce(started_at, ?7), \
+             unique_key = CASE WHEN ?3 = 'pending' AND cancel_requested_at IS NULL \
+                 THEN unique_key END \
          WHERE id = ?1 AND attempts = ?2 AND status = 'running' \
          RETURNING status, name, worker_id",
     )?;
@@ -428,6 +521,9 @@ pub(crate) fn recover_expired(
                      AND (attempts >= max_attempts OR cancel_requested_at IS NOT NULL) \
                  THEN ?1 END, \
              lease_until = NULL, \
+             unique_key = CASE WHEN started_at IS NOT NULL \
+                     AND (attempts >= max_attempts OR cancel_requested_at IS NOT NULL) \
+                 THEN NULL ELSE unique_key END, \
              worker_id = CASE WHEN started_at IS NULL THEN NULL ELSE worker_id END, \
              error_kind = CASE WHEN started_at IS NULL THEN error_kind ELSE ?2 END, \
              error = CASE WHEN started_at IS NULL THEN error ELSE \
@@ -512,7 +608,7 @@ pub(crate) fn cancel(
                          attempts = CASE WHEN status = 'running' THEN attempts - 1 \
                              ELSE attempts END, \
                          cancel_requested_at = ?2, cancelled_by = ?3, cancel_reason = ?4, \
-                         error_kind = ?5, error = ?6 \
+                         error_kind = ?5, error = ?6, unique_key = NULL \
                      WHERE id = ?1 \
                      RETURNING name, attempts",
                 )?

@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sitq_core::{
-    CancelOutcome, CancelRequest, ClaimRef, ClaimedTask, Completion, Error, NewTask, Result, TaskId,
+    CancelOutcome, CancelRequest, ClaimRef, ClaimedTask, Completion, Enqueued, Error, NewTask,
+    Result, TaskId,
 };
 use tokio::sync::oneshot;
 
@@ -67,6 +68,15 @@ pub(crate) enum Command {
     External,
     /// Finish the commands already received, close the connection, then answer.
     Close { reply: oneshot::Sender<()> },
+    /// A user's closure in the group's transaction (`sitq_sqlite::transaction`).
+    Transaction {
+        job: Box<dyn crate::transaction::Job>,
+    },
+    /// `Backend::enqueue_unique` (and `enqueue` of tasks with unique keys).
+    EnqueueUnique {
+        tasks: Vec<NewTask>,
+        reply: Reply<Vec<Enqueued>>,
+    },
 }
 
 /// A result held until its group commits, then sent (or replaced by the

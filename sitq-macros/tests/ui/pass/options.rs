@@ -26,6 +26,17 @@ async fn exponential() {}
 #[sitq::task(backoff = fixed("0s"))]
 async fn immediate() {}
 
+#[sitq::task(unique)]
+async fn unique_by_arguments(user: u64) {
+    let _ = user;
+}
+
+#[sitq::task(queue = "q", unique, unique_for = "1h")]
+async fn unique_with_window() {}
+
+#[sitq::task(unique_for = "30m")]
+async fn window_alone() {}
+
 fn main() {
     assert_eq!(<trailing_comma as Task>::NAME, "custom.name");
     assert_eq!(<extremes as Task>::DEFAULTS.priority, i32::MIN);
@@ -54,5 +65,15 @@ fn main() {
         <immediate as Task>::DEFAULTS.backoff,
         Backoff::Fixed(Duration::ZERO)
     );
+    let unique = <unique_by_arguments as Task>::DEFAULTS;
+    assert!(unique.unique && unique.unique_for.is_none());
+    let windowed = <unique_with_window as Task>::DEFAULTS;
+    assert!(windowed.unique);
+    assert_eq!(windowed.unique_for, Some(Duration::from_secs(3600)));
+    assert_eq!(windowed.queue, "q");
+    // `unique_for` implies `unique`.
+    let alone = <window_alone as Task>::DEFAULTS;
+    assert!(alone.unique);
+    assert_eq!(alone.unique_for, Some(Duration::from_secs(1800)));
     let _ = empty_parens;
 }
