@@ -13,6 +13,7 @@ mod options;
 mod queue;
 mod record;
 mod registry;
+pub mod schedule;
 mod signals;
 mod task;
 mod wait;
@@ -32,6 +33,7 @@ pub use record::{FailureKind, TaskFailure, TaskId, TaskRecord, TaskStatus};
 pub use registry::Registry;
 pub use signals::{FinishedWatch, Signals};
 pub use task::{Task, TaskDefaults, TaskFuture, TaskRegistration};
+pub use schedule::{CatchUp, Schedule, ScheduleInfo};
 
 #[doc(hidden)]
 pub use inventory;

@@ -8,6 +8,7 @@ use crate::backend::{Backend, BackendConnector, NewTask};
 use crate::handle::TaskHandle;
 use crate::options::{ConnectOptions, EnqueueOptions};
 use crate::record::{TaskId, TaskRecord, TaskStatus};
+use crate::schedule::ScheduleInfo;
 use crate::task::{Task, TaskDefaults};
 use crate::{Error, Result, codec};
 
@@ -156,6 +157,15 @@ impl Queue {
     /// started or finished.
     pub async fn cancel(&self, id: TaskId) -> Result<bool> {
         self.inner.backend.cancel(id).await
+    }
+
+    /// Every stored schedule, by name: what it enqueues, its expression and
+    /// zone, its last and next fire, and when a worker last ran it (an old
+    /// `last_seen` means no running worker has it any more).
+    pub async fn schedules(&self) -> Result<Vec<ScheduleInfo>> {
+        let mut schedules = self.inner.backend.schedules().await?;
+        schedules.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(schedules)
     }
 
     /// Closes the connection pool.
