@@ -14,6 +14,7 @@
 
 mod cases;
 mod claims;
+mod cron;
 mod tasks;
 mod waits;
 
@@ -26,6 +27,7 @@ use crate::{Queue, Registry};
 
 pub use cases::*;
 pub use claims::*;
+pub use cron::*;
 pub use tasks::{registry, registry_without, unique};
 pub use waits::*;
 
@@ -137,6 +139,14 @@ macro_rules! conformance_tests {
             expired_reservation_spends_no_attempt, expired_reservation_keeps_the_previous_error,
             started_reservation_spends_its_attempt,
             reserved_claim_can_complete_before_its_start_mark, finished_reports_only_finished_tasks,
+        );
+        // Cron schedules (testing/cron.rs).
+        $crate::conformance_tests!(@cases $harness;
+            cron_registration_is_listed, cron_reregistration_updates_the_definition,
+            cron_fire_tick_fires_once, cron_racing_fires_enqueue_one_task_per_tick,
+            cron_ticks_past_the_retention_never_fire_again, cron_fired_task_runs,
+            cron_catch_up_latest_fires_the_latest_missed_tick, cron_catch_up_none_skips_missed_ticks,
+            cron_catch_up_all_fires_each_missed_tick, cron_workers_share_ticks,
         );
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {

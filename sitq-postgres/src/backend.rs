@@ -13,6 +13,7 @@ mod complete;
 mod enqueue;
 mod inspect;
 mod reserve;
+mod schedules;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -24,6 +25,8 @@ use sitq_core::{
     Backend, ClaimRef, ClaimRequest, ClaimedTask, Completion, ConnectOptions, Error, Finished,
     NewTask, Result, Signals, TaskId, TaskRecord, TaskStatus,
 };
+use sitq_core::ScheduleInfo;
+use sitq_core::schedule::{ScheduleDefinition, TickFire};
 use sqlx::postgres::PgPool;
 
 use crate::connect::{self, Settings};
@@ -187,6 +190,28 @@ impl Backend for PostgresBackend {
     async fn close(&self) {
         self.listener.stop().await;
         self.pool.close().await;
+    }
+
+    async fn register_schedules(
+        &self,
+        schedules: Vec<ScheduleDefinition>,
+    ) -> Result<Vec<ScheduleInfo>> {
+        if schedules.is_empty() {
+            return Ok(Vec::new());
+        }
+        schedules::register(&self.pool, schedules).await
+    }
+
+    async fn fire_tick(&self, fire: TickFire) -> Result<Option<TaskId>> {
+        let fired = schedules::fire_tick(&self.pool, fire).await?;
+        if fired.is_some() {
+            self.signals.notify_work();
+        }
+        Ok(fired)
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleInfo>> {
+        schedules::list(&self.pool).await
     }
 }
 

@@ -10,6 +10,8 @@ use sitq_core::{
     Backend, ClaimRef, ClaimRequest, ClaimedTask, Completion, ConnectOptions, Error, Finished,
     NewTask, Result, Signals, TaskId, TaskRecord, TaskStatus,
 };
+use sitq_core::ScheduleInfo;
+use sitq_core::schedule::{ScheduleDefinition, TickFire};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::connect::Target;
@@ -282,6 +284,34 @@ impl Backend for SqliteBackend {
         let (reply, done) = oneshot::channel();
         if self.writer.send(Command::Close { reply }).await.is_ok() {
             let _ = done.await;
+        }
+    }
+
+    async fn register_schedules(
+        &self,
+        schedules: Vec<ScheduleDefinition>,
+    ) -> Result<Vec<ScheduleInfo>> {
+        if schedules.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.call("registering schedules", |reply| {
+            Command::RegisterSchedules { schedules, reply }
+        })
+        .await
+    }
+
+    async fn fire_tick(&self, fire: TickFire) -> Result<Option<TaskId>> {
+        self.call("firing a schedule's tick", |reply| Command::FireTick {
+            fire: Box::new(fire),
+            reply,
+        })
+        .await
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleInfo>> {
+        match self.read(Read::Schedules).await? {
+            Found::Schedules(schedules) => Ok(schedules),
+            _ => Err(unexpected("listing schedules")),
         }
     }
 }

@@ -17,6 +17,8 @@ pub(crate) enum Read {
     Finished(Vec<TaskId>),
     /// The earliest pending `run_at` in these queues (all when empty).
     NextRunAt(Vec<String>),
+    /// Every stored schedule.
+    Schedules,
 }
 
 /// What a [`Read`] found.
@@ -30,6 +32,8 @@ pub(crate) enum Found {
     Finished(Vec<Finished>),
     /// From [`Read::NextRunAt`], in stored form.
     NextRunAt(Option<i64>),
+    /// From [`Read::Schedules`].
+    Schedules(Vec<sitq_core::ScheduleInfo>),
 }
 
 impl Read {
@@ -40,6 +44,7 @@ impl Read {
             Read::Status(_) => "reading a task's status",
             Read::Finished(_) => "reading finished tasks",
             Read::NextRunAt(_) => "finding the next scheduled task",
+            Read::Schedules => "listing schedules",
         }
     }
 
@@ -97,6 +102,7 @@ impl Read {
                 };
                 Ok(Found::NextRunAt(next))
             }
+            Read::Schedules => super::schedules::list(conn).map(Found::Schedules),
         }
     }
 }

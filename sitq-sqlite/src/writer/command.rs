@@ -3,7 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sitq_core::{ClaimRef, ClaimedTask, Completion, Error, NewTask, Result, TaskId};
+use sitq_core::schedule::{ScheduleDefinition, TickFire};
+use sitq_core::{ClaimRef, ClaimedTask, Completion, Error, NewTask, Result, ScheduleInfo, TaskId};
 use tokio::sync::oneshot;
 
 use crate::ops::read::{Found, Read};
@@ -59,6 +60,16 @@ pub(crate) enum Command {
     External,
     /// Finish the commands already received, close the connection, then answer.
     Close { reply: oneshot::Sender<()> },
+    /// `Backend::register_schedules`.
+    RegisterSchedules {
+        schedules: Vec<ScheduleDefinition>,
+        reply: Reply<Vec<ScheduleInfo>>,
+    },
+    /// `Backend::fire_tick`.
+    FireTick {
+        fire: Box<TickFire>,
+        reply: Reply<Option<TaskId>>,
+    },
 }
 
 /// A result held until its group commits, then sent (or replaced by the
