@@ -7,6 +7,7 @@ pub use sitq_core::{
     TaskFailure, TaskHandle, TaskId, TaskRecord, TaskStatus,
 };
 pub use sitq_worker::{ShutdownHandle, Worker};
+pub use sitq_core::{CatchUp, Schedule, ScheduleInfo};
 
 #[cfg(feature = "macros")]
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
@@ -33,6 +34,7 @@ pub mod __private {
         Backoff, EnqueueOptions, Queue, Result, Task, TaskDefaults, TaskFuture, TaskHandle,
         TaskRegistration,
     };
+    pub use sitq_core::schedule::{CatchUp, ScheduleRegistration};
 
     use std::fmt::Display;
     use std::future::Future;
