@@ -38,16 +38,26 @@ async fn main() -> sitq::Result<()> {
     let queue = Queue::connect("sqlite::memory:").await?;
     let worker = Worker::new(queue.clone()).schedule_with(
         // 02:00 every night, Berlin time; skip nights missed while down.
-        Schedule::new("nightly-report", report { title: "Sales".into(), day: 1 }, "0 0 2 * * *")
-            .tz("Europe/Berlin")
-            .catch_up(CatchUp::None),
+        Schedule::new(
+            "nightly-report",
+            report {
+                title: "Sales".into(),
+                day: 1,
+            },
+            "0 0 2 * * *",
+        )
+        .tz("Europe/Berlin")
+        .catch_up(CatchUp::None),
     );
     let stop = worker.shutdown_handle();
     let running = tokio::spawn(worker.run());
 
     let mut printed = None;
     while RUNS.load(Ordering::SeqCst) < 4 {
-        if tokio::time::timeout(Duration::from_secs(30), RAN.notified()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(30), RAN.notified())
+            .await
+            .is_err()
+        {
             eprintln!("no tick within 30 s");
             std::process::exit(1);
         }
@@ -58,7 +68,10 @@ async fn main() -> sitq::Result<()> {
         if beat.last_fire != printed {
             printed = beat.last_fire;
             if let Some(tick) = beat.last_fire {
-                println!("tick {tick} ran (heartbeat run {})", RUNS.load(Ordering::SeqCst));
+                println!(
+                    "tick {tick} ran (heartbeat run {})",
+                    RUNS.load(Ordering::SeqCst)
+                );
             }
         }
     }
@@ -76,6 +89,8 @@ async fn main() -> sitq::Result<()> {
         );
     }
     stop.shutdown().await;
-    running.await.map_err(|err| sitq::Error::Config(err.to_string()))??;
+    running
+        .await
+        .map_err(|err| sitq::Error::Config(err.to_string()))??;
     Ok(())
 }

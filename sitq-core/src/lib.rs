@@ -31,9 +31,9 @@ pub use options::{Backoff, ConnectOptions, EnqueueOptions};
 pub use queue::Queue;
 pub use record::{FailureKind, TaskFailure, TaskId, TaskRecord, TaskStatus};
 pub use registry::Registry;
+pub use schedule::{CatchUp, Schedule, ScheduleInfo};
 pub use signals::{FinishedWatch, Signals};
 pub use task::{Task, TaskDefaults, TaskFuture, TaskRegistration};
-pub use schedule::{CatchUp, Schedule, ScheduleInfo};
 
 #[doc(hidden)]
 pub use inventory;

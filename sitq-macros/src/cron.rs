@@ -24,7 +24,9 @@ pub(crate) fn check_expression(expression: &str) -> Result<(), String> {
         .find_next_occurrence(&DateTime::<Utc>::UNIX_EPOCH, false)
         .is_err()
     {
-        return Err(format!("cron expression {expression:?} never matches a date"));
+        return Err(format!(
+            "cron expression {expression:?} never matches a date"
+        ));
     }
     Ok(())
 }

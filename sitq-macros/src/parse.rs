@@ -277,9 +277,10 @@ impl ScheduleOptions {
         Ok(Some(Cron {
             expression,
             zone: self.zone.map_or_else(|| "UTC".to_owned(), |(_, zone)| zone),
-            catch_up: self
-                .catch_up
-                .map_or_else(|| Ident::new("Latest", Span::call_site()), |(_, variant)| variant),
+            catch_up: self.catch_up.map_or_else(
+                || Ident::new("Latest", Span::call_site()),
+                |(_, variant)| variant,
+            ),
         }))
     }
 }

@@ -92,11 +92,18 @@ impl Backend for Recorder {
         &self,
         _: Vec<sitq_core::schedule::ScheduleDefinition>,
     ) -> sitq_core::Result<Vec<sitq_core::ScheduleInfo>> {
-        Err(sitq_core::Error::Config("this test double has no schedules".into()))
+        Err(sitq_core::Error::Config(
+            "this test double has no schedules".into(),
+        ))
     }
 
-    async fn fire_tick(&self, _: sitq_core::schedule::TickFire) -> sitq_core::Result<Option<TaskId>> {
-        Err(sitq_core::Error::Config("this test double has no schedules".into()))
+    async fn fire_tick(
+        &self,
+        _: sitq_core::schedule::TickFire,
+    ) -> sitq_core::Result<Option<TaskId>> {
+        Err(sitq_core::Error::Config(
+            "this test double has no schedules".into(),
+        ))
     }
 
     async fn schedules(&self) -> sitq_core::Result<Vec<sitq_core::ScheduleInfo>> {

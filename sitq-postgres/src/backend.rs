@@ -21,12 +21,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sitq_core::ScheduleInfo;
+use sitq_core::schedule::{ScheduleDefinition, TickFire};
 use sitq_core::{
     Backend, ClaimRef, ClaimRequest, ClaimedTask, Completion, ConnectOptions, Error, Finished,
     NewTask, Result, Signals, TaskId, TaskRecord, TaskStatus,
 };
-use sitq_core::ScheduleInfo;
-use sitq_core::schedule::{ScheduleDefinition, TickFire};
 use sqlx::postgres::PgPool;
 
 use crate::connect::{self, Settings};

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sitq_core::ScheduleInfo;
+use sitq_core::schedule::{ScheduleDefinition, TickFire};
 use sitq_core::{
     Backend, ClaimRef, ClaimRequest, ClaimedTask, Completion, ConnectOptions, Error, Finished,
     NewTask, Result, Signals, TaskId, TaskRecord, TaskStatus,
 };
-use sitq_core::ScheduleInfo;
-use sitq_core::schedule::{ScheduleDefinition, TickFire};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::connect::Target;

@@ -311,7 +311,10 @@ impl Writer {
                 if result.is_ok() {
                     merge(effects, mine);
                 }
-                answers.push(answer(reply, result.map_err(db("firing a schedule's tick"))));
+                answers.push(answer(
+                    reply,
+                    result.map_err(db("firing a schedule's tick")),
+                ));
             }
             // Sorted out by `group` before this point.
             Command::External | Command::Close { .. } => {}

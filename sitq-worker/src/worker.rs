@@ -220,11 +220,8 @@ impl Worker {
         };
         tracing::info!(worker.id = %self.worker_id, tasks = registry.len(), concurrency = self.concurrency, "worker starting");
         let shutdown = &self.shutdown;
-        let scheduler = scheduler::spawn(
-            self.queue.backend().clone(),
-            firing,
-            shutdown.subscribe(),
-        );
+        let scheduler =
+            scheduler::spawn(self.queue.backend().clone(), firing, shutdown.subscribe());
         let mut forced = shutdown.subscribe_forced();
         let result = tokio::select! {
             result = runner::Runner::new(&self, registry).run(shutdown) => result,

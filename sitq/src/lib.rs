@@ -6,8 +6,8 @@ pub use sitq_core::{
     Backoff, ConnectOptions, EnqueueOptions, Error, FailureKind, Queue, Registry, Result, Task,
     TaskFailure, TaskHandle, TaskId, TaskRecord, TaskStatus,
 };
-pub use sitq_worker::{ShutdownHandle, Worker};
 pub use sitq_core::{CatchUp, Schedule, ScheduleInfo};
+pub use sitq_worker::{ShutdownHandle, Worker};
 
 #[cfg(feature = "macros")]
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
@@ -30,11 +30,11 @@ pub mod __private {
     pub use inventory;
     pub use serde;
     pub use sitq_core::codec;
+    pub use sitq_core::schedule::{CatchUp, ScheduleRegistration};
     pub use sitq_core::{
         Backoff, EnqueueOptions, Queue, Result, Task, TaskDefaults, TaskFuture, TaskHandle,
         TaskRegistration,
     };
-    pub use sitq_core::schedule::{CatchUp, ScheduleRegistration};
 
     use std::fmt::Display;
     use std::future::Future;

@@ -71,10 +71,17 @@ async fn a_declared_schedule_registers_and_fires_every_tick() {
     assert_eq!(schedules.len(), 1, "{schedules:?}");
     let beat = &schedules[0];
     assert_eq!(
-        (beat.name.as_str(), beat.task.as_str(), beat.expression.as_str()),
+        (
+            beat.name.as_str(),
+            beat.task.as_str(),
+            beat.expression.as_str()
+        ),
         ("cron_test::beat", "cron_test::beat", "* * * * * *")
     );
-    assert_eq!((beat.zone.as_str(), beat.catch_up), ("UTC", CatchUp::Latest));
+    assert_eq!(
+        (beat.zone.as_str(), beat.catch_up),
+        ("UTC", CatchUp::Latest)
+    );
     let last = beat.last_fire.expect("fired");
     assert!(beat.next_fire.is_some_and(|next| next > last), "{beat:?}");
     stop.shutdown().await;
@@ -108,14 +115,21 @@ async fn the_builder_schedules_a_task_with_arguments() {
     assert_eq!(first.wait_timeout(WAIT).await.expect("sum"), 42);
     let record = queue.get(sitq::TaskId(1)).await.expect("record");
     assert_eq!(record.name, "cron_test::add");
-    assert_eq!(record.run_at.timestamp_subsec_micros(), 0, "run_at is the tick");
+    assert_eq!(
+        record.run_at.timestamp_subsec_micros(),
+        0,
+        "run_at is the tick"
+    );
     let listed = queue.schedules().await.expect("schedules");
     assert_eq!(
         listed.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
         ["sums"],
         "the declared schedule of a task this worker does not run is not run"
     );
-    assert_eq!((listed[0].zone.as_str(), listed[0].catch_up), ("Europe/Berlin", CatchUp::None));
+    assert_eq!(
+        (listed[0].zone.as_str(), listed[0].catch_up),
+        ("Europe/Berlin", CatchUp::None)
+    );
     stop.shutdown().await;
     running.await.expect("join").expect("worker");
 }
@@ -134,17 +148,27 @@ async fn refused(worker: Worker) -> (String, String) {
 #[tokio::test]
 async fn bad_schedules_stop_the_worker_before_it_starts() {
     let queue = queue().await;
-    let (name, reason) =
-        refused(Worker::new(queue.clone()).schedule("nightly-report", add { a: 1, b: 2 }, "0 0 25 * * *")).await;
+    let (name, reason) = refused(Worker::new(queue.clone()).schedule(
+        "nightly-report",
+        add { a: 1, b: 2 },
+        "0 0 25 * * *",
+    ))
+    .await;
     assert_eq!(name, "nightly-report");
-    assert!(reason.contains("bad cron expression \"0 0 25 * * *\""), "{reason}");
+    assert!(
+        reason.contains("bad cron expression \"0 0 25 * * *\""),
+        "{reason}"
+    );
 
     let (name, reason) = refused(Worker::new(queue.clone()).schedule_with(
         Schedule::new("berlin", add { a: 1, b: 2 }, "0 0 2 * * *").tz("Europe/Berln"),
     ))
     .await;
     assert_eq!(name, "berlin");
-    assert!(reason.contains("unknown time zone \"Europe/Berln\""), "{reason}");
+    assert!(
+        reason.contains("unknown time zone \"Europe/Berln\""),
+        "{reason}"
+    );
 
     let (name, reason) = refused(
         Worker::new(queue.clone())
@@ -156,6 +180,12 @@ async fn bad_schedules_stop_the_worker_before_it_starts() {
     assert!(reason.contains("two schedules have this name"), "{reason}");
 
     let message = Error::InvalidSchedule { name, reason }.to_string();
-    assert!(message.starts_with("invalid schedule \"twice\": "), "{message}");
-    assert!(queue.schedules().await.expect("schedules").is_empty(), "nothing stored");
+    assert!(
+        message.starts_with("invalid schedule \"twice\": "),
+        "{message}"
+    );
+    assert!(
+        queue.schedules().await.expect("schedules").is_empty(),
+        "nothing stored"
+    );
 }

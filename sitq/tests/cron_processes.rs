@@ -147,7 +147,10 @@ async fn one_run_per_tick(url: &str, processes: usize) {
         .expect("join")
         .1
         .expect("wait for a worker");
-        assert!(status.success(), "a worker exited with {status} after SIGTERM");
+        assert!(
+            status.success(),
+            "a worker exited with {status} after SIGTERM"
+        );
     }
 
     let records = all_tasks(&queue).await;
@@ -230,7 +233,9 @@ mod postgres {
         super::one_run_per_tick(&with_database(&server, &name), 3).await;
         admin()
             .await
-            .execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+            .execute(AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
             .await
             .expect("drop the test database");
     }

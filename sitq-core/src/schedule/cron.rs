@@ -108,7 +108,9 @@ impl CronSchedule {
         // Just after a fall-back transition the wall clock reads less than
         // it did shortly before: start from the latest wall-clock time any
         // instant up to `at` had.
-        let back = self.zone.offset_from_utc_datetime(&(at - MAX_FOLD).naive_utc());
+        let back = self
+            .zone
+            .offset_from_utc_datetime(&(at - MAX_FOLD).naive_utc());
         let now = self.zone.offset_from_utc_datetime(&at.naive_utc());
         let fold = back.fix().local_minus_utc() - now.fix().local_minus_utc();
         let mut wall = self.wall(at) + chrono::Duration::seconds(i64::from(fold.max(0)));
@@ -184,9 +186,7 @@ impl CronSchedule {
     fn tick(&self, wall: NaiveDateTime) -> Option<DateTime<Utc>> {
         match self.zone.from_local_datetime(&wall) {
             LocalResult::Single(at) => Some(at.with_timezone(&Utc)),
-            LocalResult::Ambiguous(earlier, later) => {
-                Some(earlier.min(later).with_timezone(&Utc))
-            }
+            LocalResult::Ambiguous(earlier, later) => Some(earlier.min(later).with_timezone(&Utc)),
             LocalResult::None => None,
         }
     }

@@ -91,14 +91,19 @@ impl Firing {
         let stored = backend.register_schedules(definitions).await?;
         for entry in &mut self.entries {
             let name = &entry.template.definition.name;
-            let info = stored.iter().find(|info| &info.name == name).ok_or_else(|| {
-                Error::database(
-                    "registering schedules",
-                    format!("the backend did not return schedule {name:?}"),
-                )
-            })?;
+            let info = stored
+                .iter()
+                .find(|info| &info.name == name)
+                .ok_or_else(|| {
+                    Error::database(
+                        "registering schedules",
+                        format!("the backend did not return schedule {name:?}"),
+                    )
+                })?;
             if entry.handled.is_none() {
-                let since = info.last_fire.map_or(info.defined_at, |last| last.max(info.defined_at));
+                let since = info
+                    .last_fire
+                    .map_or(info.defined_at, |last| last.max(info.defined_at));
                 entry.handled = Some(since);
             }
         }
@@ -109,7 +114,11 @@ impl Firing {
     /// those this worker fired. A tick another worker fired first counts as
     /// handled. On an error the schedule is looked at again next time, from
     /// where it was.
-    pub async fn fire_due(&mut self, backend: &dyn Backend, now: DateTime<Utc>) -> Result<Vec<Fired>> {
+    pub async fn fire_due(
+        &mut self,
+        backend: &dyn Backend,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Fired>> {
         let mut fired = Vec::new();
         let mut failure = None;
         for entry in &mut self.entries {
@@ -123,7 +132,12 @@ impl Firing {
                 // was missed while no worker ran.
                 now + chrono::Duration::seconds(1)
             };
-            let due = entry.cron.due(handled, now, on_time_from, entry.template.definition.catch_up);
+            let due = entry.cron.due(
+                handled,
+                now,
+                on_time_from,
+                entry.template.definition.catch_up,
+            );
             let mut ok = true;
             for tick in due {
                 let fire = TickFire {

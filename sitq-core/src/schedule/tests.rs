@@ -102,7 +102,11 @@ fn searching_from_inside_the_repeated_hour() {
 #[test]
 fn every_second_through_the_repeated_hour_never_goes_back() {
     let every_second = berlin("* * * * * *");
-    let ticks = ticks(&every_second, "2026-10-25T00:59:58Z", "2026-10-25T02:00:01Z");
+    let ticks = ticks(
+        &every_second,
+        "2026-10-25T00:59:58Z",
+        "2026-10-25T02:00:01Z",
+    );
     assert_eq!(
         ticks,
         [
@@ -130,7 +134,10 @@ fn utc_and_five_fields() {
 #[test]
 fn bad_expressions_and_zones_say_why() {
     let err = CronSchedule::parse("0 61 * * * *", "UTC").expect_err("minute 61");
-    assert!(err.contains("bad cron expression \"0 61 * * * *\""), "{err}");
+    assert!(
+        err.contains("bad cron expression \"0 61 * * * *\""),
+        "{err}"
+    );
     let err = CronSchedule::parse("every day", "UTC").expect_err("not cron");
     assert!(err.contains("bad cron expression"), "{err}");
     let err = CronSchedule::parse("0 0 0 30 2 *", "UTC").expect_err("30 February");
@@ -177,7 +184,10 @@ fn catch_up_all_is_bounded_to_the_most_recent_ticks() {
     let all = every_second.due(utc(LAST), now, now + Duration::seconds(1), CatchUp::All);
     assert_eq!(all.len(), CATCH_UP_ALL_LIMIT);
     assert_eq!(all.last(), Some(&now));
-    assert_eq!(all[0], now - Duration::seconds(CATCH_UP_ALL_LIMIT as i64 - 1));
+    assert_eq!(
+        all[0],
+        now - Duration::seconds(CATCH_UP_ALL_LIMIT as i64 - 1)
+    );
 }
 
 #[test]
@@ -219,7 +229,15 @@ fn a_running_scheduler_that_slept_applies_the_policy_to_older_ticks() {
 fn nothing_due_before_the_next_tick() {
     let now = utc("2026-05-01T10:00:59Z");
     for catch_up in [CatchUp::Latest, CatchUp::None, CatchUp::All] {
-        assert!(minutely().due(utc(LAST), now, now + Duration::seconds(1), catch_up).is_empty());
-        assert!(minutely().due(utc(LAST), now, now - Duration::seconds(60), catch_up).is_empty());
+        assert!(
+            minutely()
+                .due(utc(LAST), now, now + Duration::seconds(1), catch_up)
+                .is_empty()
+        );
+        assert!(
+            minutely()
+                .due(utc(LAST), now, now - Duration::seconds(60), catch_up)
+                .is_empty()
+        );
     }
 }

@@ -76,7 +76,10 @@ pub async fn cron_registration_is_listed(h: &impl Harness) {
     nightly.queue = "reports".to_owned();
     let stored_rows = queue
         .backend()
-        .register_schedules(vec![definition("every-minute", "0 * * * * *", now), nightly])
+        .register_schedules(vec![
+            definition("every-minute", "0 * * * * *", now),
+            nightly,
+        ])
         .await
         .expect("register");
     assert_eq!(stored_rows.len(), 2);
@@ -93,7 +96,10 @@ pub async fn cron_registration_is_listed(h: &impl Harness) {
     assert_eq!(nightly.last_seen, now);
     assert_eq!(nightly.last_fire, None);
     assert_eq!(nightly.next_fire, Some(now + Duration::minutes(1)));
-    assert!(stored_rows.contains(nightly), "register returns the stored rows");
+    assert!(
+        stored_rows.contains(nightly),
+        "register returns the stored rows"
+    );
 }
 
 /// A second registration of a name with another expression updates it: a
@@ -108,7 +114,13 @@ pub async fn cron_reregistration_updates_the_definition(h: &impl Harness) {
         .await
         .expect("register");
     let tick = first + Duration::minutes(1);
-    assert!(backend.fire_tick(fire("report", tick)).await.expect("fire").is_some());
+    assert!(
+        backend
+            .fire_tick(fire("report", tick))
+            .await
+            .expect("fire")
+            .is_some()
+    );
 
     let later = first + Duration::minutes(5);
     backend
@@ -122,7 +134,10 @@ pub async fn cron_reregistration_updates_the_definition(h: &impl Harness) {
     let mut changed = definition("report", "0 */5 * * * *", changed_at);
     changed.zone = "Europe/Berlin".to_owned();
     changed.catch_up = CatchUp::None;
-    backend.register_schedules(vec![changed]).await.expect("update");
+    backend
+        .register_schedules(vec![changed])
+        .await
+        .expect("update");
     let updated = stored(&queue, "report").await;
     assert_eq!(updated.expression, "0 */5 * * * *");
     assert_eq!(updated.zone, "Europe/Berlin");
@@ -150,8 +165,22 @@ pub async fn cron_fire_tick_fires_once(h: &impl Harness) {
         .await
         .expect("fire")
         .expect("the first fire enqueues");
-    assert_eq!(queue.backend().fire_tick(fire("once", tick)).await.expect("again"), None);
-    assert_eq!(other.backend().fire_tick(fire("once", tick)).await.expect("other"), None);
+    assert_eq!(
+        queue
+            .backend()
+            .fire_tick(fire("once", tick))
+            .await
+            .expect("again"),
+        None
+    );
+    assert_eq!(
+        other
+            .backend()
+            .fire_tick(fire("once", tick))
+            .await
+            .expect("other"),
+        None
+    );
     let record = queue.get(id).await.expect("the fired task");
     assert_eq!(record.name, Add::NAME);
     assert_eq!(record.run_at, tick);
@@ -163,7 +192,14 @@ pub async fn cron_fire_tick_fires_once(h: &impl Harness) {
 
     // An older tick fired late does not move the last fire back.
     let older = tick - Duration::minutes(1);
-    assert!(queue.backend().fire_tick(fire("once", older)).await.expect("older").is_some());
+    assert!(
+        queue
+            .backend()
+            .fire_tick(fire("once", older))
+            .await
+            .expect("older")
+            .is_some()
+    );
     let info = stored(&queue, "once").await;
     assert_eq!(info.last_fire, Some(tick));
     assert_eq!(info.next_fire, Some(tick + Duration::minutes(1)));
@@ -201,7 +237,10 @@ pub async fn cron_racing_fires_enqueue_one_task_per_tick(h: &impl Harness) {
         assert_eq!(fired.len(), 1, "tick {tick}: {fired:?}");
         assert_eq!(queue.get(fired[0]).await.expect("task").run_at, tick);
     }
-    assert_eq!(stored(&queue, "race").await.last_fire, Some(now + Duration::minutes(3)));
+    assert_eq!(
+        stored(&queue, "race").await.last_fire,
+        Some(now + Duration::minutes(3))
+    );
 }
 
 /// Ticks are kept [`TICK_RETENTION`] for deduplication; one older than that
@@ -215,10 +254,28 @@ pub async fn cron_ticks_past_the_retention_never_fire_again(h: &impl Harness) {
         .await
         .expect("register");
     let tick = now + Duration::minutes(1);
-    assert!(backend.fire_tick(fire("old", tick)).await.expect("fire").is_some());
+    assert!(
+        backend
+            .fire_tick(fire("old", tick))
+            .await
+            .expect("fire")
+            .is_some()
+    );
     let much_later = tick + TICK_RETENTION + Duration::minutes(1);
-    assert!(backend.fire_tick(fire("old", much_later)).await.expect("later").is_some());
-    assert_eq!(backend.fire_tick(fire("old", tick)).await.expect("pruned tick"), None);
+    assert!(
+        backend
+            .fire_tick(fire("old", much_later))
+            .await
+            .expect("later")
+            .is_some()
+    );
+    assert_eq!(
+        backend
+            .fire_tick(fire("old", tick))
+            .await
+            .expect("pruned tick"),
+        None
+    );
     assert_eq!(stored(&queue, "old").await.last_fire, Some(much_later));
 }
 
@@ -274,7 +331,11 @@ async fn started(queue: &Queue, catch_up: CatchUp, now: &str) -> Firing {
 async fn restart_after_outage(h: &impl Harness, catch_up: CatchUp) -> (Queue, Vec<DateTime<Utc>>) {
     let (queue, _) = open(h).await;
     let mut first = started(&queue, catch_up, "2026-05-01T10:00:30Z").await;
-    assert!(fire_at(&mut first, &queue, "2026-05-01T10:00:31Z").await.is_empty());
+    assert!(
+        fire_at(&mut first, &queue, "2026-05-01T10:00:31Z")
+            .await
+            .is_empty()
+    );
     assert_eq!(
         fire_at(&mut first, &queue, "2026-05-01T10:01:00.2Z").await,
         [at("2026-05-01T10:01:00Z")]
@@ -294,7 +355,10 @@ async fn restart_after_outage(h: &impl Harness, catch_up: CatchUp) -> (Queue, Ve
 pub async fn cron_catch_up_latest_fires_the_latest_missed_tick(h: &impl Harness) {
     let (queue, fired) = restart_after_outage(h, CatchUp::Latest).await;
     assert_eq!(fired, [at("2026-05-01T10:10:00Z")]);
-    assert_eq!(stored(&queue, "minutely").await.last_fire, Some(at("2026-05-01T10:11:00Z")));
+    assert_eq!(
+        stored(&queue, "minutely").await.last_fire,
+        Some(at("2026-05-01T10:11:00Z"))
+    );
 }
 
 /// `CatchUp::None`: missed ticks are skipped.
@@ -319,20 +383,31 @@ pub async fn cron_workers_share_ticks(h: &impl Harness) {
     let other = Queue::connect(&url).await.expect("second client");
     let mut a = started(&queue, CatchUp::All, "2026-05-01T10:00:30Z").await;
     assert!(
-        fire_at(&mut a, &queue, "2026-05-01T10:00:30Z").await.is_empty(),
+        fire_at(&mut a, &queue, "2026-05-01T10:00:30Z")
+            .await
+            .is_empty(),
         "nothing before it existed"
     );
     let mut b = started(&other, CatchUp::All, "2026-05-01T10:00:40Z").await;
     let mut fired = Vec::new();
     for second in ["10:01:00.1", "10:02:00.3", "10:03:00.2"] {
         let now = format!("2026-05-01T{second}Z");
-        let (from_a, from_b) = tokio::join!(fire_at(&mut a, &queue, &now), fire_at(&mut b, &other, &now));
-        assert_eq!(from_a.len() + from_b.len(), 1, "{now}: {from_a:?} {from_b:?}");
+        let (from_a, from_b) =
+            tokio::join!(fire_at(&mut a, &queue, &now), fire_at(&mut b, &other, &now));
+        assert_eq!(
+            from_a.len() + from_b.len(),
+            1,
+            "{now}: {from_a:?} {from_b:?}"
+        );
         fired.extend(from_a);
         fired.extend(from_b);
     }
     assert_eq!(
         fired,
-        [at("2026-05-01T10:01:00Z"), at("2026-05-01T10:02:00Z"), at("2026-05-01T10:03:00Z")]
+        [
+            at("2026-05-01T10:01:00Z"),
+            at("2026-05-01T10:02:00Z"),
+            at("2026-05-01T10:03:00Z")
+        ]
     );
 }

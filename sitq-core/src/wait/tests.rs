@@ -213,11 +213,15 @@ impl Backend for Fake {
         &self,
         _: Vec<crate::schedule::ScheduleDefinition>,
     ) -> crate::Result<Vec<crate::ScheduleInfo>> {
-        Err(crate::Error::Config("this test double has no schedules".into()))
+        Err(crate::Error::Config(
+            "this test double has no schedules".into(),
+        ))
     }
 
     async fn fire_tick(&self, _: crate::schedule::TickFire) -> crate::Result<Option<TaskId>> {
-        Err(crate::Error::Config("this test double has no schedules".into()))
+        Err(crate::Error::Config(
+            "this test double has no schedules".into(),
+        ))
     }
 
     async fn schedules(&self) -> crate::Result<Vec<crate::ScheduleInfo>> {

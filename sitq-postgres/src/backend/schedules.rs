@@ -135,10 +135,14 @@ RETURNING tick",
 /// Every stored schedule, by name.
 pub(super) async fn list(pool: &PgPool) -> Result<Vec<ScheduleInfo>> {
     const OP: &str = "listing schedules";
-    let rows = sqlx::query(concat!("SELECT ", columns!(), " FROM sitq_schedules ORDER BY name"))
-        .fetch_all(pool)
-        .await
-        .map_err(db_error(OP))?;
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM sitq_schedules ORDER BY name"
+    ))
+    .fetch_all(pool)
+    .await
+    .map_err(db_error(OP))?;
     rows.iter().map(|row| info(row, OP)).collect()
 }
 

@@ -107,8 +107,9 @@ pub(crate) fn fire_tick(
 
 /// Every stored schedule, by name.
 pub(crate) fn list(conn: &Connection) -> rusqlite::Result<Vec<ScheduleInfo>> {
-    let mut statement =
-        conn.prepare_cached(&format!("SELECT {COLUMNS} FROM sitq_schedules ORDER BY name"))?;
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM sitq_schedules ORDER BY name"
+    ))?;
     let rows = statement.query_map([], info)?;
     rows.collect()
 }
