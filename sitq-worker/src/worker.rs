@@ -155,11 +155,10 @@ impl Worker {
     /// month day-of-week) or six, seconds first.
     ///
     /// ```no_run
-    /// # #[derive(serde::Serialize, serde::Deserialize)] struct Report { day: u32 }
-    /// # impl sitq_core::Task for Report { const NAME: &'static str = "report"; type Output = (); }
-    /// # async fn demo(queue: sitq_core::Queue) -> sitq_core::Result<()> {
+    /// # async fn demo<T: sitq_core::Task>(queue: sitq_core::Queue, report: T) -> sitq_core::Result<()> {
+    /// // `report` is a task value, e.g. `report { day: 1 }` from `#[sitq::task] async fn report(day: u32)`.
     /// sitq_worker::Worker::new(queue)
-    ///     .schedule("nightly-report", Report { day: 1 }, "0 0 2 * * *")
+    ///     .schedule("nightly-report", report, "0 0 2 * * *")
     ///     .run()
     ///     .await
     /// # }
