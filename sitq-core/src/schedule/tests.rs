@@ -146,6 +146,19 @@ fn bad_expressions_and_zones_say_why() {
     assert!(err.contains("unknown time zone \"Europe/Berlln\""), "{err}");
 }
 
+#[test]
+fn catch_up_policies_round_trip_and_an_unknown_one_is_refused() {
+    for policy in [CatchUp::Latest, CatchUp::None, CatchUp::All] {
+        assert_eq!(policy.as_str().parse::<CatchUp>().expect("parse"), policy);
+    }
+    let err = "sometimes".parse::<CatchUp>().expect_err("unknown");
+    assert!(
+        err.to_string()
+            .contains("unknown catch-up policy \"sometimes\""),
+        "{err}"
+    );
+}
+
 fn minutely() -> CronSchedule {
     CronSchedule::parse("0 * * * * *", "UTC").expect("valid")
 }
@@ -238,6 +251,209 @@ fn nothing_due_before_the_next_tick() {
             minutely()
                 .due(utc(LAST), now, now - Duration::seconds(60), catch_up)
                 .is_empty()
+        );
+    }
+}
+
+/// Failure paths of [`Firing`] against a backend whose schedule calls fail
+/// on demand: nothing is skipped, the next look retries.
+mod failures {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Serialize};
+
+    use super::utc;
+    use crate::backend::{ClaimRef, ClaimRequest, ClaimedTask, Completion};
+    use crate::schedule::{Firing, Schedule, ScheduleDefinition, TickFire};
+    use crate::{
+        Backend, Error, NewTask, Result, ScheduleInfo, Signals, Task, TaskId, TaskRecord,
+        TaskStatus,
+    };
+
+    #[derive(Serialize, Deserialize)]
+    struct Nothing {}
+
+    impl Task for Nothing {
+        const NAME: &'static str = "nothing";
+        type Output = ();
+    }
+
+    /// Schedules in memory; `failing` makes their calls fail.
+    #[derive(Debug, Default)]
+    struct Flaky {
+        signals: Signals,
+        failing: AtomicBool,
+        defined_at: Mutex<Option<DateTime<Utc>>>,
+        ticks: Mutex<Vec<DateTime<Utc>>>,
+    }
+
+    impl Flaky {
+        fn check(&self) -> Result<()> {
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(Error::database("test", "the database is down"));
+            }
+            Ok(())
+        }
+    }
+
+    fn unused<T>() -> Result<T> {
+        Err(Error::Config("not used by these tests".into()))
+    }
+
+    #[async_trait]
+    impl Backend for Flaky {
+        fn name(&self) -> &'static str {
+            "flaky"
+        }
+        fn signals(&self) -> &Signals {
+            &self.signals
+        }
+        fn poll_interval(&self) -> Duration {
+            Duration::from_secs(1)
+        }
+        async fn enqueue(&self, _: Vec<NewTask>) -> Result<Vec<TaskId>> {
+            unused()
+        }
+        async fn claim(&self, _: ClaimRequest<'_>) -> Result<Vec<ClaimedTask>> {
+            unused()
+        }
+        async fn start(&self, _: Vec<ClaimRef>) -> Result<()> {
+            unused()
+        }
+        async fn release(&self, _: Vec<ClaimRef>) -> Result<u64> {
+            unused()
+        }
+        async fn next_run_at(&self, _: &[String]) -> Result<Option<DateTime<Utc>>> {
+            unused()
+        }
+        async fn heartbeat(&self, _: &str, _: &[ClaimRef], _: Duration) -> Result<Vec<ClaimRef>> {
+            unused()
+        }
+        async fn complete(&self, _: Vec<Completion>) -> Result<Vec<bool>> {
+            unused()
+        }
+        async fn recover_expired(&self) -> Result<u64> {
+            unused()
+        }
+        async fn get(&self, _: TaskId) -> Result<Option<TaskRecord>> {
+            unused()
+        }
+        async fn status(&self, _: TaskId) -> Result<Option<TaskStatus>> {
+            unused()
+        }
+        async fn cancel(&self, _: TaskId) -> Result<bool> {
+            unused()
+        }
+        async fn prune(&self, _: DateTime<Utc>) -> Result<u64> {
+            unused()
+        }
+        async fn close(&self) {}
+
+        async fn register_schedules(
+            &self,
+            schedules: Vec<ScheduleDefinition>,
+        ) -> Result<Vec<ScheduleInfo>> {
+            self.check()?;
+            let mut defined_at = self.defined_at.lock().expect("lock");
+            Ok(schedules
+                .into_iter()
+                .map(|definition| ScheduleInfo {
+                    defined_at: *defined_at.get_or_insert(definition.now),
+                    last_fire: self.ticks.lock().expect("lock").last().copied(),
+                    last_seen: definition.now,
+                    next_fire: definition.next_fire,
+                    name: definition.name,
+                    task: definition.task,
+                    queue: definition.queue,
+                    expression: definition.expression,
+                    zone: definition.zone,
+                    catch_up: definition.catch_up,
+                })
+                .collect())
+        }
+
+        async fn fire_tick(&self, fire: TickFire) -> Result<Option<TaskId>> {
+            self.check()?;
+            let mut ticks = self.ticks.lock().expect("lock");
+            if ticks.contains(&fire.tick) {
+                return Ok(None);
+            }
+            ticks.push(fire.tick);
+            Ok(Some(TaskId(i64::try_from(ticks.len()).expect("few ticks"))))
+        }
+
+        async fn schedules(&self) -> Result<Vec<ScheduleInfo>> {
+            unused()
+        }
+    }
+
+    fn firing() -> Firing {
+        let schedule = Schedule::new("every-second", Nothing {}, "* * * * * *");
+        Firing::new(vec![schedule], usize::MAX).expect("valid")
+    }
+
+    #[tokio::test]
+    async fn a_failed_registration_fires_nothing_until_one_succeeds() {
+        let backend = Flaky::default();
+        let mut firing = firing();
+        backend.failing.store(true, Ordering::SeqCst);
+        let start = utc("2026-05-01T10:00:00.5Z");
+        assert!(firing.register(&backend, start).await.is_err());
+        assert_eq!(
+            firing.next_tick(),
+            None,
+            "not registered: no tick to wait for"
+        );
+        let fired = firing
+            .fire_due(&backend, utc("2026-05-01T10:00:01.1Z"))
+            .await;
+        assert!(fired.expect("nothing to fire yet").is_empty());
+        backend.failing.store(false, Ordering::SeqCst);
+        firing.register(&backend, start).await.expect("register");
+        let fired = firing
+            .fire_due(&backend, utc("2026-05-01T10:00:01.1Z"))
+            .await
+            .expect("fire");
+        assert_eq!(fired.len(), 1, "the tick since the first registration");
+    }
+
+    #[tokio::test]
+    async fn a_failed_fire_is_retried_on_the_next_look() {
+        let backend = Flaky::default();
+        let mut firing = firing();
+        firing
+            .register(&backend, utc("2026-05-01T10:00:00.5Z"))
+            .await
+            .expect("register");
+        firing
+            .fire_due(&backend, utc("2026-05-01T10:00:00.6Z"))
+            .await
+            .expect("nothing due");
+        backend.failing.store(true, Ordering::SeqCst);
+        let err = firing
+            .fire_due(&backend, utc("2026-05-01T10:00:01.1Z"))
+            .await
+            .expect_err("the database is down");
+        assert!(err.to_string().contains("database error"), "{err}");
+        assert_eq!(
+            firing.next_tick(),
+            Some(utc("2026-05-01T10:00:01Z")),
+            "not skipped"
+        );
+        backend.failing.store(false, Ordering::SeqCst);
+        let fired = firing
+            .fire_due(&backend, utc("2026-05-01T10:00:02.2Z"))
+            .await
+            .expect("fire");
+        let ticks: Vec<_> = fired.iter().map(|fired| fired.tick).collect();
+        assert_eq!(
+            ticks,
+            [utc("2026-05-01T10:00:01Z"), utc("2026-05-01T10:00:02Z")],
+            "the late tick and the current one"
         );
     }
 }
