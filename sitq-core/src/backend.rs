@@ -11,6 +11,7 @@ use crate::Result;
 use crate::cancel::{CancelOutcome, CancelRequest};
 use crate::options::ConnectOptions;
 use crate::record::{AttemptFailure, TaskFailure, TaskId, TaskRecord, TaskStatus};
+use crate::schedule::{ScheduleDefinition, ScheduleInfo, TickFire};
 use crate::signals::Signals;
 use crate::unique::{Enqueued, UniqueKey};
 
@@ -197,6 +198,30 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     fn as_any(&self) -> Option<&dyn std::any::Any> {
         None
     }
+    /// Stores `schedules` in one transaction, each inserted or updated by
+    /// name (names are distinct): task, queue, expression, zone and catch-up
+    /// are overwritten, `next_fire` too, and `last_seen` becomes the
+    /// definition's `now`; `defined_at` is that `now` for a new schedule and
+    /// for one whose expression or zone changed, and kept otherwise;
+    /// `last_fire` is kept. Returns the stored rows, in any order.
+    async fn register_schedules(
+        &self,
+        schedules: Vec<ScheduleDefinition>,
+    ) -> Result<Vec<ScheduleInfo>>;
+
+    /// Fires one tick, once across every caller: in one transaction, unless
+    /// the tick `(fire.schedule, fire.tick)` was fired already (or is older
+    /// than the deduplication horizon, [`TICK_RETENTION`](crate::schedule::TICK_RETENTION)
+    /// before the newest tick fired), records it, enqueues `fire.task` and
+    /// returns its id; otherwise changes nothing and returns `None`. A fired
+    /// tick also sets the schedule's `last_fire` (to the later of it and the
+    /// stored one; `next_fire` with it when it is the latest), `last_seen`,
+    /// and deletes the schedule's ticks older than the horizon. Signals new
+    /// work after the commit, like [`enqueue`](Backend::enqueue).
+    async fn fire_tick(&self, fire: TickFire) -> Result<Option<TaskId>>;
+
+    /// Every stored schedule, by name.
+    async fn schedules(&self) -> Result<Vec<ScheduleInfo>>;
 }
 
 /// A task to store.

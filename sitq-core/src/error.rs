@@ -150,6 +150,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A schedule that cannot run (bad cron expression or time zone, a
+    /// duplicate name); the worker refuses to start.
+    #[error("invalid schedule {name:?}: {reason}")]
+    InvalidSchedule {
+        /// The schedule's name.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl Error {

@@ -15,6 +15,7 @@ mod options;
 mod queue;
 mod record;
 mod registry;
+pub mod schedule;
 mod signals;
 mod task;
 mod unique;
@@ -37,6 +38,7 @@ pub use record::{
     AttemptFailure, Cancellation, FailureKind, TaskFailure, TaskId, TaskRecord, TaskStatus,
 };
 pub use registry::Registry;
+pub use schedule::{CatchUp, Schedule, ScheduleInfo};
 pub use signals::{CancelNotice, FinishedWatch, Signals};
 pub use task::{Task, TaskDefaults, TaskFuture, TaskRegistration};
 pub use unique::{Enqueued, MAX_UNIQUE_KEY_BYTES, UniqueKey, holder_blocks};

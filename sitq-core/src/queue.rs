@@ -9,6 +9,7 @@ use crate::cancel::{CancelOutcome, CancelRequest};
 use crate::handle::TaskHandle;
 use crate::options::{ConnectOptions, EnqueueOptions};
 use crate::record::{AttemptFailure, TaskId, TaskRecord, TaskStatus};
+use crate::schedule::ScheduleInfo;
 use crate::task::{Task, TaskDefaults};
 use crate::unique::{Enqueued, UniqueKey};
 use crate::{Error, Result, codec};
@@ -239,6 +240,15 @@ impl Queue {
     /// [`Error::NotFound`].
     pub fn enqueued_handle<T>(&self, enqueued: Enqueued) -> TaskHandle<T> {
         TaskHandle::stored_enqueued(self.clone(), enqueued.id, enqueued.duplicate)
+    }
+
+    /// Every stored schedule, by name: what it enqueues, its expression and
+    /// zone, its last and next fire, and when a worker last ran it (an old
+    /// `last_seen` means no running worker has it any more).
+    pub async fn schedules(&self) -> Result<Vec<ScheduleInfo>> {
+        let mut schedules = self.inner.backend.schedules().await?;
+        schedules.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(schedules)
     }
 
     /// Closes the connection pool.

@@ -17,6 +17,7 @@ mod cancel_tasks;
 mod cases;
 mod claims;
 mod context;
+mod cron;
 mod tasks;
 mod unique;
 mod waits;
@@ -32,6 +33,7 @@ pub use cancel::*;
 pub use cases::*;
 pub use claims::*;
 pub use context::*;
+pub use cron::*;
 pub use tasks::{Add, registry, registry_without, unique};
 pub use unique::*;
 pub use waits::*;
@@ -170,6 +172,14 @@ macro_rules! conformance_tests {
             unique_succeeded_blocks_only_within_its_window, unique_failed_and_cancelled_do_not_block,
             unique_batch_with_duplicates, unique_by_arguments, unique_keys_are_scoped_by_task_name,
             unique_key_is_checked,
+        );
+        // Cron schedules (testing/cron.rs).
+        $crate::conformance_tests!(@cases $harness;
+            cron_registration_is_listed, cron_reregistration_updates_the_definition,
+            cron_fire_tick_fires_once, cron_racing_fires_enqueue_one_task_per_tick,
+            cron_ticks_past_the_retention_never_fire_again, cron_fired_task_runs,
+            cron_catch_up_latest_fires_the_latest_missed_tick, cron_catch_up_none_skips_missed_ticks,
+            cron_catch_up_all_fires_each_missed_tick, cron_workers_share_ticks,
         );
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {

@@ -14,7 +14,7 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Attribute, Ident};
 
-use crate::parse::{Arg, Backoff, Options, Output, TaskFn};
+use crate::parse::{Arg, Backoff, Cron, Options, Output, TaskFn};
 
 /// Expands a parsed task into the user's fn plus the generated items.
 pub(crate) fn task(options: &Options, task: &TaskFn) -> syn::Result<TokenStream> {
@@ -71,6 +71,7 @@ pub(crate) fn task(options: &Options, task: &TaskFn) -> syn::Result<TokenStream>
 
     let run = run_fn(task, &name);
     let checks = type_checks(task);
+    let schedule = schedule(options, ident, &name);
 
     Ok(quote! {
         #item
@@ -168,6 +169,7 @@ pub(crate) fn task(options: &Options, task: &TaskFn) -> syn::Result<TokenStream>
 
             #run
             #checks
+            #schedule
 
             ::sitq::__private::inventory::submit! {
                 ::sitq::__private::TaskRegistration {
@@ -180,6 +182,42 @@ pub(crate) fn task(options: &Options, task: &TaskFn) -> syn::Result<TokenStream>
             }
         };
     })
+}
+
+/// The schedule `cron = "..."` declares: a registration the worker collects
+/// with the task's.
+fn schedule(options: &Options, ident: &Ident, name: &TokenStream) -> TokenStream {
+    let Some(Cron {
+        expression,
+        zone,
+        catch_up,
+    }) = &options.cron
+    else {
+        return quote!();
+    };
+    let task = quote!(<#ident as ::sitq::__private::Task>);
+    quote! {
+        fn sitq_schedule_payload() -> ::sitq::__private::Result<::std::vec::Vec<u8>> {
+            ::sitq::__private::codec::encode(
+                &#ident {},
+                ::core::concat!("arguments of task ", #name),
+            )
+        }
+
+        ::sitq::__private::inventory::submit! {
+            ::sitq::__private::ScheduleRegistration {
+                name: #task::NAME,
+                task: #task::NAME,
+                defaults: #task::DEFAULTS,
+                expression: #expression,
+                zone: #zone,
+                catch_up: ::sitq::__private::CatchUp::#catch_up,
+                payload: sitq_schedule_payload,
+                file: ::core::file!(),
+                line: ::core::line!(),
+            }
+        }
+    }
 }
 
 fn field(vis: &syn::Visibility, arg: &Arg) -> TokenStream {

@@ -3,6 +3,7 @@
 //! Use it through the `sitq` facade (`#[sitq::task]`); the generated code
 //! names `::sitq::__private`, so this crate is not usable on its own.
 
+mod cron;
 mod duration;
 mod expand;
 mod parse;
@@ -38,6 +39,13 @@ use proc_macro::TokenStream;
 /// (exponential from that base, capped at 1 h), `backoff = exponential("1s", "10m")`
 /// or `backoff = fixed("5s")`. Durations: `"500ms"`, `"30s"`, `"5m"`, `"1h"`,
 /// `"2d"` and combinations from the largest unit down, like `"1m30s"`.
+///
+/// Schedules: `cron = "0 */5 * * * *"` (five fields, or six with seconds
+/// first) enqueues the task at every tick, once across every worker that
+/// runs it, on a task without arguments; `tz = "Europe/Berlin"` (an IANA
+/// zone, default UTC) and `catch_up = "latest" | "none" | "all"` (missed
+/// ticks: one run for the latest, none, or each of at most 100; default
+/// `"latest"`) go with it. A bad expression or zone is a compile error.
 ///
 /// Arguments and the result must be owned `Serialize + DeserializeOwned` types;
 /// the error type of a `Result` must be `Display`.
@@ -84,6 +92,13 @@ pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
     let options = syn::parse::<parse::Options>(attr);
     let task = parse::task_fn(item.clone());
     let expanded = match (options, task) {
+        (Ok(options), Ok(task)) if options.cron.is_some() && !task.args.is_empty() => {
+            Err(syn::Error::new_spanned(
+                &task.item.sig.inputs,
+                "a task with `cron = \"...\"` takes no arguments: each tick enqueues it as it is; \
+                 for a task with arguments use `Worker::schedule(name, task { .. }, expression)`",
+            ))
+        }
         (Ok(options), Ok(task)) => expand::task(&options, &task),
         (Err(mut options), Err(task)) => {
             options.combine(task);

@@ -29,6 +29,16 @@ pub(crate) struct Options {
     /// `unique` (a flag) or `unique_for`: unique by arguments.
     pub unique: bool,
     pub unique_for: Option<Duration>,
+    pub cron: Option<Cron>,
+}
+
+/// `cron = "..."` with its `tz` and `catch_up`, all checked.
+pub(crate) struct Cron {
+    pub expression: LitStr,
+    /// The IANA zone; `"UTC"` when not given.
+    pub zone: String,
+    /// `Latest`, `None` or `All`: the `CatchUp` variant.
+    pub catch_up: Ident,
 }
 
 /// The retry delay set with `backoff = ...`.
@@ -51,10 +61,13 @@ enum Key {
     Backoff,
     Unique,
     UniqueFor,
+    Cron,
+    Tz,
+    CatchUp,
 }
 
 impl Key {
-    const ALL: [Key; 8] = [
+    const ALL: [Key; 11] = [
         Key::Name,
         Key::Queue,
         Key::Priority,
@@ -63,6 +76,9 @@ impl Key {
         Key::Backoff,
         Key::Unique,
         Key::UniqueFor,
+        Key::Cron,
+        Key::Tz,
+        Key::CatchUp,
     ];
 
     fn as_str(self) -> &'static str {
@@ -75,6 +91,9 @@ impl Key {
             Key::Backoff => "backoff",
             Key::Unique => "unique",
             Key::UniqueFor => "unique_for",
+            Key::Cron => "cron",
+            Key::Tz => "tz",
+            Key::CatchUp => "catch_up",
         }
     }
 
@@ -92,6 +111,12 @@ impl Key {
             }
             Key::Unique => "no value (it is a flag)",
             Key::UniqueFor => "a duration string (how long a succeeded task still blocks its key)",
+            Key::Cron => {
+                "a cron expression string: five fields (minute hour day-of-month month \
+                 day-of-week) or six, seconds first"
+            }
+            Key::Tz => "an IANA time zone name string",
+            Key::CatchUp => "\"latest\", \"none\" or \"all\"",
         }
     }
 
@@ -107,6 +132,9 @@ impl Key {
             }
             Key::Unique => "`unique`",
             Key::UniqueFor => "`unique_for = \"1h\"`",
+            Key::Cron => "`cron = \"0 */5 * * * *\"` (every five minutes)",
+            Key::Tz => "`tz = \"Europe/Berlin\"`",
+            Key::CatchUp => "`catch_up = \"none\"`",
         }
     }
 }
@@ -125,6 +153,7 @@ impl Parse for Options {
         let mut options = Options::default();
         let mut seen: Vec<Key> = Vec::new();
         let mut errors = Errors::default();
+        let mut schedule = ScheduleOptions::default();
         while !input.is_empty() {
             // `parse_any` so that `type = ...` gets the "unknown option" message.
             let ident = Ident::parse_any(input)?;
@@ -176,7 +205,12 @@ impl Parse for Options {
                 ));
             } else {
                 seen.push(key);
-                if let Err(err) = options.set(key, ungroup(&value)) {
+                let value = ungroup(&value);
+                let set = match key {
+                    Key::Cron | Key::Tz | Key::CatchUp => schedule.set(key, &ident, value),
+                    _ => options.set(key, value),
+                };
+                if let Err(err) = set {
                     errors.push(err);
                 }
             }
@@ -185,8 +219,105 @@ impl Parse for Options {
             }
             input.parse::<Token![,]>()?;
         }
+        match schedule.finish() {
+            Ok(cron) => options.cron = cron,
+            Err(err) => errors.push(err),
+        }
         errors.finish()?;
         Ok(options)
+    }
+}
+
+/// `cron`, `tz` and `catch_up` as given, before they are combined.
+#[derive(Default)]
+struct ScheduleOptions {
+    expression: Option<LitStr>,
+    zone: Option<(Ident, String)>,
+    catch_up: Option<(Ident, Ident)>,
+    /// One of them was given with a bad value (already reported).
+    failed: bool,
+}
+
+impl ScheduleOptions {
+    fn set(&mut self, key: Key, ident: &Ident, value: &Expr) -> syn::Result<()> {
+        let result = self.try_set(key, ident, value);
+        self.failed |= result.is_err();
+        result
+    }
+
+    fn try_set(&mut self, key: Key, ident: &Ident, value: &Expr) -> syn::Result<()> {
+        let lit = string_literal(value).ok_or_else(|| {
+            syn::Error::new_spanned(
+                value,
+                format!(
+                    "`{}` takes {}, e.g. {}",
+                    key.as_str(),
+                    key.expected(),
+                    key.example()
+                ),
+            )
+        })?;
+        let text = lit.value();
+        match key {
+            Key::Cron => {
+                crate::cron::check_expression(&text)
+                    .map_err(|message| syn::Error::new(lit.span(), message))?;
+                self.expression = Some(lit.clone());
+            }
+            Key::Tz => {
+                crate::cron::check_zone(&text)
+                    .map_err(|message| syn::Error::new(lit.span(), message))?;
+                self.zone = Some((ident.clone(), text));
+            }
+            _ => {
+                let variant = match text.as_str() {
+                    "latest" => "Latest",
+                    "none" => "None",
+                    "all" => "All",
+                    _ => {
+                        return Err(syn::Error::new(
+                            lit.span(),
+                            format!(
+                                "unknown catch-up policy {text:?}: use \"latest\" (one run for the \
+                                 latest missed tick, the default), \"none\" (skip missed ticks) or \
+                                 \"all\" (each missed tick, at most 100)"
+                            ),
+                        ));
+                    }
+                };
+                self.catch_up = Some((ident.clone(), Ident::new(variant, lit.span())));
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> syn::Result<Option<Cron>> {
+        let Some(expression) = self.expression else {
+            if self.failed {
+                return Ok(None);
+            }
+            let orphan = self
+                .zone
+                .map(|(ident, _)| ident)
+                .or(self.catch_up.map(|(ident, _)| ident));
+            return match orphan {
+                Some(ident) => Err(syn::Error::new(
+                    ident.span(),
+                    format!(
+                        "`{ident}` applies to a schedule: add `cron = \"...\"`, e.g. `cron = \"0 */5 * * * *\"`"
+                    ),
+                )),
+                None => Ok(None),
+            };
+        };
+        Ok(Some(Cron {
+            expression,
+            zone: self.zone.map_or_else(|| "UTC".to_owned(), |(_, zone)| zone),
+            catch_up: self.catch_up.map_or_else(
+                || Ident::new("Latest", Span::call_site()),
+                |(_, variant)| variant,
+            ),
+        }))
     }
 }
 
@@ -276,6 +407,8 @@ impl Options {
                 }
                 self.unique_for = Some(window);
             }
+            // Set through `ScheduleOptions`.
+            Key::Cron | Key::Tz | Key::CatchUp => {}
         }
         Ok(())
     }

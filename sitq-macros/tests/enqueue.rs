@@ -117,6 +117,28 @@ impl Backend for Recorder {
             })
             .collect())
     }
+
+    async fn register_schedules(
+        &self,
+        _: Vec<sitq_core::schedule::ScheduleDefinition>,
+    ) -> sitq_core::Result<Vec<sitq_core::ScheduleInfo>> {
+        Err(sitq_core::Error::Config(
+            "this test double has no schedules".into(),
+        ))
+    }
+
+    async fn fire_tick(
+        &self,
+        _: sitq_core::schedule::TickFire,
+    ) -> sitq_core::Result<Option<TaskId>> {
+        Err(sitq_core::Error::Config(
+            "this test double has no schedules".into(),
+        ))
+    }
+
+    async fn schedules(&self) -> sitq_core::Result<Vec<sitq_core::ScheduleInfo>> {
+        Ok(Vec::new())
+    }
 }
 
 fn recording_queue() -> (Queue, Arc<Recorder>) {

@@ -13,6 +13,7 @@ mod complete;
 mod enqueue;
 mod inspect;
 mod reserve;
+mod schedules;
 pub(crate) mod unique;
 
 use std::collections::HashSet;
@@ -21,6 +22,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sitq_core::ScheduleInfo;
+use sitq_core::schedule::{ScheduleDefinition, TickFire};
 use sitq_core::{
     AttemptFailure, Backend, CancelOutcome, CancelRequest, ClaimRef, ClaimRequest, ClaimedTask,
     Completion, ConnectOptions, Enqueued, Error, Finished, NewTask, Result, Signals, TaskId,
@@ -235,6 +238,28 @@ impl Backend for PostgresBackend {
 
     fn as_any(&self) -> Option<&dyn std::any::Any> {
         Some(self)
+    }
+
+    async fn register_schedules(
+        &self,
+        schedules: Vec<ScheduleDefinition>,
+    ) -> Result<Vec<ScheduleInfo>> {
+        if schedules.is_empty() {
+            return Ok(Vec::new());
+        }
+        schedules::register(&self.pool, schedules).await
+    }
+
+    async fn fire_tick(&self, fire: TickFire) -> Result<Option<TaskId>> {
+        let fired = schedules::fire_tick(&self.pool, fire).await?;
+        if fired.is_some() {
+            self.signals.notify_work();
+        }
+        Ok(fired)
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleInfo>> {
+        schedules::list(&self.pool).await
     }
 }
 

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sitq_core::ScheduleInfo;
+use sitq_core::schedule::{ScheduleDefinition, TickFire};
 use sitq_core::{
     AttemptFailure, Backend, CancelOutcome, CancelRequest, ClaimRef, ClaimRequest, ClaimedTask,
     Completion, ConnectOptions, Enqueued, Error, Finished, NewTask, Result, Signals, TaskId,
@@ -342,7 +344,35 @@ impl Backend for SqliteBackend {
         .await
     }
 
+    async fn register_schedules(
+        &self,
+        schedules: Vec<ScheduleDefinition>,
+    ) -> Result<Vec<ScheduleInfo>> {
+        if schedules.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.call("registering schedules", |reply| {
+            Command::RegisterSchedules { schedules, reply }
+        })
+        .await
+    }
+
+    async fn fire_tick(&self, fire: TickFire) -> Result<Option<TaskId>> {
+        self.call("firing a schedule's tick", |reply| Command::FireTick {
+            fire: Box::new(fire),
+            reply,
+        })
+        .await
+    }
+
     fn as_any(&self) -> Option<&dyn std::any::Any> {
         Some(self)
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleInfo>> {
+        match self.read(Read::Schedules).await? {
+            Found::Schedules(schedules) => Ok(schedules),
+            _ => Err(unexpected("listing schedules")),
+        }
     }
 }

@@ -31,6 +31,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0003_unique_tasks.sql"),
     ),
     (
+        4,
+        "schedules",
+        include_str!("../migrations/0004_schedules.sql"),
+    ),
+    (
         5,
         "task snoozes",
         include_str!("../migrations/0005_task_snoozes.sql"),

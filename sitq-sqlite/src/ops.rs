@@ -8,6 +8,7 @@
 //! statement fails alone.
 
 pub(crate) mod read;
+pub(crate) mod schedules;
 pub(crate) mod write;
 
 use sitq_core::{Finished, TaskFailure, TaskId, TaskStatus};

@@ -21,6 +21,7 @@ use sitq_core::{Error, Signals};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::connect::{Target, db};
+use crate::ops::schedules;
 use crate::ops::write::{self, Effects};
 use crate::{time, watch};
 use command::{Answer, Command, answer};
@@ -332,6 +333,25 @@ impl Writer {
                 let op = read.op();
                 answers.push(answer(reply, read.run(conn).map_err(db(op))));
             }
+            Command::RegisterSchedules { schedules, reply } => {
+                let result = guarded(conn, schedules.len() > 1, || {
+                    schedules::register(conn, &schedules)
+                });
+                answers.push(answer(reply, result.map_err(db("registering schedules"))));
+            }
+            Command::FireTick { fire, reply } => {
+                let mut mine = Effects::default();
+                let result = guarded(conn, true, || {
+                    schedules::fire_tick(conn, &fire, now, &mut mine)
+                });
+                if result.is_ok() {
+                    merge(effects, mine);
+                }
+                answers.push(answer(
+                    reply,
+                    result.map_err(db("firing a schedule's tick")),
+                ));
+            }
             // Sorted out by `group` before this point.
             Command::External | Command::Close { .. } => {}
             Command::Transaction { job } => {
@@ -468,6 +488,8 @@ fn fail(command: Command, err: &Arc<rusqlite::Error>) {
         Command::Retry { reply, .. } => send(reply, err),
         Command::Prune { reply, .. } => send(reply, err),
         Command::Read { reply, .. } => send(reply, err),
+        Command::RegisterSchedules { reply, .. } => send(reply, err),
+        Command::FireTick { reply, .. } => send(reply, err),
         Command::External | Command::Close { .. } => {}
         Command::EnqueueUnique { reply, .. } => send(reply, err),
         Command::Transaction { job } => job.fail(Error::database(

@@ -5,6 +5,7 @@ mod completer;
 mod execute;
 mod maintenance;
 mod runner;
+mod scheduler;
 
 #[cfg(all(test, feature = "testing"))]
 #[path = "../tests/support/memory.rs"]
@@ -15,7 +16,8 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sitq_core::{Error, Queue, Registry, Result};
+use sitq_core::schedule::{Firing, Schedule, ScheduleRegistration};
+use sitq_core::{Error, Queue, Registry, Result, Task};
 
 use crate::shutdown::{self, ShutdownHandle, ShutdownSignal};
 
@@ -43,6 +45,7 @@ pub struct Worker {
     shutdown: ShutdownSignal,
     handle: ShutdownHandle,
     cancel_grace: Duration,
+    schedules: Vec<Schedule>,
 }
 
 impl Worker {
@@ -64,6 +67,7 @@ impl Worker {
             shutdown,
             handle,
             cancel_grace: DEFAULT_CANCEL_GRACE,
+            schedules: Vec::new(),
         }
     }
 
@@ -159,6 +163,42 @@ impl Worker {
         self.handle.clone()
     }
 
+    /// Enqueues `task` at every tick of the cron `expression` (UTC), under
+    /// the schedule name `name`: each tick once across every worker that
+    /// runs a schedule of that name. Five fields (minute hour day-of-month
+    /// month day-of-week) or six, seconds first.
+    ///
+    /// ```no_run
+    /// # async fn demo<T: sitq_core::Task>(queue: sitq_core::Queue, report: T) -> sitq_core::Result<()> {
+    /// // `report` is a task value, e.g. `report { day: 1 }` from `#[sitq::task] async fn report(day: u32)`.
+    /// sitq_worker::Worker::new(queue)
+    ///     .schedule("nightly-report", report, "0 0 2 * * *")
+    ///     .run()
+    ///     .await
+    /// # }
+    /// ```
+    ///
+    /// A bad expression fails [`run`](Worker::run) at once with
+    /// [`Error::InvalidSchedule`]; [`schedule_with`](Worker::schedule_with)
+    /// sets a time zone and a catch-up policy.
+    pub fn schedule<T: Task>(
+        self,
+        name: impl Into<String>,
+        task: T,
+        expression: impl Into<String>,
+    ) -> Worker {
+        self.schedule_with(Schedule::new(name, task, expression))
+    }
+
+    /// Runs `schedule` (see [`Schedule`]), e.g.
+    /// `Schedule::new("nightly", report { day: 1 }, "0 0 2 * * *").tz("Europe/Berlin")`.
+    /// Besides these, a worker runs the `#[sitq::task(cron = "...")]`
+    /// schedules of the tasks it runs.
+    pub fn schedule_with(mut self, schedule: Schedule) -> Worker {
+        self.schedules.push(schedule);
+        self
+    }
+
     /// Runs until shut down; returns once in-flight tasks are finished and
     /// stored. Fails at once if two linked tasks share a name.
     ///
@@ -166,7 +206,7 @@ impl Worker {
     /// [`ShutdownHandle::force`]) makes it return at once with
     /// [`Error::ForcedShutdown`], abandoning in-flight tasks: they run again
     /// once their leases expire.
-    pub async fn run(self) -> Result<()> {
+    pub async fn run(mut self) -> Result<()> {
         let collected = match &self.registry {
             Some(registry) => Ok(registry.clone()),
             None => Registry::collect(),
@@ -178,8 +218,23 @@ impl Worker {
                 return Err(err);
             }
         };
+        let mut schedules = std::mem::take(&mut self.schedules);
+        schedules.extend(
+            inventory_schedules()
+                .filter(|declared| registry.get(declared.task).is_some())
+                .map(Schedule::from_registration),
+        );
+        let firing = match Firing::new(schedules, self.queue.options().max_payload_bytes) {
+            Ok(firing) => firing,
+            Err(err) => {
+                self.shutdown.finish();
+                return Err(err);
+            }
+        };
         tracing::info!(worker.id = %self.worker_id, tasks = registry.len(), concurrency = self.concurrency, "worker starting");
         let shutdown = &self.shutdown;
+        let scheduler =
+            scheduler::spawn(self.queue.backend().clone(), firing, shutdown.subscribe());
         let mut forced = shutdown.subscribe_forced();
         let result = tokio::select! {
             result = runner::Runner::new(&self, registry).run(shutdown) => result,
@@ -191,6 +246,16 @@ impl Worker {
                 Err(Error::ForcedShutdown)
             }
         };
+        if let Some(scheduler) = scheduler {
+            // It stops on the stop request that ended the claim loop; a
+            // forced stop, or a claim loop that ended on its own, does not
+            // wait for a tick being fired (the database keeps each tick
+            // whole: fired, or not at all).
+            if matches!(result, Err(Error::ForcedShutdown)) || !*shutdown.subscribe().borrow() {
+                scheduler.abort();
+            }
+            let _ = scheduler.await;
+        }
         shutdown.finish();
         tracing::info!(worker.id = %self.worker_id, "worker stopped");
         result
@@ -293,6 +358,11 @@ impl Termination {
             std::future::pending::<()>().await;
         }
     }
+}
+
+/// The schedules `#[sitq::task(cron = "...")]` declared in every linked crate.
+fn inventory_schedules() -> impl Iterator<Item = &'static ScheduleRegistration> {
+    sitq_core::inventory::iter::<ScheduleRegistration>()
 }
 
 fn default_worker_id() -> String {

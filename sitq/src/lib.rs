@@ -7,6 +7,7 @@ pub use sitq_core::{
     Backoff, ConnectOptions, Context, EnqueueOptions, Error, FailureKind, Queue, Registry, Result,
     Task, TaskFailure, TaskHandle, TaskId, TaskRecord, TaskStatus,
 };
+pub use sitq_core::{CatchUp, Schedule, ScheduleInfo};
 pub use sitq_worker::{ShutdownHandle, Worker};
 
 #[cfg(feature = "macros")]
@@ -30,6 +31,7 @@ pub mod __private {
     pub use inventory;
     pub use serde;
     pub use sitq_core::codec;
+    pub use sitq_core::schedule::{CatchUp, ScheduleRegistration};
     pub use sitq_core::{
         Backoff, Context, EnqueueOptions, Queue, Result, Task, TaskDefaults, TaskFuture,
         TaskHandle, TaskRegistration,

@@ -244,6 +244,25 @@ impl Backend for Fake {
     async fn failures(&self, _: TaskId) -> Result<Vec<AttemptFailure>> {
         Ok(Vec::new())
     }
+
+    async fn register_schedules(
+        &self,
+        _: Vec<crate::schedule::ScheduleDefinition>,
+    ) -> crate::Result<Vec<crate::ScheduleInfo>> {
+        Err(crate::Error::Config(
+            "this test double has no schedules".into(),
+        ))
+    }
+
+    async fn fire_tick(&self, _: crate::schedule::TickFire) -> crate::Result<Option<TaskId>> {
+        Err(crate::Error::Config(
+            "this test double has no schedules".into(),
+        ))
+    }
+
+    async fn schedules(&self) -> crate::Result<Vec<crate::ScheduleInfo>> {
+        Ok(Vec::new())
+    }
 }
 
 /// Polls `done` until true, failing after [`WITHIN`].

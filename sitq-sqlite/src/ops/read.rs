@@ -24,6 +24,8 @@ pub(crate) enum Read {
     Failures(TaskId),
     /// Which of these tasks have a cancel request while running, or were cancelled.
     CancelRequested(Vec<TaskId>),
+    /// Every stored schedule.
+    Schedules,
 }
 
 /// What a [`Read`] found.
@@ -41,6 +43,8 @@ pub(crate) enum Found {
     Failures(Vec<AttemptFailure>),
     /// From [`Read::CancelRequested`].
     CancelRequested(Vec<TaskId>),
+    /// From [`Read::Schedules`].
+    Schedules(Vec<sitq_core::ScheduleInfo>),
 }
 
 impl Read {
@@ -53,6 +57,7 @@ impl Read {
             Read::NextRunAt(_) => "finding the next scheduled task",
             Read::Failures(_) => "reading a task's failure history",
             Read::CancelRequested(_) => "checking tasks for cancel requests",
+            Read::Schedules => "listing schedules",
         }
     }
 
@@ -141,6 +146,7 @@ impl Read {
                 rows.collect::<rusqlite::Result<_>>()
                     .map(Found::CancelRequested)
             }
+            Read::Schedules => super::schedules::list(conn).map(Found::Schedules),
         }
     }
 }

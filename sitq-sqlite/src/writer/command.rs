@@ -3,9 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use sitq_core::schedule::{ScheduleDefinition, TickFire};
 use sitq_core::{
     CancelOutcome, CancelRequest, ClaimRef, ClaimedTask, Completion, Enqueued, Error, NewTask,
-    Result, TaskId,
+    Result, ScheduleInfo, TaskId,
 };
 use tokio::sync::oneshot;
 
@@ -76,6 +77,16 @@ pub(crate) enum Command {
     EnqueueUnique {
         tasks: Vec<NewTask>,
         reply: Reply<Vec<Enqueued>>,
+    },
+    /// `Backend::register_schedules`.
+    RegisterSchedules {
+        schedules: Vec<ScheduleDefinition>,
+        reply: Reply<Vec<ScheduleInfo>>,
+    },
+    /// `Backend::fire_tick`.
+    FireTick {
+        fire: Box<TickFire>,
+        reply: Reply<Option<TaskId>>,
     },
 }
 
