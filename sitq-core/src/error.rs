@@ -134,6 +134,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Queue settings that cannot be honoured (an empty queue name, a zero
+    /// limit or period); nothing was changed.
+    #[error("invalid queue settings: {0}")]
+    InvalidQueueSettings(String),
 }
 
 impl Error {

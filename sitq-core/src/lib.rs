@@ -11,6 +11,7 @@ mod error;
 mod handle;
 mod options;
 mod queue;
+mod queue_settings;
 mod record;
 mod registry;
 mod signals;
@@ -28,6 +29,9 @@ pub use error::{BoxError, Error, Result};
 pub use handle::TaskHandle;
 pub use options::{Backoff, ConnectOptions, EnqueueOptions};
 pub use queue::Queue;
+pub use queue_settings::{
+    MAX_PERIOD, MIN_PERIOD, QueueInfo, QueueLimits, RateLimit, validate_queue_name,
+};
 pub use record::{FailureKind, TaskFailure, TaskId, TaskRecord, TaskStatus};
 pub use registry::Registry;
 pub use signals::{FinishedWatch, Signals};

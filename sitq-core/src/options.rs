@@ -15,6 +15,7 @@ pub struct EnqueueOptions {
     priority: Option<i32>,
     queue: Option<String>,
     max_attempts: Option<u32>,
+    sequence: Option<String>,
 }
 
 impl EnqueueOptions {
@@ -53,6 +54,22 @@ impl EnqueueOptions {
     pub fn max_attempts(mut self, max_attempts: u32) -> Self {
         self.max_attempts = Some(max_attempts);
         self
+    }
+
+    /// Runs the task in the sequence `key`: tasks sharing a key run one at a
+    /// time, in enqueue order, across every worker. A task is claimed only
+    /// when no task of the same key with a smaller id is pending, blocked,
+    /// running (or waiting to retry) or failed for good, and none is running.
+    /// A task that failed for good holds its sequence until it is retried,
+    /// cancelled or pruned.
+    pub fn sequence(mut self, key: impl Into<String>) -> Self {
+        self.sequence = Some(key.into());
+        self
+    }
+
+    /// The sequence key set, if any.
+    pub fn get_sequence(&self) -> Option<&str> {
+        self.sequence.as_deref()
     }
 
     /// The priority set, if any.

@@ -7,6 +7,7 @@ use tracing::Instrument;
 use crate::backend::{Backend, BackendConnector, NewTask};
 use crate::handle::TaskHandle;
 use crate::options::{ConnectOptions, EnqueueOptions};
+use crate::queue_settings::{QueueInfo, QueueLimits, validate_queue_name};
 use crate::record::{TaskId, TaskRecord, TaskStatus};
 use crate::task::{Task, TaskDefaults};
 use crate::{Error, Result, codec};
@@ -158,6 +159,48 @@ impl Queue {
         self.inner.backend.cancel(id).await
     }
 
+    /// Pauses `queue`: from the moment this returns, no worker of any
+    /// process claims its tasks (tasks already running finish). Workers that
+    /// take every queue skip it. Stored in the database, so it outlives this
+    /// program; undo it with [`resume`](Queue::resume).
+    pub async fn pause(&self, queue: &str) -> Result<()> {
+        validate_queue_name(queue)?;
+        self.inner.backend.set_queue_paused(queue, true).await
+    }
+
+    /// Resumes a paused queue and wakes idle workers; a no-op for a queue
+    /// that is not paused.
+    pub async fn resume(&self, queue: &str) -> Result<()> {
+        validate_queue_name(queue)?;
+        self.inner.backend.set_queue_paused(queue, false).await
+    }
+
+    /// Sets `queue`'s global limits (concurrency, rate), enforced by every
+    /// worker of every process; [`QueueLimits::new()`] clears them.
+    ///
+    /// ```no_run
+    /// # async fn demo(queue: sitq_core::Queue) -> sitq_core::Result<()> {
+    /// use std::time::Duration;
+    /// use sitq_core::QueueLimits;
+    ///
+    /// let limits = QueueLimits::new().concurrency(3).rate(10, Duration::from_secs(1));
+    /// queue.set_queue_limits("mail", limits).await?;
+    /// queue.set_queue_limits("mail", QueueLimits::new()).await?; // no limits again
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn set_queue_limits(&self, queue: &str, limits: QueueLimits) -> Result<()> {
+        validate_queue_name(queue)?;
+        limits.validate()?;
+        self.inner.backend.set_queue_limits(queue, limits).await
+    }
+
+    /// Every queue that has settings or pending or running tasks, by name,
+    /// with whether it is paused, its limits and those counts.
+    pub async fn queues(&self) -> Result<Vec<QueueInfo>> {
+        self.inner.backend.queues().await
+    }
+
     /// Closes the connection pool.
     pub async fn close(&self) {
         self.inner.backend.close().await;
@@ -196,6 +239,10 @@ impl Queue {
                 "max_attempts must be at least 1".into(),
             ));
         }
+        let sequence = options.get_sequence();
+        if sequence == Some("") {
+            return Err(Error::InvalidOptions("the sequence key is empty".into()));
+        }
         Ok(NewTask {
             name: name.to_owned(),
             queue: queue.to_owned(),
@@ -203,6 +250,7 @@ impl Queue {
             priority: options.get_priority().unwrap_or(defaults.priority),
             run_at: options.resolve_run_at(Utc::now())?,
             max_attempts,
+            sequence: sequence.map(str::to_owned),
         })
     }
 

@@ -14,6 +14,8 @@
 
 mod cases;
 mod claims;
+mod queues;
+mod sequences;
 mod tasks;
 mod waits;
 
@@ -26,6 +28,8 @@ use crate::{Queue, Registry};
 
 pub use cases::*;
 pub use claims::*;
+pub use queues::*;
+pub use sequences::*;
 pub use tasks::{registry, registry_without, unique};
 pub use waits::*;
 
@@ -137,6 +141,15 @@ macro_rules! conformance_tests {
             expired_reservation_spends_no_attempt, expired_reservation_keeps_the_previous_error,
             started_reservation_spends_its_attempt,
             reserved_claim_can_complete_before_its_start_mark, finished_reports_only_finished_tasks,
+        );
+        // Queue control: pause, global limits, sequences (testing/queues.rs, testing/sequences.rs).
+        $crate::conformance_tests!(@cases $harness;
+            paused_queue_is_not_claimed, pause_lets_running_tasks_finish,
+            concurrency_limit_caps_claims, concurrency_limit_holds_across_workers,
+            rate_limit_caps_claims, rate_limit_holds_in_every_window, cleared_limits_claim_freely,
+            bad_queue_settings_are_refused, sequence_claims_one_at_a_time_in_order,
+            retrying_task_holds_its_sequence, failed_task_holds_its_sequence,
+            sequence_runs_in_enqueue_order, empty_sequence_key_is_refused,
         );
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {

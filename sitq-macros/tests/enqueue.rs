@@ -87,6 +87,15 @@ impl Backend for Recorder {
         unsupported()
     }
     async fn close(&self) {}
+    async fn set_queue_paused(&self, _: &str, _: bool) -> sitq::Result<()> {
+        unsupported()
+    }
+    async fn set_queue_limits(&self, _: &str, _: sitq_core::QueueLimits) -> sitq::Result<()> {
+        unsupported()
+    }
+    async fn queues(&self) -> sitq::Result<Vec<sitq_core::QueueInfo>> {
+        unsupported()
+    }
 }
 
 fn recording_queue() -> (Queue, Arc<Recorder>) {

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sitq_core::{
     Backend, ClaimRef, ClaimRequest, ClaimedTask, Completion, ConnectOptions, Error, Finished,
-    NewTask, Result, Signals, TaskId, TaskRecord, TaskStatus,
+    NewTask, QueueInfo, QueueLimits, Result, Signals, TaskId, TaskRecord, TaskStatus,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -272,6 +272,36 @@ impl Backend for SqliteBackend {
             reply,
         })
         .await
+    }
+
+    async fn set_queue_paused(&self, queue: &str, paused: bool) -> Result<()> {
+        sitq_core::validate_queue_name(queue)?;
+        let queue = queue.to_owned();
+        self.call("pausing or resuming a queue", |reply| Command::SetPaused {
+            queue,
+            paused,
+            reply,
+        })
+        .await
+    }
+
+    async fn set_queue_limits(&self, queue: &str, limits: QueueLimits) -> Result<()> {
+        sitq_core::validate_queue_name(queue)?;
+        limits.validate()?;
+        let queue = queue.to_owned();
+        self.call("setting a queue's limits", |reply| Command::SetLimits {
+            queue,
+            limits,
+            reply,
+        })
+        .await
+    }
+
+    async fn queues(&self) -> Result<Vec<QueueInfo>> {
+        match self.read(Read::Queues).await? {
+            Found::Queues(queues) => Ok(queues),
+            _ => Err(unexpected("listing queues")),
+        }
     }
 
     async fn close(&self) {

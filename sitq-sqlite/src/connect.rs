@@ -19,11 +19,18 @@ const STATEMENT_CACHE: usize = 64;
 /// The schema, in order. A version is applied once, in the transaction that
 /// records it; versions applied by a newer sitq are left alone (its schema
 /// only adds).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "create tasks",
-    include_str!("../migrations/0001_create_tasks.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "create tasks",
+        include_str!("../migrations/0001_create_tasks.sql"),
+    ),
+    (
+        2,
+        "queue control",
+        include_str!("../migrations/0002_queue_control.sql"),
+    ),
+];
 
 /// sitq's own bookkeeping table (the shape sqlx's migrator used, so files
 /// created by earlier versions are recognised).

@@ -138,7 +138,7 @@ task!(
 task!(Record, "sitq::testing::record", (), TaskDefaults::DEFAULT);
 task!(Gate, "sitq::testing::gate", (), TaskDefaults::DEFAULT);
 
-fn start<T, F, Fut>(payload: &[u8], body: F) -> Result<TaskFuture>
+pub(super) fn start<T, F, Fut>(payload: &[u8], body: F) -> Result<TaskFuture>
 where
     T: Task,
     F: FnOnce(T) -> Fut,
@@ -152,7 +152,7 @@ where
     }))
 }
 
-fn registration<T: Task>(run: fn(&[u8]) -> Result<TaskFuture>) -> TaskRegistration {
+pub(super) fn registration<T: Task>(run: fn(&[u8]) -> Result<TaskFuture>) -> TaskRegistration {
     TaskRegistration {
         name: T::NAME,
         file: file!(),
@@ -162,7 +162,7 @@ fn registration<T: Task>(run: fn(&[u8]) -> Result<TaskFuture>) -> TaskRegistrati
     }
 }
 
-static REGISTRATIONS: LazyLock<Vec<TaskRegistration>> = LazyLock::new(|| {
+pub(super) static REGISTRATIONS: LazyLock<Vec<TaskRegistration>> = LazyLock::new(|| {
     vec![
         registration::<Add>(|p| start(p, |t: Add| async move { Ok(t.a + t.b) })),
         registration::<BlockingAdd>(|p| {
@@ -231,7 +231,7 @@ static COUNTS: LazyLock<Mutex<HashMap<String, u32>>> = LazyLock::new(Default::de
 static LOGS: LazyLock<Mutex<HashMap<String, Vec<String>>>> = LazyLock::new(Default::default);
 static GATES: LazyLock<Mutex<HashMap<String, Arc<Semaphore>>>> = LazyLock::new(Default::default);
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 

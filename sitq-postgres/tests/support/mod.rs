@@ -157,6 +157,7 @@ pub fn task(label: &str) -> NewTask {
         priority: 0,
         run_at: Utc::now() - chrono::Duration::seconds(1),
         max_attempts: 3,
+        sequence: None,
     }
 }
 

@@ -1,9 +1,9 @@
 //! Reads: one statement each, on any connection.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension};
 use sitq_core::{Finished, TaskFailure, TaskId, TaskRecord, TaskStatus};
 
-use super::{count, finished_row, json_ids, json_strings, status};
+use super::{count, finished_row, json_ids, status};
 use crate::time;
 
 /// A read, owned so that it can travel to a reader thread.
@@ -17,6 +17,8 @@ pub(crate) enum Read {
     Finished(Vec<TaskId>),
     /// The earliest pending `run_at` in these queues (all when empty).
     NextRunAt(Vec<String>),
+    /// Every queue with settings or pending or running tasks.
+    Queues,
 }
 
 /// What a [`Read`] found.
@@ -30,6 +32,8 @@ pub(crate) enum Found {
     Finished(Vec<Finished>),
     /// From [`Read::NextRunAt`], in stored form.
     NextRunAt(Option<i64>),
+    /// From [`Read::Queues`].
+    Queues(Vec<sitq_core::QueueInfo>),
 }
 
 impl Read {
@@ -40,6 +44,7 @@ impl Read {
             Read::Status(_) => "reading a task's status",
             Read::Finished(_) => "reading finished tasks",
             Read::NextRunAt(_) => "finding the next scheduled task",
+            Read::Queues => "listing queues",
         }
     }
 
@@ -78,25 +83,9 @@ impl Read {
                 rows.collect::<rusqlite::Result<_>>().map(Found::Finished)
             }
             Read::NextRunAt(queues) => {
-                // ORDER BY run_at LIMIT 1 walks the pending run_at index from
-                // its start, stopping at the first row in one of `queues`.
-                let next: Option<i64> = if queues.is_empty() {
-                    conn.prepare_cached(
-                        "SELECT run_at FROM sitq_tasks WHERE status = 'pending' \
-                         ORDER BY run_at LIMIT 1",
-                    )?
-                    .query_row([], |row| row.get(0))
-                    .optional()?
-                } else {
-                    conn.prepare_cached(
-                        "SELECT run_at FROM sitq_tasks WHERE status = 'pending' \
-                         AND queue IN (SELECT value FROM json_each(?1)) ORDER BY run_at LIMIT 1",
-                    )?
-                    .query_row(params![json_strings(queues)], |row| row.get(0))
-                    .optional()?
-                };
-                Ok(Found::NextRunAt(next))
+                super::queues::next_run_at(conn, queues).map(Found::NextRunAt)
             }
+            Read::Queues => super::queues::list(conn).map(Found::Queues),
         }
     }
 }

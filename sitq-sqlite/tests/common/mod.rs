@@ -65,6 +65,7 @@ pub fn task(name: &str) -> NewTask {
         priority: 0,
         run_at: Utc::now(),
         max_attempts: 3,
+        sequence: None,
     }
 }
 

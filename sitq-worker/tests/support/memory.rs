@@ -230,6 +230,23 @@ impl Backend for Memory {
     }
 
     async fn close(&self) {}
+
+    async fn set_queue_paused(&self, _: &str, _: bool) -> Result<()> {
+        Err(unsupported())
+    }
+
+    async fn set_queue_limits(&self, _: &str, _: sitq_core::QueueLimits) -> Result<()> {
+        Err(unsupported())
+    }
+
+    async fn queues(&self) -> Result<Vec<sitq_core::QueueInfo>> {
+        Err(unsupported())
+    }
+}
+
+/// The error of what this test double does not do.
+fn unsupported() -> sitq_core::Error {
+    sitq_core::Error::Config("the in-memory test backend has no queue settings".into())
 }
 
 /// A task that never returns; its payload, if not empty, is the path of a
