@@ -7,7 +7,7 @@ use sitq_core::{Completion, Finished, Outcome, Result, TaskFailure, TaskId, Task
 use sqlx::postgres::PgPool;
 
 use crate::connect::db_error;
-use crate::notify::{Notices, notified_cte};
+use crate::notify::{Notices, notified_cte, releases_column};
 
 use super::{micros, to_int};
 
@@ -36,9 +36,11 @@ WITH changed AS (
                 $7::bigint[])
         AS c(id, attempt, outcome, result, error_kind, error, delay)
     WHERE t.id = c.id AND t.attempts = c.attempt AND t.status = 'running'
-    RETURNING t.id, t.attempts, t.status, t.name
+    RETURNING t.id, t.attempts, t.status, t.name, ",
+    releases_column!(),
+    "
 ), ",
-    notified_cte!(),
+    notified_cte!(releasing),
     "
 SELECT changed.id, changed.attempts, changed.status, changed.name
 FROM changed CROSS JOIN (SELECT count(*) FROM notified) AS notified"
@@ -330,9 +332,11 @@ WITH expired AS MATERIALIZED (
             coalesce(t.worker_id, '(unknown)'), t.attempts, t.max_attempts, t.lease_until) END
     FROM expired
     WHERE t.id = expired.id
-    RETURNING t.id, t.status, t.name, t.attempts, t.error_kind, t.error
+    RETURNING t.id, t.status, t.name, t.attempts, t.error_kind, t.error, ",
+    releases_column!(),
+    "
 ), ",
-    notified_cte!(),
+    notified_cte!(releasing),
     "
 SELECT changed.id, changed.status, changed.name, changed.attempts, changed.error_kind,
        changed.error

@@ -6,7 +6,7 @@ use sqlx::Row;
 use sqlx::postgres::PgPool;
 
 use crate::connect::db_error;
-use crate::notify::notified_cte;
+use crate::notify::{notified_cte, releases_column};
 
 /// The full record of task `id`.
 pub(super) async fn get(pool: &PgPool, id: TaskId) -> Result<Option<TaskRecord>> {
@@ -68,12 +68,14 @@ pub(super) async fn status(pool: &PgPool, id: TaskId) -> Result<Option<TaskStatu
 const CANCEL: &str = concat!(
     "
 WITH changed AS (
-    UPDATE sitq_tasks
+    UPDATE sitq_tasks AS t
     SET status = 'cancelled', finished_at = now(), lease_until = NULL
     WHERE id = $1 AND status IN ('pending', 'blocked')
-    RETURNING id, status, name, attempts, error_kind, error
+    RETURNING id, status, name, attempts, error_kind, error, ",
+    releases_column!(),
+    "
 ), ",
-    notified_cte!(),
+    notified_cte!(releasing),
     "
 SELECT changed.name, changed.attempts, changed.error_kind, changed.error
 FROM changed CROSS JOIN (SELECT count(*) FROM notified) AS notified"
