@@ -6,6 +6,7 @@ pub use sitq_core::{
     Backoff, ConnectOptions, EnqueueOptions, Error, FailureKind, Queue, Registry, Result, Task,
     TaskFailure, TaskHandle, TaskId, TaskRecord, TaskStatus,
 };
+pub use sitq_core::{QueueInfo, QueueLimits, RateLimit};
 pub use sitq_worker::{ShutdownHandle, Worker};
 
 #[cfg(feature = "macros")]
