@@ -20,6 +20,10 @@ use sitq_core::{
 pub struct Memory {
     signals: Signals,
     tasks: Mutex<Vec<TaskRecord>>,
+    /// Claims asked for so far.
+    pub claims: std::sync::atomic::AtomicUsize,
+    /// Whether `next_run_at` says a task is due now (else it knows of none).
+    pub due_now: std::sync::atomic::AtomicBool,
 }
 
 impl Memory {
@@ -95,6 +99,8 @@ impl Backend for Memory {
     }
 
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<ClaimedTask>> {
+        self.claims
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut claimed = Vec::new();
         for record in self.tasks().iter_mut() {
             if claimed.len() == request.limit {
@@ -147,7 +153,8 @@ impl Backend for Memory {
     }
 
     async fn next_run_at(&self, _: &[String]) -> Result<Option<DateTime<Utc>>> {
-        Ok(None)
+        let due = self.due_now.load(std::sync::atomic::Ordering::Relaxed);
+        Ok(due.then(|| Utc::now() - chrono::Duration::seconds(1)))
     }
 
     async fn heartbeat(&self, _: &str, claims: &[ClaimRef], _: Duration) -> Result<Vec<ClaimRef>> {
