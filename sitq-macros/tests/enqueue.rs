@@ -208,3 +208,17 @@ async fn builder_can_be_kept_and_reused() -> sitq::Result<()> {
     assert!(stored(&recorder).iter().all(|task| task.priority == 9));
     Ok(())
 }
+
+#[tokio::test]
+async fn with_forwards_the_sequence_key() -> sitq::Result<()> {
+    let (queue, recorder) = recording_queue();
+    send::with()
+        .sequence("account:42")
+        .enqueue(&queue, "s@example.com".into(), 3)
+        .await?;
+    send::enqueue(&queue, "t@example.com".into(), 4).await?;
+    let tasks = stored(&recorder);
+    assert_eq!(tasks[0].sequence.as_deref(), Some("account:42"));
+    assert_eq!(tasks[1].sequence, None);
+    Ok(())
+}
