@@ -10,7 +10,7 @@
 //! afterwards.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -95,7 +95,7 @@ fn temp_path(name: &str) -> PathBuf {
 async fn spans_on(
     queue: &Queue,
     name: &str,
-    log: &PathBuf,
+    log: &Path,
     count: usize,
     ms: u64,
 ) -> Vec<TaskHandle<()>> {
@@ -119,15 +119,12 @@ async fn wait_all(handles: &[TaskHandle<()>]) {
 }
 
 /// The (start, end) lines of a span log.
-fn read_spans(log: &PathBuf) -> Vec<(i64, i64)> {
+fn read_spans(log: &Path) -> Vec<(i64, i64)> {
     let text = std::fs::read_to_string(log).expect("read the span log");
     text.lines()
         .map(|line| {
             let (start, end) = line.split_once(' ').expect("two numbers");
-            (
-                start.parse().expect("start"),
-                end.parse().expect("end"),
-            )
+            (start.parse().expect("start"), end.parse().expect("end"))
         })
         .collect()
 }
@@ -201,7 +198,8 @@ async fn pause_stops_every_process(url: &str) {
     assert!(!held.is_empty(), "the pause came too late to test anything");
     eventually("the claimed tasks to finish", || async {
         let info = queue.queues().await.expect("queues");
-        info.iter().any(|q| q.name == "mail" && q.paused && q.running == 0)
+        info.iter()
+            .any(|q| q.name == "mail" && q.paused && q.running == 0)
     })
     .await;
     // The workers still claim: a task of another queue runs.
@@ -209,7 +207,11 @@ async fn pause_stops_every_process(url: &str) {
     wait_all(&probe).await;
     let after = statuses(&queue, &mail).await;
     for &i in &held {
-        assert_eq!(after[i], TaskStatus::Pending, "task {i} was claimed after the pause");
+        assert_eq!(
+            after[i],
+            TaskStatus::Pending,
+            "task {i} was claimed after the pause"
+        );
     }
     for handle in &mail {
         let record = queue.get(handle.id()).await.expect("record");
@@ -273,7 +275,10 @@ async fn rate_limit_holds_across_processes(url: &str) {
     started.sort();
     let window = chrono::Duration::from_std(period).expect("period");
     for (i, from) in started.iter().enumerate() {
-        let within = started[i..].iter().take_while(|at| **at < *from + window).count();
+        let within = started[i..]
+            .iter()
+            .take_while(|at| **at < *from + window)
+            .count();
         assert!(
             within <= 3,
             "{within} starts within {period:?} from {from}: {started:?}"

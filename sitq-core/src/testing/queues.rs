@@ -36,8 +36,10 @@ impl Task for Span {
     type Output = ();
 }
 
-static SPANS: LazyLock<Mutex<HashMap<String, Vec<(std::time::Instant, std::time::Instant)>>>> =
-    LazyLock::new(Default::default);
+/// When one span ran: its start and end.
+pub type Interval = (std::time::Instant, std::time::Instant);
+
+static SPANS: LazyLock<Mutex<HashMap<String, Vec<Interval>>>> = LazyLock::new(Default::default);
 
 static QUEUE_TASKS: LazyLock<Vec<TaskRegistration>> = LazyLock::new(|| {
     vec![registration::<Span>(|p| {
@@ -61,12 +63,12 @@ pub fn queue_registry() -> Registry {
 }
 
 /// The (start, end) instants [`Span`] tasks of `log` recorded.
-pub fn spans(log: &str) -> Vec<(std::time::Instant, std::time::Instant)> {
+pub fn spans(log: &str) -> Vec<Interval> {
     lock(&SPANS).get(log).cloned().unwrap_or_default()
 }
 
 /// The most spans that overlapped at one instant.
-pub fn max_overlap(spans: &[(std::time::Instant, std::time::Instant)]) -> usize {
+pub fn max_overlap(spans: &[Interval]) -> usize {
     let mut edges: Vec<(std::time::Instant, i32)> = spans
         .iter()
         .flat_map(|(start, end)| [(*start, 1), (*end, -1)])
