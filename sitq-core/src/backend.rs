@@ -43,7 +43,11 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// start now (`started_at` = now); the rest are *reserved*: held by the
     /// worker with `started_at` unset until [`start`](Backend::start) marks
     /// them, and given back by [`release`](Backend::release) or by lease
-    /// recovery without spending an attempt.
+    /// recovery without spending an attempt. Queue settings and sequences
+    /// restrict what is claimable: see
+    /// [`set_queue_paused`](Backend::set_queue_paused),
+    /// [`set_queue_limits`](Backend::set_queue_limits) and
+    /// [`EnqueueOptions::sequence`](crate::EnqueueOptions::sequence).
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<ClaimedTask>>;
 
     /// Marks reserved claims as started (`started_at` = now), fenced: only

@@ -1,7 +1,9 @@
 -- Queue control: pause, global limits, sequences.
 
--- The sequence key (EnqueueOptions::sequence); NULL for most tasks.
-ALTER TABLE sitq_tasks ADD COLUMN sequence TEXT CHECK (sequence <> '');
+-- The sequence key (EnqueueOptions::sequence); NULL for most tasks. No CHECK
+-- (the client refuses an empty key): adding one would scan the whole table
+-- under an exclusive lock when migrating a large queue.
+ALTER TABLE sitq_tasks ADD COLUMN sequence TEXT;
 
 -- The claim asks, for a task with a sequence only, whether an earlier task of
 -- its key is unfinished (or any is running): a probe into this index, which

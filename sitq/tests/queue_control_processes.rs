@@ -203,8 +203,10 @@ async fn pause_stops_every_process(url: &str) {
     })
     .await;
     // The workers still claim: a task of another queue runs.
-    let probe = spans_on(&queue, "default", &temp_path("probe.log"), 1, 0).await;
+    let probe_log = temp_path("probe.log");
+    let probe = spans_on(&queue, "default", &probe_log, 1, 0).await;
     wait_all(&probe).await;
+    let _ = std::fs::remove_file(probe_log);
     let after = statuses(&queue, &mail).await;
     for &i in &held {
         assert_eq!(
@@ -287,23 +289,45 @@ async fn rate_limit_holds_across_processes(url: &str) {
     let _ = std::fs::remove_file(log);
 }
 
-fn sqlite_url(name: &str) -> String {
-    format!("sqlite://{}", temp_path(name).display())
+/// A fresh SQLite file, deleted with its companions when dropped.
+struct SqliteFile(PathBuf);
+
+impl SqliteFile {
+    fn new(name: &str) -> SqliteFile {
+        SqliteFile(temp_path(name))
+    }
+
+    fn url(&self) -> String {
+        format!("sqlite://{}", self.0.display())
+    }
+}
+
+impl Drop for SqliteFile {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm", "-sitq"] {
+            let mut path = self.0.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 #[tokio::test]
 async fn sqlite_pause_stops_every_process() {
-    pause_stops_every_process(&sqlite_url("pause.db")).await;
+    let file = SqliteFile::new("pause.db");
+    pause_stops_every_process(&file.url()).await;
 }
 
 #[tokio::test]
 async fn sqlite_concurrency_limit_holds_across_processes() {
-    concurrency_limit_holds_across_processes(&sqlite_url("concurrency.db")).await;
+    let file = SqliteFile::new("concurrency.db");
+    concurrency_limit_holds_across_processes(&file.url()).await;
 }
 
 #[tokio::test]
 async fn sqlite_rate_limit_holds_across_processes() {
-    rate_limit_holds_across_processes(&sqlite_url("rate.db")).await;
+    let file = SqliteFile::new("rate.db");
+    rate_limit_holds_across_processes(&file.url()).await;
 }
 
 /// The same on PostgreSQL, one fresh database per test on the server named
