@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::Result;
 use crate::cancel::{CancelOutcome, CancelRequest};
 use crate::options::ConnectOptions;
+use crate::queue_settings::{QueueInfo, QueueLimits};
 use crate::record::{AttemptFailure, TaskFailure, TaskId, TaskRecord, TaskStatus};
 use crate::schedule::{ScheduleDefinition, ScheduleInfo, TickFire};
 use crate::signals::Signals;
@@ -47,7 +48,11 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// start now (`started_at` = now); the rest are *reserved*: held by the
     /// worker with `started_at` unset until [`start`](Backend::start) marks
     /// them, and given back by [`release`](Backend::release) or by lease
-    /// recovery without spending an attempt.
+    /// recovery without spending an attempt. Queue settings and sequences
+    /// restrict what is claimable: see
+    /// [`set_queue_paused`](Backend::set_queue_paused),
+    /// [`set_queue_limits`](Backend::set_queue_limits) and
+    /// [`EnqueueOptions::sequence`](crate::EnqueueOptions::sequence).
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<ClaimedTask>>;
 
     /// Marks reserved claims as started (`started_at` = now), fenced: only
@@ -222,6 +227,33 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
 
     /// Every stored schedule, by name.
     async fn schedules(&self) -> Result<Vec<ScheduleInfo>>;
+
+    /// Pauses (`paused`) or resumes `queue`, stored in the database. From the
+    /// moment this returns, no claim of any process takes a task of a paused
+    /// queue (the claim reads the setting in its own statement or write
+    /// transaction); tasks already claimed run on. Resuming wakes idle
+    /// workers, in this process and in others. A queue with no settings left
+    /// (resumed, no limits) has its settings row removed.
+    async fn set_queue_paused(&self, queue: &str, paused: bool) -> Result<()>;
+
+    /// Sets (or, with [`QueueLimits::new`], clears) `queue`'s global limits,
+    /// stored in the database and enforced by every claim of every process:
+    /// a claim takes at most `concurrency - running` tasks of the queue
+    /// (reserved claims count as running), and at most `count - claimed`
+    /// where `claimed` counts the queue's claims in the last `period` (an
+    /// exact sliding window); claims of a rate-limited queue are never
+    /// reserved (they are among the first [`ClaimRequest::start`]), so every
+    /// claim counted is a start. [`next_run_at`](Backend::next_run_at) leaves
+    /// out tasks that paused queues, full concurrency limits or sequences
+    /// hold, and reports a rate-limited queue's due tasks no earlier than its
+    /// next free slot. Finishing a task of a concurrency-limited queue, or of
+    /// a sequence, wakes idle workers. Invalid limits are an
+    /// [`Error::InvalidQueueSettings`](crate::Error::InvalidQueueSettings).
+    async fn set_queue_limits(&self, queue: &str, limits: QueueLimits) -> Result<()>;
+
+    /// Every queue with settings or with pending or running tasks, by name,
+    /// with its settings and those counts.
+    async fn queues(&self) -> Result<Vec<QueueInfo>>;
 }
 
 /// A task to store.
@@ -241,6 +273,9 @@ pub struct NewTask {
     pub max_attempts: u32,
     /// The unique key the task takes, if any (see [`Backend::enqueue_unique`]).
     pub unique: Option<UniqueKey>,
+    /// The sequence key: tasks sharing one run one at a time in id order
+    /// (see [`EnqueueOptions::sequence`](crate::EnqueueOptions::sequence)).
+    pub sequence: Option<String>,
 }
 
 /// What a worker asks [`Backend::claim`] for.

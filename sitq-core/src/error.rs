@@ -159,6 +159,10 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// Queue settings that cannot be honoured (an empty queue name, a zero
+    /// limit or period); nothing was changed.
+    #[error("invalid queue settings: {0}")]
+    InvalidQueueSettings(String),
 }
 
 impl Error {

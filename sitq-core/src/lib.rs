@@ -13,6 +13,7 @@ mod error;
 mod handle;
 mod options;
 mod queue;
+mod queue_settings;
 mod record;
 mod registry;
 pub mod schedule;
@@ -34,6 +35,9 @@ pub use error::{BoxError, Error, Result};
 pub use handle::TaskHandle;
 pub use options::{Backoff, ConnectOptions, EnqueueOptions};
 pub use queue::Queue;
+pub use queue_settings::{
+    MAX_PERIOD, MIN_PERIOD, QueueInfo, QueueLimits, RateLimit, validate_queue_name,
+};
 pub use record::{
     AttemptFailure, Cancellation, FailureKind, TaskFailure, TaskId, TaskRecord, TaskStatus,
 };

@@ -17,6 +17,7 @@ pub struct EnqueueOptions {
     max_attempts: Option<u32>,
     unique_key: Option<String>,
     unique_for: Option<Duration>,
+    sequence: Option<String>,
 }
 
 impl EnqueueOptions {
@@ -84,6 +85,22 @@ impl EnqueueOptions {
     /// The unique window set, if any.
     pub fn get_unique_for(&self) -> Option<Duration> {
         self.unique_for
+    }
+
+    /// Runs the task in the sequence `key`: tasks sharing a key run one at a
+    /// time, in enqueue order, across every worker. A task is claimed only
+    /// when no task of the same key with a smaller id is pending, blocked,
+    /// running (or waiting to retry) or failed for good, and none is running.
+    /// A task that failed for good holds its sequence until it is retried,
+    /// cancelled or pruned.
+    pub fn sequence(mut self, key: impl Into<String>) -> Self {
+        self.sequence = Some(key.into());
+        self
+    }
+
+    /// The sequence key set, if any.
+    pub fn get_sequence(&self) -> Option<&str> {
+        self.sequence.as_deref()
     }
 
     /// The priority set, if any.

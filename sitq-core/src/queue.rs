@@ -8,6 +8,7 @@ use crate::backend::{Backend, BackendConnector, NewTask};
 use crate::cancel::{CancelOutcome, CancelRequest};
 use crate::handle::TaskHandle;
 use crate::options::{ConnectOptions, EnqueueOptions};
+use crate::queue_settings::{QueueInfo, QueueLimits, validate_queue_name};
 use crate::record::{AttemptFailure, TaskId, TaskRecord, TaskStatus};
 use crate::schedule::ScheduleInfo;
 use crate::task::{Task, TaskDefaults};
@@ -251,6 +252,48 @@ impl Queue {
         Ok(schedules)
     }
 
+    /// Pauses `queue`: from the moment this returns, no worker of any
+    /// process claims its tasks (tasks already running finish). Workers that
+    /// take every queue skip it. Stored in the database, so it outlives this
+    /// program; undo it with [`resume`](Queue::resume).
+    pub async fn pause(&self, queue: &str) -> Result<()> {
+        validate_queue_name(queue)?;
+        self.inner.backend.set_queue_paused(queue, true).await
+    }
+
+    /// Resumes a paused queue and wakes idle workers; a no-op for a queue
+    /// that is not paused.
+    pub async fn resume(&self, queue: &str) -> Result<()> {
+        validate_queue_name(queue)?;
+        self.inner.backend.set_queue_paused(queue, false).await
+    }
+
+    /// Sets `queue`'s global limits (concurrency, rate), enforced by every
+    /// worker of every process; [`QueueLimits::new()`] clears them.
+    ///
+    /// ```no_run
+    /// # async fn demo(queue: sitq_core::Queue) -> sitq_core::Result<()> {
+    /// use std::time::Duration;
+    /// use sitq_core::QueueLimits;
+    ///
+    /// let limits = QueueLimits::new().concurrency(3).rate(10, Duration::from_secs(1));
+    /// queue.set_queue_limits("mail", limits).await?;
+    /// queue.set_queue_limits("mail", QueueLimits::new()).await?; // no limits again
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn set_queue_limits(&self, queue: &str, limits: QueueLimits) -> Result<()> {
+        validate_queue_name(queue)?;
+        limits.validate()?;
+        self.inner.backend.set_queue_limits(queue, limits).await
+    }
+
+    /// Every queue that has settings or pending or running tasks, by name,
+    /// with whether it is paused, its limits and those counts.
+    pub async fn queues(&self) -> Result<Vec<QueueInfo>> {
+        self.inner.backend.queues().await
+    }
+
     /// Closes the connection pool.
     pub async fn close(&self) {
         self.inner.backend.close().await;
@@ -292,6 +335,10 @@ impl Queue {
             }
             None => None,
         };
+        let sequence = options.get_sequence();
+        if sequence == Some("") {
+            return Err(Error::InvalidOptions("the sequence key is empty".into()));
+        }
         Ok(NewTask {
             name: name.to_owned(),
             queue: queue.to_owned(),
@@ -300,6 +347,7 @@ impl Queue {
             run_at: options.resolve_run_at(Utc::now())?,
             max_attempts,
             unique,
+            sequence: sequence.map(str::to_owned),
         })
     }
 

@@ -321,6 +321,7 @@ impl Template {
             max_attempts: self.max_attempts,
             // A fired task is deduplicated by its tick, not by a unique key.
             unique: None,
+            sequence: None,
         }
     }
 }

@@ -18,6 +18,8 @@ mod cases;
 mod claims;
 mod context;
 mod cron;
+mod queues;
+mod sequences;
 mod tasks;
 mod unique;
 mod waits;
@@ -34,6 +36,8 @@ pub use cases::*;
 pub use claims::*;
 pub use context::*;
 pub use cron::*;
+pub use queues::*;
+pub use sequences::*;
 pub use tasks::{Add, registry, registry_without, unique};
 pub use unique::*;
 pub use waits::*;
@@ -180,6 +184,15 @@ macro_rules! conformance_tests {
             cron_ticks_past_the_retention_never_fire_again, cron_fired_task_runs,
             cron_catch_up_latest_fires_the_latest_missed_tick, cron_catch_up_none_skips_missed_ticks,
             cron_catch_up_all_fires_each_missed_tick, cron_workers_share_ticks,
+        );
+        // Queue control: pause, global limits, sequences (testing/queues.rs, testing/sequences.rs).
+        $crate::conformance_tests!(@cases $harness;
+            paused_queue_is_not_claimed, pause_lets_running_tasks_finish,
+            concurrency_limit_caps_claims, concurrency_limit_holds_across_workers,
+            rate_limit_caps_claims, rate_limit_holds_in_every_window, cleared_limits_claim_freely,
+            bad_queue_settings_are_refused, sequence_claims_one_at_a_time_in_order,
+            retrying_task_holds_its_sequence, failed_task_holds_its_sequence,
+            sequence_runs_in_enqueue_order, empty_sequence_key_is_refused,
         );
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {

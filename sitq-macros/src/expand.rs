@@ -161,6 +161,12 @@ pub(crate) fn task(options: &Options, task: &TaskFn) -> syn::Result<TokenStream>
                     Self { options: self.options.unique_for(window) }
                 }
 
+                /// Runs the task in the sequence `key`: tasks sharing a key run one
+                /// at a time, in enqueue order, across every worker.
+                pub fn sequence(self, key: impl ::core::convert::Into<::std::string::String>) -> Self {
+                    Self { options: self.options.sequence(key) }
+                }
+
                 /// Enqueues the task with these arguments and options.
                 pub async fn enqueue(self, #queue: &::sitq::Queue, #(#params),*) -> #handle {
                     #queue.enqueue_with(#ident { #(#idents),* }, self.options).await

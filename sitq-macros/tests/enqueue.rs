@@ -139,6 +139,15 @@ impl Backend for Recorder {
     async fn schedules(&self) -> sitq_core::Result<Vec<sitq_core::ScheduleInfo>> {
         Ok(Vec::new())
     }
+    async fn set_queue_paused(&self, _: &str, _: bool) -> sitq::Result<()> {
+        unsupported()
+    }
+    async fn set_queue_limits(&self, _: &str, _: sitq_core::QueueLimits) -> sitq::Result<()> {
+        unsupported()
+    }
+    async fn queues(&self) -> sitq::Result<Vec<sitq_core::QueueInfo>> {
+        unsupported()
+    }
 }
 
 fn recording_queue() -> (Queue, Arc<Recorder>) {
@@ -301,5 +310,19 @@ async fn a_unique_task_is_keyed_by_its_arguments() -> sitq::Result<()> {
             .all(|key| key.window == Some(Duration::from_secs(3600))),
         "the task's window applies to every key"
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn with_forwards_the_sequence_key() -> sitq::Result<()> {
+    let (queue, recorder) = recording_queue();
+    send::with()
+        .sequence("account:42")
+        .enqueue(&queue, "s@example.com".into(), 3)
+        .await?;
+    send::enqueue(&queue, "t@example.com".into(), 4).await?;
+    let tasks = stored(&recorder);
+    assert_eq!(tasks[0].sequence.as_deref(), Some("account:42"));
+    assert_eq!(tasks[1].sequence, None);
     Ok(())
 }

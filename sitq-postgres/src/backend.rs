@@ -12,12 +12,14 @@ mod claim;
 mod complete;
 mod enqueue;
 mod inspect;
+mod queues;
 mod reserve;
 mod schedules;
 pub(crate) mod unique;
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -26,8 +28,8 @@ use sitq_core::ScheduleInfo;
 use sitq_core::schedule::{ScheduleDefinition, TickFire};
 use sitq_core::{
     AttemptFailure, Backend, CancelOutcome, CancelRequest, ClaimRef, ClaimRequest, ClaimedTask,
-    Completion, ConnectOptions, Enqueued, Error, Finished, NewTask, Result, Signals, TaskId,
-    TaskRecord, TaskStatus,
+    Completion, ConnectOptions, Enqueued, Error, Finished, NewTask, QueueInfo, QueueLimits, Result,
+    Signals, TaskId, TaskRecord, TaskStatus,
 };
 use sqlx::postgres::PgPool;
 
@@ -46,6 +48,8 @@ pub struct PostgresBackend {
     signals: Arc<Signals>,
     poll_interval: Duration,
     listener: Listener,
+    /// Whether the last claim found a queue with limits (see `claim::claim`).
+    limits_seen: AtomicBool,
 }
 
 impl PostgresBackend {
@@ -67,6 +71,7 @@ impl PostgresBackend {
             signals,
             poll_interval: options.poll_interval,
             listener,
+            limits_seen: AtomicBool::new(false),
         })
     }
 
@@ -132,7 +137,7 @@ impl Backend for PostgresBackend {
     }
 
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<ClaimedTask>> {
-        claim::claim(&self.pool, request).await
+        claim::claim(&self.pool, request, &self.limits_seen).await
     }
 
     async fn start(&self, claims: Vec<ClaimRef>) -> Result<()> {
@@ -146,7 +151,7 @@ impl Backend for PostgresBackend {
     }
 
     async fn next_run_at(&self, queues: &[String]) -> Result<Option<DateTime<Utc>>> {
-        claim::next_run_at(&self.pool, queues).await
+        queues::next_run_at(&self.pool, queues).await
     }
 
     async fn heartbeat(
@@ -194,6 +199,27 @@ impl Backend for PostgresBackend {
 
     async fn prune(&self, before: DateTime<Utc>) -> Result<u64> {
         inspect::prune(&self.pool, before).await
+    }
+
+    async fn set_queue_paused(&self, queue: &str, paused: bool) -> Result<()> {
+        sitq_core::validate_queue_name(queue)?;
+        queues::set_paused(&self.pool, queue, paused).await?;
+        if !paused {
+            self.signals.notify_work();
+        }
+        Ok(())
+    }
+
+    async fn set_queue_limits(&self, queue: &str, limits: QueueLimits) -> Result<()> {
+        sitq_core::validate_queue_name(queue)?;
+        limits.validate()?;
+        queues::set_limits(&self.pool, queue, &limits).await?;
+        self.signals.notify_work();
+        Ok(())
+    }
+
+    async fn queues(&self) -> Result<Vec<QueueInfo>> {
+        queues::list(&self.pool).await
     }
 
     async fn close(&self) {

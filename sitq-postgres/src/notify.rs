@@ -62,15 +62,28 @@ macro_rules! ids_per_notice {
 /// in full once; the statement must still read it, e.g. with
 /// `CROSS JOIN (SELECT count(*) FROM notified) AS notified`, since a CTE
 /// nothing reads is never run.
+///
+/// `notified_cte!(releasing)` also wakes workers when a changed row has
+/// `releases` true (a column `changed` must then have): a task that stopped
+/// running or finished in a sequence or in a concurrency-limited queue may
+/// let another one run.
 macro_rules! notified_cte {
     () => {
+        $crate::notify::notified_cte!(@work "changed.status = 'pending'")
+    };
+    (releasing) => {
+        $crate::notify::notified_cte!(@work "(changed.status = 'pending' OR changed.releases)")
+    };
+    (@work $work:literal) => {
         concat!(
             "
 notified AS MATERIALIZED (
     SELECT pg_notify(notice.channel, notice.payload)
     FROM (
         SELECT 'sitq_work' AS channel, '' AS payload
-        WHERE EXISTS (SELECT 1 FROM changed WHERE changed.status = 'pending')
+        WHERE EXISTS (SELECT 1 FROM changed WHERE ",
+            $work,
+            ")
         UNION ALL
         SELECT 'sitq_finished', string_agg(done.id::text, ',')
         FROM (
@@ -88,7 +101,18 @@ notified AS MATERIALIZED (
     };
 }
 
-pub(crate) use {ids_per_notice, notified_cte};
+/// The `releases` column of a `changed` CTE for [`notified_cte!(releasing)`]:
+/// whether the row (alias `t`) is in a sequence or in a queue with a
+/// concurrency limit. The subquery does not depend on the row, so it runs
+/// once per statement, over a table that is usually empty.
+macro_rules! releases_column {
+    () => {
+        "(t.sequence IS NOT NULL OR t.queue IN \
+         (SELECT queue FROM sitq_queues WHERE concurrency IS NOT NULL)) AS releases"
+    };
+}
+
+pub(crate) use {ids_per_notice, notified_cte, releases_column};
 
 /// What a committed statement notified, for this process's own signals.
 #[derive(Debug, Default)]

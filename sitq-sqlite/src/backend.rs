@@ -10,8 +10,8 @@ use sitq_core::ScheduleInfo;
 use sitq_core::schedule::{ScheduleDefinition, TickFire};
 use sitq_core::{
     AttemptFailure, Backend, CancelOutcome, CancelRequest, ClaimRef, ClaimRequest, ClaimedTask,
-    Completion, ConnectOptions, Enqueued, Error, Finished, NewTask, Result, Signals, TaskId,
-    TaskRecord, TaskStatus,
+    Completion, ConnectOptions, Enqueued, Error, Finished, NewTask, QueueInfo, QueueLimits, Result,
+    Signals, TaskId, TaskRecord, TaskStatus,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -293,6 +293,36 @@ impl Backend for SqliteBackend {
             reply,
         })
         .await
+    }
+
+    async fn set_queue_paused(&self, queue: &str, paused: bool) -> Result<()> {
+        sitq_core::validate_queue_name(queue)?;
+        let queue = queue.to_owned();
+        self.call("pausing or resuming a queue", |reply| Command::SetPaused {
+            queue,
+            paused,
+            reply,
+        })
+        .await
+    }
+
+    async fn set_queue_limits(&self, queue: &str, limits: QueueLimits) -> Result<()> {
+        sitq_core::validate_queue_name(queue)?;
+        limits.validate()?;
+        let queue = queue.to_owned();
+        self.call("setting a queue's limits", |reply| Command::SetLimits {
+            queue,
+            limits,
+            reply,
+        })
+        .await
+    }
+
+    async fn queues(&self) -> Result<Vec<QueueInfo>> {
+        match self.read(Read::Queues).await? {
+            Found::Queues(queues) => Ok(queues),
+            _ => Err(unexpected("listing queues")),
+        }
     }
 
     async fn close(&self) {

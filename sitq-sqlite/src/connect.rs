@@ -26,6 +26,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0001_create_tasks.sql"),
     ),
     (
+        2,
+        "queue control",
+        include_str!("../migrations/0002_queue_control.sql"),
+    ),
+    (
         3,
         "unique tasks",
         include_str!("../migrations/0003_unique_tasks.sql"),

@@ -21,6 +21,7 @@ use sitq_core::{Error, Signals};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::connect::{Target, db};
+use crate::ops::queues;
 use crate::ops::schedules;
 use crate::ops::write::{self, Effects};
 use crate::{time, watch};
@@ -329,6 +330,34 @@ impl Writer {
                 };
                 self.prune(job, now, answers);
             }
+            Command::SetPaused {
+                queue,
+                paused,
+                reply,
+            } => {
+                let result = queues::set_paused(conn, &queue, paused, now);
+                // Resumed: idle workers here and in other processes look again.
+                effects.work |= result.is_ok() && !paused;
+                answers.push(answer(
+                    reply,
+                    result.map_err(db("pausing or resuming a queue")),
+                ));
+            }
+            Command::SetLimits {
+                queue,
+                limits,
+                reply,
+            } => {
+                let result = guarded(conn, true, || {
+                    queues::set_limits(conn, &queue, &limits, now)
+                });
+                // A raised or cleared limit may let idle workers claim.
+                effects.work |= result.is_ok();
+                answers.push(answer(
+                    reply,
+                    result.map_err(db("setting a queue's limits")),
+                ));
+            }
             Command::Read { read, reply } => {
                 let op = read.op();
                 answers.push(answer(reply, read.run(conn).map_err(db(op))));
@@ -490,6 +519,8 @@ fn fail(command: Command, err: &Arc<rusqlite::Error>) {
         Command::Read { reply, .. } => send(reply, err),
         Command::RegisterSchedules { reply, .. } => send(reply, err),
         Command::FireTick { reply, .. } => send(reply, err),
+        Command::SetPaused { reply, .. } => send(reply, err),
+        Command::SetLimits { reply, .. } => send(reply, err),
         Command::External | Command::Close { .. } => {}
         Command::EnqueueUnique { reply, .. } => send(reply, err),
         Command::Transaction { job } => job.fail(Error::database(

@@ -8,6 +8,7 @@ pub use sitq_core::{
     Task, TaskFailure, TaskHandle, TaskId, TaskRecord, TaskStatus,
 };
 pub use sitq_core::{CatchUp, Schedule, ScheduleInfo};
+pub use sitq_core::{QueueInfo, QueueLimits, RateLimit};
 pub use sitq_worker::{ShutdownHandle, Worker};
 
 #[cfg(feature = "macros")]

@@ -361,6 +361,15 @@ mod failures {
         async fn failures(&self, _: TaskId) -> Result<Vec<crate::AttemptFailure>> {
             unused()
         }
+        async fn set_queue_paused(&self, _: &str, _: bool) -> Result<()> {
+            unused()
+        }
+        async fn set_queue_limits(&self, _: &str, _: crate::QueueLimits) -> Result<()> {
+            unused()
+        }
+        async fn queues(&self) -> Result<Vec<crate::QueueInfo>> {
+            unused()
+        }
         async fn prune(&self, _: DateTime<Utc>) -> Result<u64> {
             unused()
         }

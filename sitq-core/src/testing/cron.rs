@@ -50,6 +50,7 @@ fn fire(schedule: &str, tick: DateTime<Utc>) -> TickFire {
             run_at: tick,
             max_attempts: 3,
             unique: None,
+            sequence: None,
         },
         next_fire: Some(tick + Duration::minutes(1)),
         now: tick,

@@ -224,7 +224,7 @@ pub(super) fn registration<T: Task>(
     }
 }
 
-static REGISTRATIONS: LazyLock<Vec<TaskRegistration>> = LazyLock::new(|| {
+pub(super) static REGISTRATIONS: LazyLock<Vec<TaskRegistration>> = LazyLock::new(|| {
     let mut registrations = vec![
         registration::<Add>(|p, _| start(p, |t: Add| async move { Ok(t.a + t.b) })),
         registration::<BlockingAdd>(|p, _| {
@@ -334,7 +334,7 @@ static COUNTS: LazyLock<Mutex<HashMap<String, u32>>> = LazyLock::new(Default::de
 static LOGS: LazyLock<Mutex<HashMap<String, Vec<String>>>> = LazyLock::new(Default::default);
 static GATES: LazyLock<Mutex<HashMap<String, Arc<Semaphore>>>> = LazyLock::new(Default::default);
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 

@@ -263,6 +263,24 @@ impl Backend for Fake {
     async fn schedules(&self) -> crate::Result<Vec<crate::ScheduleInfo>> {
         Ok(Vec::new())
     }
+
+    async fn set_queue_paused(&self, _: &str, _: bool) -> Result<()> {
+        Err(Error::Config(
+            "the fake backend has no queue settings".into(),
+        ))
+    }
+
+    async fn set_queue_limits(&self, _: &str, _: crate::QueueLimits) -> Result<()> {
+        Err(Error::Config(
+            "the fake backend has no queue settings".into(),
+        ))
+    }
+
+    async fn queues(&self) -> Result<Vec<crate::QueueInfo>> {
+        Err(Error::Config(
+            "the fake backend has no queue settings".into(),
+        ))
+    }
 }
 
 /// Polls `done` until true, failing after [`WITHIN`].

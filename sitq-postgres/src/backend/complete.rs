@@ -7,7 +7,7 @@ use sitq_core::{Completion, Finished, Outcome, Result, TaskFailure, TaskId, Task
 use sqlx::postgres::PgPool;
 
 use crate::connect::db_error;
-use crate::notify::{Notices, notified_cte};
+use crate::notify::{Notices, notified_cte, releases_column};
 
 use super::{micros, to_int};
 
@@ -47,9 +47,11 @@ WITH changed AS (
                 $7::bigint[])
         AS c(id, attempt, outcome, result, error_kind, error, delay)
     WHERE t.id = c.id AND t.attempts = c.attempt AND t.status = 'running'
-    RETURNING t.id, c.attempt AS attempts, t.status, t.name
+    RETURNING t.id, c.attempt AS attempts, t.status, t.name, ",
+    releases_column!(),
+    "
 ), ",
-    notified_cte!(),
+    notified_cte!(releasing),
     "
 SELECT changed.id, changed.attempts, changed.status, changed.name
 FROM changed CROSS JOIN (SELECT count(*) FROM notified) AS notified"
@@ -110,7 +112,9 @@ WITH changed AS (
         AS c(id, attempt, outcome, result, error_kind, error, delay)
     WHERE t.id = c.id AND t.attempts = c.attempt AND t.status = 'running'
     RETURNING t.id, c.attempt AS attempts, t.status, t.name, c.outcome, t.error_kind, t.error,
-              t.worker_id
+              t.worker_id, ",
+    releases_column!(),
+    "
 ), history AS (
     INSERT INTO sitq_failures (task_id, attempt, kind, message, worker_id)
     SELECT changed.id, changed.attempts, changed.error_kind, coalesce(changed.error, ''),
@@ -119,7 +123,7 @@ WITH changed AS (
     WHERE changed.error_kind IS NOT NULL
       AND (changed.outcome NOT IN ('succeeded', 'snooze') OR changed.status = 'cancelled')
 ), ",
-    notified_cte!(),
+    notified_cte!(releasing),
     "
 SELECT changed.id, changed.attempts, changed.status, changed.name
 FROM changed CROSS JOIN (SELECT count(*) FROM notified) AS notified"
@@ -435,7 +439,9 @@ WITH expired AS MATERIALIZED (
     FROM expired
     WHERE t.id = expired.id
     RETURNING t.id, t.status, t.name, t.attempts, t.error_kind, t.error,
-              t.started_at IS NOT NULL AS started, t.worker_id
+              t.started_at IS NOT NULL AS started, t.worker_id, ",
+    releases_column!(),
+    "
 ), history AS (
     INSERT INTO sitq_failures (task_id, attempt, kind, message, worker_id)
     SELECT changed.id, changed.attempts, changed.error_kind, coalesce(changed.error, ''),
@@ -443,7 +449,7 @@ WITH expired AS MATERIALIZED (
     FROM changed
     WHERE changed.started
 ), ",
-    notified_cte!(),
+    notified_cte!(releasing),
     "
 SELECT changed.id, changed.status, changed.name, changed.attempts, changed.error_kind,
        changed.error

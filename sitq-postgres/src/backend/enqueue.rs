@@ -15,10 +15,11 @@ use super::to_int;
 /// PostgreSQL run it.
 const INSERT: &str = "
 WITH inserted AS (
-    INSERT INTO sitq_tasks (name, queue, payload, priority, max_attempts, run_at)
-    SELECT name, queue, payload, priority, max_attempts, run_at
-    FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::int[], $5::int[], $6::timestamptz[])
-        WITH ORDINALITY AS new(name, queue, payload, priority, max_attempts, run_at, ord)
+    INSERT INTO sitq_tasks (name, queue, payload, priority, max_attempts, run_at, sequence)
+    SELECT name, queue, payload, priority, max_attempts, run_at, sequence
+    FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::int[], $5::int[], $6::timestamptz[],
+                $7::text[])
+        WITH ORDINALITY AS new(name, queue, payload, priority, max_attempts, run_at, sequence, ord)
     ORDER BY ord
     RETURNING id
 ), notified AS MATERIALIZED (
@@ -39,6 +40,7 @@ pub(super) async fn enqueue(pool: &PgPool, tasks: Vec<NewTask>) -> Result<Vec<Ta
     let mut priorities = Vec::with_capacity(count);
     let mut max_attempts = Vec::with_capacity(count);
     let mut run_ats = Vec::with_capacity(count);
+    let mut sequences = Vec::with_capacity(count);
     for task in tasks {
         names.push(task.name);
         queues.push(task.queue);
@@ -46,6 +48,7 @@ pub(super) async fn enqueue(pool: &PgPool, tasks: Vec<NewTask>) -> Result<Vec<Ta
         priorities.push(task.priority);
         max_attempts.push(to_int(task.max_attempts));
         run_ats.push(task.run_at);
+        sequences.push(task.sequence);
     }
     let mut ids: Vec<i64> = sqlx::query_scalar(INSERT)
         .bind(names)
@@ -54,6 +57,7 @@ pub(super) async fn enqueue(pool: &PgPool, tasks: Vec<NewTask>) -> Result<Vec<Ta
         .bind(priorities)
         .bind(max_attempts)
         .bind(run_ats)
+        .bind(sequences)
         .fetch_all(pool)
         .await
         .map_err(db_error("enqueueing tasks"))?;

@@ -9,7 +9,7 @@ use sqlx::Row;
 use sqlx::postgres::PgPool;
 
 use crate::connect::db_error;
-use crate::notify::notified_cte;
+use crate::notify::{notified_cte, releases_column};
 
 /// The full record of task `id`.
 pub(super) async fn get(pool: &PgPool, id: TaskId) -> Result<Option<TaskRecord>> {
@@ -95,7 +95,7 @@ pub(super) async fn status(pool: &PgPool, id: TaskId) -> Result<Option<TaskStatu
 const CANCEL: &str = concat!(
     "
 WITH changed AS (
-    UPDATE sitq_tasks
+    UPDATE sitq_tasks AS t
     SET status = CASE WHEN status = 'running' AND started_at IS NOT NULL
             THEN status ELSE 'cancelled' END,
         finished_at = CASE WHEN status = 'running' AND started_at IS NOT NULL
@@ -114,13 +114,15 @@ WITH changed AS (
         unique_key = CASE WHEN status = 'running' AND started_at IS NOT NULL
             THEN unique_key END
     WHERE id = $1 AND status IN ('pending', 'blocked', 'running')
-    RETURNING id, status, name, attempts, error_kind, error
+    RETURNING id, status, name, attempts, error_kind, error, ",
+    releases_column!(),
+    "
 ), cancel_notice AS MATERIALIZED (
     SELECT pg_notify('",
     crate::notify::CANCEL_CHANNEL!(),
     "', changed.id::text) FROM changed
 ), ",
-    notified_cte!(),
+    notified_cte!(releasing),
     "
 SELECT changed.status, changed.name, changed.attempts, changed.error_kind, changed.error
 FROM changed

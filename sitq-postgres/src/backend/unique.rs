@@ -38,12 +38,12 @@ WHERE unique_key IS NOT NULL
 /// Step 2: the rows, in batch order; keyed rows whose key is held are skipped.
 const INSERT: &str = "
 INSERT INTO sitq_tasks
-    (name, queue, payload, priority, max_attempts, run_at, unique_key, unique_for)
-SELECT name, queue, payload, priority, max_attempts, run_at, unique_key, unique_for
+    (name, queue, payload, priority, max_attempts, run_at, unique_key, unique_for, sequence)
+SELECT name, queue, payload, priority, max_attempts, run_at, unique_key, unique_for, sequence
 FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::int[], $5::int[], $6::timestamptz[],
-            $7::text[], $8::bigint[])
+            $7::text[], $8::bigint[], $9::text[])
     WITH ORDINALITY AS new(name, queue, payload, priority, max_attempts, run_at, unique_key,
-                           unique_for, ord)
+                           unique_for, sequence, ord)
 ORDER BY ord
 ON CONFLICT (name, unique_key) WHERE unique_key IS NOT NULL DO NOTHING
 RETURNING id, name, unique_key";
@@ -281,6 +281,7 @@ async fn insert(
     let mut run_ats: Vec<DateTime<Utc>> = Vec::with_capacity(count);
     let mut keys: Vec<Option<&str>> = Vec::with_capacity(count);
     let mut windows: Vec<Option<i64>> = Vec::with_capacity(count);
+    let mut sequences: Vec<Option<&str>> = Vec::with_capacity(count);
     for &i in indices {
         let task = &tasks[i];
         names.push(task.name.as_str());
@@ -295,6 +296,7 @@ async fn insert(
                 .as_ref()
                 .and_then(|unique| unique.window_micros()),
         );
+        sequences.push(task.sequence.as_deref());
     }
     sqlx::query_as(INSERT)
         .bind(names)
@@ -305,6 +307,7 @@ async fn insert(
         .bind(run_ats)
         .bind(keys)
         .bind(windows)
+        .bind(sequences)
         .fetch_all(&mut *conn)
         .await
         .map_err(failure)

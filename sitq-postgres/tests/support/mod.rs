@@ -158,6 +158,7 @@ pub fn task(label: &str) -> NewTask {
         run_at: Utc::now() - chrono::Duration::seconds(1),
         max_attempts: 3,
         unique: None,
+        sequence: None,
     }
 }
 

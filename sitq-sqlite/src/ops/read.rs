@@ -6,7 +6,7 @@ use sitq_core::{
     TaskStatus,
 };
 
-use super::{count, finished_row, json_ids, json_strings, status};
+use super::{count, finished_row, json_ids, status};
 use crate::time;
 
 /// A read, owned so that it can travel to a reader thread.
@@ -26,6 +26,8 @@ pub(crate) enum Read {
     CancelRequested(Vec<TaskId>),
     /// Every stored schedule.
     Schedules,
+    /// Every queue with settings or pending or running tasks.
+    Queues,
 }
 
 /// What a [`Read`] found.
@@ -45,6 +47,8 @@ pub(crate) enum Found {
     CancelRequested(Vec<TaskId>),
     /// From [`Read::Schedules`].
     Schedules(Vec<sitq_core::ScheduleInfo>),
+    /// From [`Read::Queues`].
+    Queues(Vec<sitq_core::QueueInfo>),
 }
 
 impl Read {
@@ -58,6 +62,7 @@ impl Read {
             Read::Failures(_) => "reading a task's failure history",
             Read::CancelRequested(_) => "checking tasks for cancel requests",
             Read::Schedules => "listing schedules",
+            Read::Queues => "listing queues",
         }
     }
 
@@ -97,24 +102,7 @@ impl Read {
                 rows.collect::<rusqlite::Result<_>>().map(Found::Finished)
             }
             Read::NextRunAt(queues) => {
-                // ORDER BY run_at LIMIT 1 walks the pending run_at index from
-                // its start, stopping at the first row in one of `queues`.
-                let next: Option<i64> = if queues.is_empty() {
-                    conn.prepare_cached(
-                        "SELECT run_at FROM sitq_tasks WHERE status = 'pending' \
-                         ORDER BY run_at LIMIT 1",
-                    )?
-                    .query_row([], |row| row.get(0))
-                    .optional()?
-                } else {
-                    conn.prepare_cached(
-                        "SELECT run_at FROM sitq_tasks WHERE status = 'pending' \
-                         AND queue IN (SELECT value FROM json_each(?1)) ORDER BY run_at LIMIT 1",
-                    )?
-                    .query_row(params![json_strings(queues)], |row| row.get(0))
-                    .optional()?
-                };
-                Ok(Found::NextRunAt(next))
+                super::queues::next_run_at(conn, queues).map(Found::NextRunAt)
             }
             Read::Failures(id) => {
                 let mut statement = conn.prepare_cached(
@@ -147,6 +135,7 @@ impl Read {
                     .map(Found::CancelRequested)
             }
             Read::Schedules => super::schedules::list(conn).map(Found::Schedules),
+            Read::Queues => super::queues::list(conn).map(Found::Queues),
         }
     }
 }

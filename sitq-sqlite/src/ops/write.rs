@@ -8,6 +8,7 @@ use sitq_core::{
     Finished, NewTask, Outcome, TaskFailure, TaskId, TaskStatus, holder_blocks,
 };
 
+use super::queues::{self, pick_sql};
 use super::{count, finished_row, json_ids, json_strings, status};
 use crate::time;
 
@@ -26,8 +27,8 @@ pub(crate) struct Effects {
 }
 
 const INSERT: &str = "INSERT INTO sitq_tasks \
-     (created_at, name, queue, payload, priority, max_attempts, run_at) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+     (created_at, name, queue, payload, priority, max_attempts, run_at, sequence) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
 /// Inserts `tasks` as pending; their ids, in order.
 pub(crate) fn insert(
@@ -46,6 +47,7 @@ pub(crate) fn insert(
             task.priority,
             task.max_attempts,
             time::to_micros(task.run_at),
+            task.sequence,
         ])?;
         ids.push(TaskId(conn.last_insert_rowid()));
     }
@@ -53,8 +55,9 @@ pub(crate) fn insert(
 }
 
 const INSERT_UNIQUE: &str = "INSERT INTO sitq_tasks \
-     (created_at, name, queue, payload, priority, max_attempts, run_at, unique_key, unique_for) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+     (created_at, name, queue, payload, priority, max_attempts, run_at, sequence, unique_key, \
+      unique_for) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 
 /// Inserts `tasks`, honouring unique keys (see `Backend::enqueue_unique`):
 /// a task whose key is held by a row that blocks it is not stored, and its
@@ -88,6 +91,7 @@ pub(crate) fn insert_unique(
                 task.priority,
                 task.max_attempts,
                 run_at,
+                task.sequence,
             ])?;
             enqueued.push(Enqueued {
                 id: TaskId(conn.last_insert_rowid()),
@@ -127,6 +131,7 @@ pub(crate) fn insert_unique(
             task.priority,
             task.max_attempts,
             run_at,
+            task.sequence,
             unique.key,
             unique.window_micros(),
         ])?;
@@ -144,6 +149,8 @@ pub(crate) struct Claim {
     pub(crate) worker_id: String,
     /// JSON array of queue names; `None` for every queue.
     pub(crate) queues: Option<String>,
+    /// The same queues as a list (empty for every queue), to find their settings.
+    pub(crate) scope: Vec<String>,
     /// JSON array of task names.
     pub(crate) names: String,
     pub(crate) limit: usize,
@@ -157,6 +164,7 @@ impl Claim {
         Claim {
             worker_id: request.worker_id.to_owned(),
             queues: (!request.queues.is_empty()).then(|| json_strings(request.queues)),
+            scope: request.queues.to_vec(),
             names: json_strings(request.names),
             limit: request.limit,
             start: request.start.min(request.limit),
@@ -168,24 +176,12 @@ impl Claim {
 /// The claim's choice: ready tasks in claim order. The subquery-free
 /// `SELECT` walks the pending index in order and stops after `LIMIT` rows;
 /// the name and queue filters are probes into small lists built once per
-/// statement. (An `UPDATE … WHERE id IN (SELECT …) RETURNING` does the same
+/// statement, and the sequence filter is evaluated only for rows that have a
+/// sequence. (An `UPDATE … WHERE id IN (SELECT …) RETURNING` does the same
 /// in one statement, but SQLite's `RETURNING` costs a fixed ~200 µs there,
 /// more than the whole claim.)
-macro_rules! pick_sql {
-    ($queues:literal) => {
-        concat!(
-            "SELECT id, name, queue, payload, attempts, max_attempts, created_at \
-             FROM sitq_tasks \
-             WHERE status = 'pending' AND run_at <= ?1 \
-               AND name IN (SELECT value FROM json_each(?2)) ",
-            $queues,
-            " ORDER BY priority DESC, run_at, id LIMIT ?3"
-        )
-    };
-}
-
 const PICK_ANY_QUEUE: &str = pick_sql!("");
-const PICK_FROM_QUEUES: &str = pick_sql!("AND queue IN (SELECT value FROM json_each(?4))");
+const PICK_FROM_QUEUES: &str = pick_sql!("AND queue IN (SELECT value FROM json_each(?4)) ");
 
 /// Claims up to `claim.limit` ready tasks in order (priority desc, run_at,
 /// id): the first `claim.start` started now, the rest reserved. The writer
@@ -199,27 +195,25 @@ pub(crate) fn claim(
     if claim.limit == 0 {
         return Ok(Vec::new());
     }
-    let limit = i64::try_from(claim.limit).unwrap_or(i64::MAX);
-    let map = |row: &rusqlite::Row<'_>| {
-        Ok(ClaimedTask {
-            id: TaskId(row.get(0)?),
-            name: row.get(1)?,
-            queue: row.get(2)?,
-            payload: row.get(3)?,
-            attempt: count(row.get::<_, i64>(4)?.saturating_add(1)),
-            max_attempts: count(row.get(5)?),
-            created_at: time::from_micros(row.get(6)?),
-        })
-    };
-    let picked = match &claim.queues {
-        Some(queues) => conn
-            .prepare_cached(PICK_FROM_QUEUES)?
-            .query_map(params![now, claim.names, limit, queues], map)?
-            .collect::<rusqlite::Result<Vec<_>>>()?,
-        None => conn
-            .prepare_cached(PICK_ANY_QUEUE)?
-            .query_map(params![now, claim.names, limit], map)?
-            .collect::<rusqlite::Result<Vec<_>>>()?,
+    // Read in this transaction, so a pause or limit another process just
+    // committed holds; with no settings (the common case) one step over an
+    // empty table.
+    let settings = queues::load(conn, &claim.scope)?;
+    let picked = if settings.is_empty() {
+        let limit = i64::try_from(claim.limit).unwrap_or(i64::MAX);
+        let map = |row: &rusqlite::Row<'_>| queues::picked(row).map(|picked| picked.task);
+        match &claim.queues {
+            Some(queues) => conn
+                .prepare_cached(PICK_FROM_QUEUES)?
+                .query_map(params![now, claim.names, limit, queues], map)?
+                .collect::<rusqlite::Result<Vec<_>>>()?,
+            None => conn
+                .prepare_cached(PICK_ANY_QUEUE)?
+                .query_map(params![now, claim.names, limit], map)?
+                .collect::<rusqlite::Result<Vec<_>>>()?,
+        }
+    } else {
+        queues::pick_limited(conn, claim, &settings, now)?
     };
     let lease_until = time::add(now, claim.lease);
     let mut update = conn.prepare_cached(
@@ -315,7 +309,11 @@ pub(crate) fn complete(
     // rows without a key (they are not in the partial index).
     // Without `RETURNING` (a fixed cost per statement in SQLite): the count
     // says whether it applied, and the name is read only for a finished task.
-    let mut name_of = conn.prepare_cached("SELECT name FROM sitq_tasks WHERE id = ?1")?;
+    let mut name_of = conn
+        .prepare_cached("SELECT name, queue, sequence IS NOT NULL FROM sitq_tasks WHERE id = ?1")?;
+    // Queues whose concurrency limit a finished task frees a slot of; read
+    // once per batch, when a task finished.
+    let mut limited: Option<Vec<String>> = None;
     let mut applied = Vec::with_capacity(completions.len());
     for completion in completions {
         let result = match &completion.outcome {
@@ -361,7 +359,19 @@ pub(crate) fn complete(
         if changed == 0 {
             continue;
         }
-        let name: String = name_of.query_row([completion.claim.id.0], |row| row.get(0))?;
+        let (name, queue, sequenced): (String, String, bool) = name_of
+            .query_row([completion.claim.id.0], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })?;
+        if !effects.work {
+            // A finished task may free its sequence or a slot of its
+            // queue's concurrency limit: workers waiting on it look again.
+            let limited = match &mut limited {
+                Some(limited) => limited,
+                None => limited.insert(concurrency_limited(conn)?),
+            };
+            effects.work = sequenced || limited.contains(&queue);
+        }
         effects.finished.push(Finished {
             id: completion.claim.id,
             name,
@@ -453,9 +463,10 @@ fn complete_failure(
         now,
     )?;
     let stored = status_of(&stored)?;
-    if stored == TaskStatus::Pending {
-        effects.work = true;
-    } else {
+    // Pending again, or finished: either way a sequence or a concurrency
+    // slot it held may let others run (failures are rare: no finer check).
+    effects.work = true;
+    if stored != TaskStatus::Pending {
         effects.finished.push(Finished {
             id: completion.claim.id,
             name,
@@ -555,9 +566,10 @@ pub(crate) fn recover_expired(
                 now,
             )?;
         }
-        if finished.status == TaskStatus::Pending {
-            effects.work = true;
-        } else {
+        // Either way a running task stopped: a sequence or a concurrency
+        // limit it held may let others run.
+        effects.work = true;
+        if finished.status != TaskStatus::Pending {
             effects.finished.push(finished);
         }
     }
@@ -626,6 +638,8 @@ pub(crate) fn cancel(
             if current == TaskStatus::Running {
                 effects.cancelled.push(id);
             }
+            // A cancelled task releases its sequence or concurrency slot.
+            effects.work = true;
             effects.finished.push(Finished {
                 id,
                 name,
@@ -683,6 +697,13 @@ pub(crate) fn retry(
         None => Ok(Retried::NotFound),
         Some(text) => Ok(Retried::Refused(status_of(&text)?)),
     }
+}
+
+/// The queues that have a concurrency limit.
+fn concurrency_limited(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    conn.prepare_cached("SELECT queue FROM sitq_queues WHERE concurrency IS NOT NULL")?
+        .query_map([], |row| row.get(0))?
+        .collect()
 }
 
 /// Deletes at most `limit` finished tasks that finished before `before`,

@@ -63,6 +63,18 @@ pub(crate) enum Command {
     Retry { id: TaskId, reply: Reply<()> },
     /// `Backend::prune`, with `before` in stored form.
     Prune { before: i64, reply: Reply<u64> },
+    /// `Backend::set_queue_paused`.
+    SetPaused {
+        queue: String,
+        paused: bool,
+        reply: Reply<()>,
+    },
+    /// `Backend::set_queue_limits`.
+    SetLimits {
+        queue: String,
+        limits: sitq_core::QueueLimits,
+        reply: Reply<()>,
+    },
     /// A read, for an in-memory database (which only the writer's connection sees).
     Read { read: Read, reply: Reply<Found> },
     /// The database files changed: another process may have written.

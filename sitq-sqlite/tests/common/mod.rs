@@ -66,6 +66,7 @@ pub fn task(name: &str) -> NewTask {
         run_at: Utc::now(),
         max_attempts: 3,
         unique: None,
+        sequence: None,
     }
 }
 

@@ -153,6 +153,14 @@ impl<'w> Runner<'w> {
                                 wake_at = Instant::now() + poll;
                                 if tasks.is_empty() {
                                     wake_at = self.next_due(wake_at).await;
+                                    // Due, yet this claim took nothing: not ours to
+                                    // take now (a name this worker lacks, a
+                                    // rate-limited task only a free slot may start).
+                                    // Wait for a signal or the poll, never spin.
+                                    let now = Instant::now();
+                                    if wake_at <= now {
+                                        wake_at = now + poll;
+                                    }
                                 }
                             }
                             self.take(tasks, start);

@@ -84,3 +84,30 @@ async fn force_without_a_request_first_stops_too() {
     assert!(matches!(result, Err(Error::ForcedShutdown)), "{result:?}");
     assert!(stop.is_requested() && stop.is_forced());
 }
+
+/// A task that is due but that no claim of this worker takes (here: a name
+/// it does not run; likewise a rate-limited task while no slot is free)
+/// makes the worker wait for a signal or its poll interval between claims,
+/// never claim again at once.
+#[tokio::test]
+async fn an_unclaimable_due_task_does_not_make_the_worker_spin() {
+    let (memory, worker) = hanging_worker();
+    memory.add("a task this worker does not run", b"");
+    memory
+        .due_now
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let stop = worker.shutdown_handle();
+    let run = tokio::spawn(worker.run());
+    // An observation window, not a synchronisation: the memory backend's
+    // poll interval is 20 ms, so about 15 claims fit in it; a worker that
+    // claimed again at once would make thousands.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let claims = memory.claims.load(std::sync::atomic::Ordering::Relaxed);
+    stop.request();
+    tokio::time::timeout(WITHIN, run)
+        .await
+        .expect("the worker stops")
+        .expect("the worker task")
+        .expect("run");
+    assert!(claims <= 60, "{claims} claims in 300 ms: the worker spins");
+}

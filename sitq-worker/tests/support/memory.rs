@@ -21,6 +21,10 @@ use sitq_core::{
 pub struct Memory {
     signals: Signals,
     tasks: Mutex<Vec<TaskRecord>>,
+    /// Claims asked for so far.
+    pub claims: std::sync::atomic::AtomicUsize,
+    /// Whether `next_run_at` says a task is due now (else it knows of none).
+    pub due_now: std::sync::atomic::AtomicBool,
 }
 
 impl Memory {
@@ -98,6 +102,8 @@ impl Backend for Memory {
     }
 
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<ClaimedTask>> {
+        self.claims
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut claimed = Vec::new();
         for record in self.tasks().iter_mut() {
             if claimed.len() == request.limit {
@@ -150,7 +156,8 @@ impl Backend for Memory {
     }
 
     async fn next_run_at(&self, _: &[String]) -> Result<Option<DateTime<Utc>>> {
-        Ok(None)
+        let due = self.due_now.load(std::sync::atomic::Ordering::Relaxed);
+        Ok(due.then(|| Utc::now() - chrono::Duration::seconds(1)))
     }
 
     async fn heartbeat(&self, _: &str, claims: &[ClaimRef], _: Duration) -> Result<Vec<ClaimRef>> {
@@ -302,6 +309,22 @@ impl Backend for Memory {
     async fn schedules(&self) -> sitq_core::Result<Vec<sitq_core::ScheduleInfo>> {
         Ok(Vec::new())
     }
+    async fn set_queue_paused(&self, _: &str, _: bool) -> Result<()> {
+        Err(unsupported())
+    }
+
+    async fn set_queue_limits(&self, _: &str, _: sitq_core::QueueLimits) -> Result<()> {
+        Err(unsupported())
+    }
+
+    async fn queues(&self) -> Result<Vec<sitq_core::QueueInfo>> {
+        Err(unsupported())
+    }
+}
+
+/// The error of what this test double does not do.
+fn unsupported() -> sitq_core::Error {
+    sitq_core::Error::Config("the in-memory test backend has no queue settings".into())
 }
 
 /// A task that never returns; its payload, if not empty, is the path of a
