@@ -1,6 +1,6 @@
 //! Reads: one statement each, on any connection.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension};
 use sitq_core::{
     AttemptFailure, Cancellation, FailureKind, Finished, TaskFailure, TaskId, TaskRecord,
     TaskStatus,
