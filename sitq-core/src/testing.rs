@@ -192,7 +192,7 @@ macro_rules! conformance_tests {
             rate_limit_caps_claims, rate_limit_holds_in_every_window, cleared_limits_claim_freely,
             bad_queue_settings_are_refused, sequence_claims_one_at_a_time_in_order,
             retrying_task_holds_its_sequence, failed_task_holds_its_sequence,
-            sequence_runs_in_enqueue_order, empty_sequence_key_is_refused,
+            sequence_runs_in_enqueue_order, empty_sequence_key_is_refused, sequence_holds_for_unique_tasks,
         );
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {

@@ -220,3 +220,28 @@ pub async fn empty_sequence_key_is_refused(h: &impl Harness) {
     }
     assert!(claim(&queue).await.is_empty(), "nothing was stored");
 }
+
+/// A task with both a unique key and a sequence keeps its sequence: unique
+/// enqueues take their own insert path, which must store the key too.
+pub async fn sequence_holds_for_unique_tasks(h: &impl Harness) {
+    let (queue, _) = open(h).await;
+    let options = || EnqueueOptions::new().sequence("account:7");
+    let first = queue
+        .enqueue_with(Add { a: 1, b: 1 }, options().unique_key("first"))
+        .await
+        .expect("enqueue")
+        .id();
+    let second = queue
+        .enqueue_with(
+            Add { a: 2, b: 2 },
+            options().unique_key("second").priority(9),
+        )
+        .await
+        .expect("enqueue")
+        .id();
+    let claimed = claim(&queue).await;
+    assert_eq!(ids(&claimed), [first], "the second waits for the first");
+    let result = crate::codec::encode(&2i64, "result").expect("encode");
+    finish(&queue, &claimed[0], Outcome::Succeeded(result)).await;
+    assert_eq!(ids(&claim(&queue).await), [second]);
+}
