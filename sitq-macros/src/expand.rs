@@ -14,7 +14,8 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Attribute, Ident};
 
-use crate::parse::{Arg, Backoff, Cron, Options, Output, TaskFn};
+use crate::parse::{Backoff, Cron, Options};
+use crate::signature::{Arg, Output, TaskFn};
 
 /// Expands a parsed task into the user's fn plus the generated items.
 pub(crate) fn task(options: &Options, task: &TaskFn) -> syn::Result<TokenStream> {

@@ -8,6 +8,7 @@ mod duration;
 mod expand;
 mod parse;
 mod position;
+mod signature;
 
 use proc_macro::TokenStream;
 
@@ -90,7 +91,7 @@ pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
         return tokens.into();
     }
     let options = syn::parse::<parse::Options>(attr);
-    let task = parse::task_fn(item.clone());
+    let task = signature::task_fn(item.clone());
     let expanded = match (options, task) {
         (Ok(options), Ok(task)) if options.cron.is_some() && !task.args.is_empty() => {
             Err(syn::Error::new_spanned(
