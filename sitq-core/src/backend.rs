@@ -9,12 +9,14 @@ use chrono::{DateTime, Utc};
 
 use crate::Result;
 use crate::cancel::{CancelOutcome, CancelRequest};
+use crate::dependency::{Dependencies, TaskInputs};
 use crate::options::ConnectOptions;
 use crate::queue_settings::{QueueInfo, QueueLimits};
 use crate::record::{AttemptFailure, TaskFailure, TaskId, TaskRecord, TaskStatus};
 use crate::schedule::{ScheduleDefinition, ScheduleInfo, TickFire};
 use crate::signals::Signals;
 use crate::unique::{Enqueued, UniqueKey};
+use crate::workflow::{NewWorkflow, StoredWorkflow, WorkflowId, WorkflowInfo};
 
 /// Storage for tasks. Implemented by `sitq-sqlite` and `sitq-postgres`.
 ///
@@ -38,7 +40,50 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// Signals new work after the commit. Tasks with a unique key are
     /// deduplicated as by [`enqueue_unique`](Backend::enqueue_unique) (a
     /// duplicate's id is its key holder's).
+    ///
+    /// A task with [`NewTask::deps`] is stored with them (a `Batch(i)`
+    /// dependency is the `i`-th task of this call, always an earlier one)
+    /// and its status follows from theirs, read under a lock that orders
+    /// this enqueue with their completion (none is missed):
+    /// - a dependency that failed or was cancelled cancels it at once (by
+    ///   [`DEPENDENCY_CANCELLED_BY`](crate::DEPENDENCY_CANCELLED_BY), reason
+    ///   `dependency {id} ({name}) failed` / `was cancelled`, error kind
+    ///   `cancelled`), unless `after_finished`; a task cancelled so cancels
+    ///   its own dependents in the batch the same way;
+    /// - otherwise it is `blocked` while some dependency has not succeeded
+    ///   (with `after_finished`: has not finished), counting each distinct
+    ///   dependency once, and `pending` when none is left.
+    ///
+    /// When a dependency finishes later (by [`complete`](Backend::complete),
+    /// [`recover_expired`](Backend::recover_expired) or
+    /// [`cancel`](Backend::cancel)), its blocked dependents are resolved the
+    /// same way, transitively, without scanning other blocked rows: a
+    /// dependent left with nothing to wait for becomes `pending` and
+    /// workers are woken; one cancelled is signalled to waiters like any
+    /// finish. [`prune`](Backend::prune) keeps a succeeded task while a
+    /// dependent that receives its result has not finished.
     async fn enqueue(&self, tasks: Vec<NewTask>) -> Result<Vec<TaskId>>;
+
+    /// Stores a workflow: a row for it, then its tasks as by
+    /// [`enqueue`](Backend::enqueue) (their `Batch` dependencies point
+    /// within it), each marked with the workflow's id, all in one
+    /// transaction. Its final task is the last one.
+    ///
+    /// The default refuses with [`Error::InvalidOptions`](crate::Error::InvalidOptions).
+    async fn enqueue_workflow(&self, workflow: NewWorkflow) -> Result<StoredWorkflow> {
+        let _ = workflow;
+        Err(crate::Error::InvalidOptions(format!(
+            "the {} backend does not support workflows",
+            self.name()
+        )))
+    }
+
+    /// A workflow and every task of it (id, name, status, dependencies),
+    /// in id order; `None` for an unknown id. Tasks pruned since are left out.
+    async fn workflow(&self, id: WorkflowId) -> Result<Option<WorkflowInfo>> {
+        let _ = id;
+        Ok(None)
+    }
 
     /// Atomically claims up to `request.limit` pending tasks whose `run_at` has
     /// come and whose name is in `request.names`, in order (priority desc,
@@ -276,6 +321,9 @@ pub struct NewTask {
     /// The sequence key: tasks sharing one run one at a time in id order
     /// (see [`EnqueueOptions::sequence`](crate::EnqueueOptions::sequence)).
     pub sequence: Option<String>,
+    /// The tasks it waits for, and whether it receives their results (see
+    /// [`Backend::enqueue`]). Empty for most tasks.
+    pub deps: Dependencies,
 }
 
 /// What a worker asks [`Backend::claim`] for.
@@ -314,6 +362,10 @@ pub struct ClaimedTask {
     pub max_attempts: u32,
     /// When it was enqueued.
     pub created_at: DateTime<Utc>,
+    /// The dependencies' results it receives as its first argument, read
+    /// when it was claimed; `None` for a task enqueued without
+    /// `after_result`.
+    pub inputs: Option<TaskInputs>,
 }
 
 impl ClaimedTask {

@@ -216,6 +216,7 @@ mod tests {
             attempt: 2,
             max_attempts: 3,
             created_at: Utc::now(),
+            inputs: None,
         }
     }
 

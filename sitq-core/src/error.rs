@@ -75,6 +75,9 @@ pub enum Error {
     /// No task with this id exists (never enqueued, or pruned after its retention).
     #[error("task {0} not found (never enqueued, or pruned after the retention period)")]
     NotFound(TaskId),
+    /// No workflow with this id exists (never enqueued, or all its tasks pruned).
+    #[error("workflow {0} not found (never enqueued, or pruned after the retention period)")]
+    WorkflowNotFound(crate::WorkflowId),
     /// The task finished as failed; its error is kept in its record.
     #[error("task {id} ({name}) failed after {attempts} attempt(s): {kind}: {message}")]
     TaskFailed {

@@ -9,6 +9,7 @@ pub mod blocking;
 mod cancel;
 pub mod codec;
 mod context;
+mod dependency;
 mod error;
 mod handle;
 mod options;
@@ -21,6 +22,7 @@ mod signals;
 mod task;
 mod unique;
 mod wait;
+mod workflow;
 
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -31,6 +33,10 @@ pub use backend::{
 };
 pub use cancel::{CancelOutcome, CancelRequest, DEFAULT_CANCELLED_BY, MAX_CANCEL_TEXT};
 pub use context::{Context, ContextControl};
+pub use dependency::{
+    DEPENDENCY_CANCELLED_BY, DepRef, DepTarget, Dependencies, Dependency, InputMode,
+    MAX_DEPENDENCIES, Node, ResultOf, TaskInputs,
+};
 pub use error::{BoxError, Error, Result};
 pub use handle::TaskHandle;
 pub use options::{Backoff, ConnectOptions, EnqueueOptions};
@@ -46,6 +52,10 @@ pub use schedule::{CatchUp, Schedule, ScheduleInfo};
 pub use signals::{CancelNotice, FinishedWatch, Signals};
 pub use task::{Task, TaskDefaults, TaskFuture, TaskRegistration};
 pub use unique::{Enqueued, MAX_UNIQUE_KEY_BYTES, UniqueKey, holder_blocks};
+pub use workflow::{
+    MAX_WORKFLOW_TASKS, NewWorkflow, StoredWorkflow, Workflow, WorkflowHandle, WorkflowId,
+    WorkflowInfo, WorkflowTask,
+};
 
 #[doc(hidden)]
 pub use inventory;

@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 
+use crate::dependency::{DepTarget, Dependency, InputMode};
 use crate::{Error, Result};
 
 /// Per-enqueue options; anything left unset takes the task's defaults.
@@ -18,6 +19,9 @@ pub struct EnqueueOptions {
     unique_key: Option<String>,
     unique_for: Option<Duration>,
     sequence: Option<String>,
+    after: Vec<DepTarget>,
+    inputs: Option<(InputMode, Vec<DepTarget>)>,
+    after_finished: bool,
 }
 
 impl EnqueueOptions {
@@ -96,6 +100,66 @@ impl EnqueueOptions {
     pub fn sequence(mut self, key: impl Into<String>) -> Self {
         self.sequence = Some(key.into());
         self
+    }
+
+    /// Runs the task only after `dependency` (a
+    /// [`TaskHandle`](crate::TaskHandle) or a workflow
+    /// [`Node`](crate::Node)) has succeeded: until then it is `blocked`,
+    /// then `pending`, woken like a new task. If the dependency fails for
+    /// good or is cancelled, this task is cancelled (by
+    /// [`DEPENDENCY_CANCELLED_BY`](crate::DEPENDENCY_CANCELLED_BY), with a
+    /// reason naming the dependency), unless
+    /// [`after_finished`](Self::after_finished) is set. Depending on a task
+    /// that has finished already resolves at once. May be called again to
+    /// add dependencies.
+    pub fn after(mut self, dependency: &impl Dependency) -> Self {
+        self.after.push(dependency.target());
+        self
+    }
+
+    /// [`after`](Self::after) every one of `dependencies`.
+    pub fn after_all<'a, D: Dependency + 'a>(
+        mut self,
+        dependencies: impl IntoIterator<Item = &'a D>,
+    ) -> Self {
+        self.after
+            .extend(dependencies.into_iter().map(Dependency::target));
+        self
+    }
+
+    /// Runs the task once all its dependencies have finished, whatever their
+    /// outcome (succeeded, failed or cancelled), instead of cancelling it
+    /// when one fails: for clean-up steps. Not for a task that receives a
+    /// dependency's result (there may be none to pass).
+    pub fn after_finished(mut self) -> Self {
+        self.after_finished = true;
+        self
+    }
+
+    /// Passes the results of `inputs` as the task's first argument; set by
+    /// the generated `task::after_result(..)`, which checks the types.
+    #[doc(hidden)]
+    pub fn result_inputs(mut self, mode: InputMode, inputs: Vec<DepTarget>) -> Self {
+        self.inputs = Some((mode, inputs));
+        self
+    }
+
+    /// The dependencies set with [`after`](Self::after) and
+    /// [`after_all`](Self::after_all).
+    pub fn get_after(&self) -> &[DepTarget] {
+        &self.after
+    }
+
+    /// The dependencies whose results are passed, and how, if set.
+    pub fn get_inputs(&self) -> Option<(InputMode, &[DepTarget])> {
+        self.inputs
+            .as_ref()
+            .map(|(mode, inputs)| (*mode, inputs.as_slice()))
+    }
+
+    /// Whether [`after_finished`](Self::after_finished) is set.
+    pub fn get_after_finished(&self) -> bool {
+        self.after_finished
     }
 
     /// The sequence key set, if any.

@@ -6,6 +6,7 @@ use tracing::Instrument;
 
 use crate::backend::{Backend, BackendConnector, NewTask};
 use crate::cancel::{CancelOutcome, CancelRequest};
+use crate::dependency::{DepRef, DepTarget, Dependencies, InputMode, MAX_DEPENDENCIES};
 use crate::handle::TaskHandle;
 use crate::options::{ConnectOptions, EnqueueOptions};
 use crate::queue_settings::{QueueInfo, QueueLimits, validate_queue_name};
@@ -13,6 +14,7 @@ use crate::record::{AttemptFailure, TaskId, TaskRecord, TaskStatus};
 use crate::schedule::ScheduleInfo;
 use crate::task::{Task, TaskDefaults};
 use crate::unique::{Enqueued, UniqueKey};
+use crate::workflow::{WorkflowId, WorkflowInfo};
 use crate::{Error, Result, codec};
 
 /// The client handle: enqueue tasks, look at them, wait for them.
@@ -102,6 +104,20 @@ impl Queue {
                 enqueued.duplicate,
             ));
         }
+        let ids = self.insert(vec![new]).await?;
+        Ok(TaskHandle::new(self.clone(), single(ids)?))
+    }
+
+    /// Enqueues an encoded payload as a task of type `T` whose handle gives an
+    /// `O`; for generated code (`after_result`, whose payload lacks the
+    /// first argument).
+    #[doc(hidden)]
+    pub async fn enqueue_payload<T: Task, O>(
+        &self,
+        payload: Result<Vec<u8>>,
+        options: EnqueueOptions,
+    ) -> Result<TaskHandle<O>> {
+        let new = self.build(T::NAME, payload?, T::DEFAULTS, &options)?;
         let ids = self.insert(vec![new]).await?;
         Ok(TaskHandle::new(self.clone(), single(ids)?))
     }
@@ -294,6 +310,35 @@ impl Queue {
         self.inner.backend.queues().await
     }
 
+    /// A workflow and every task of it with its status and dependencies
+    /// (tasks pruned since are left out); [`WorkflowInfo::status`] sums it
+    /// up. [`Error::WorkflowNotFound`] for an unknown id.
+    pub async fn workflow(&self, id: WorkflowId) -> Result<WorkflowInfo> {
+        self.inner
+            .backend
+            .workflow(id)
+            .await?
+            .ok_or(Error::WorkflowNotFound(id))
+    }
+
+    /// Cancels every unfinished task of a workflow as by
+    /// [`cancel`](Queue::cancel), dependents first (so each records this
+    /// request rather than a cancelled dependency); one outcome per task
+    /// cancelled or asked to stop. Tasks that finished are left alone.
+    /// [`Error::WorkflowNotFound`] for an unknown id.
+    pub async fn cancel_workflow(&self, id: WorkflowId) -> Result<Vec<(TaskId, CancelOutcome)>> {
+        self.cancel_workflow_with(id, CancelRequest::new()).await
+    }
+
+    /// [`cancel_workflow`](Queue::cancel_workflow), recording who asked and why.
+    pub async fn cancel_workflow_with(
+        &self,
+        id: WorkflowId,
+        request: CancelRequest,
+    ) -> Result<Vec<(TaskId, CancelOutcome)>> {
+        crate::workflow::cancel_workflow(self, id, request).await
+    }
+
     /// Closes the connection pool.
     pub async fn close(&self) {
         self.inner.backend.close().await;
@@ -305,6 +350,24 @@ impl Queue {
         payload: Vec<u8>,
         defaults: TaskDefaults,
         options: &EnqueueOptions,
+    ) -> Result<NewTask> {
+        let stored_only = |target: DepTarget| match target {
+            DepTarget::Task(id) => Ok(DepRef::Task(id)),
+            DepTarget::Node { index, .. } => Err(Error::InvalidOptions(format!(
+                "task {name} depends on workflow node {index}: add it to that workflow (`.add(&mut workflow, ..)`), or depend on an enqueued task's handle"
+            ))),
+        };
+        self.build_task(name, payload, defaults, options, &stored_only)
+    }
+
+    /// Builds a row, resolving its dependencies with `resolve`.
+    pub(crate) fn build_task(
+        &self,
+        name: &str,
+        payload: Vec<u8>,
+        defaults: TaskDefaults,
+        options: &EnqueueOptions,
+        resolve: &dyn Fn(DepTarget) -> Result<DepRef>,
     ) -> Result<NewTask> {
         let limit = self.inner.options.max_payload_bytes;
         if payload.len() > limit {
@@ -339,6 +402,12 @@ impl Queue {
         if sequence == Some("") {
             return Err(Error::InvalidOptions("the sequence key is empty".into()));
         }
+        let deps = dependencies(name, options, resolve)?;
+        if unique.is_some() && !deps.is_empty() {
+            return Err(Error::InvalidOptions(format!(
+                "task {name} has both a unique key and dependencies; a task with dependencies cannot be deduplicated"
+            )));
+        }
         Ok(NewTask {
             name: name.to_owned(),
             queue: queue.to_owned(),
@@ -348,6 +417,7 @@ impl Queue {
             max_attempts,
             unique,
             sequence: sequence.map(str::to_owned),
+            deps,
         })
     }
 
@@ -387,6 +457,58 @@ impl Queue {
         .instrument(span)
         .await
     }
+}
+
+/// The dependencies `options` set, resolved and checked.
+fn dependencies(
+    name: &str,
+    options: &EnqueueOptions,
+    resolve: &dyn Fn(DepTarget) -> Result<DepRef>,
+) -> Result<Dependencies> {
+    let after = options
+        .get_after()
+        .iter()
+        .map(|target| resolve(*target))
+        .collect::<Result<Vec<_>>>()?;
+    let (input_mode, inputs) = match options.get_inputs() {
+        Some((mode, inputs)) => (
+            mode,
+            inputs
+                .iter()
+                .map(|target| resolve(*target))
+                .collect::<Result<Vec<_>>>()?,
+        ),
+        None => (InputMode::None, Vec::new()),
+    };
+    if input_mode == InputMode::One && inputs.len() != 1 {
+        return Err(Error::InvalidOptions(format!(
+            "task {name} receives one result but names {} inputs",
+            inputs.len()
+        )));
+    }
+    let deps = Dependencies {
+        after,
+        inputs,
+        input_mode,
+        after_finished: options.get_after_finished(),
+    };
+    if deps.after_finished && deps.input_mode != InputMode::None {
+        return Err(Error::InvalidOptions(format!(
+            "task {name} receives its dependencies' results, so it cannot run after they finished whatever their outcome (`after_finished`): a failed dependency has no result to pass"
+        )));
+    }
+    if deps.after_finished && deps.is_empty() {
+        return Err(Error::InvalidOptions(format!(
+            "task {name} is `after_finished` but has no dependencies; add them with `after(..)`"
+        )));
+    }
+    let count = deps.after.len() + deps.inputs.len();
+    if count > MAX_DEPENDENCIES {
+        return Err(Error::InvalidOptions(format!(
+            "task {name} has {count} dependencies, more than the limit of {MAX_DEPENDENCIES}"
+        )));
+    }
+    Ok(deps)
 }
 
 fn single<T: Copy>(ids: Vec<T>) -> Result<T> {

@@ -68,7 +68,7 @@ mod tests {
     use super::*;
     use crate::task::{TaskDefaults, TaskFuture};
 
-    fn never(_: &[u8], _: crate::Context) -> Result<TaskFuture> {
+    fn never(_: &[u8], _: Option<&crate::TaskInputs>, _: crate::Context) -> Result<TaskFuture> {
         Err(Error::Config("not runnable".into()))
     }
 

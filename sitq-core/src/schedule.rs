@@ -322,6 +322,7 @@ impl Template {
             // A fired task is deduplicated by its tick, not by a unique key.
             unique: None,
             sequence: None,
+            deps: Default::default(),
         }
     }
 }

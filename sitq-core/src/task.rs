@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::context::Context;
+use crate::dependency::TaskInputs;
 use crate::options::Backoff;
 
 /// A task type: its value is the payload (the arguments), and it has a stable name.
@@ -77,9 +78,11 @@ pub struct TaskRegistration {
     pub line: u32,
     /// The task's defaults (timeout and backoff apply at run time).
     pub defaults: TaskDefaults,
-    /// Decodes a payload and starts an attempt with its [`Context`]
-    /// (passed to the fn when it takes one); `Err` holds the decode error.
-    pub run: fn(&[u8], Context) -> crate::Result<TaskFuture>,
+    /// Decodes a payload (and the dependencies' results the task receives
+    /// as its first argument, if any: then the payload holds the other
+    /// arguments) and starts an attempt with its [`Context`] (passed to the
+    /// fn when it takes one); `Err` holds the decode error.
+    pub run: fn(&[u8], Option<&TaskInputs>, Context) -> crate::Result<TaskFuture>,
 }
 
 impl TaskRegistration {

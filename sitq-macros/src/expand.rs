@@ -70,6 +70,14 @@ pub(crate) fn task(options: &Options, task: &TaskFn) -> syn::Result<TokenStream>
         "Options for one enqueue of the task `{fn_name}`: `{fn_name}::with().delay(..).priority(..).enqueue(&queue, ..)`."
     );
 
+    let add_doc = format!(
+        "Adds the task `{fn_name}` with these arguments and its default options to a \
+         workflow; its node is a dependency for tasks added later."
+    );
+    let workflow = Ident::new("workflow", Span::mixed_site());
+    let option_methods = option_methods();
+    let after_result = after_result(task, &name, &output);
+
     let run = run_fn(task, &name);
     let checks = type_checks(task);
     let schedule = schedule(options, ident, &name);
@@ -103,6 +111,14 @@ pub(crate) fn task(options: &Options, task: &TaskFn) -> syn::Result<TokenStream>
                     #queue.enqueue(Self { #(#idents),* }).await
                 }
 
+                #[doc = #add_doc]
+                pub fn add(
+                    #workflow: &mut ::sitq::__private::Workflow,
+                    #(#params),*
+                ) -> ::sitq::__private::Node<#output> {
+                    #workflow.add(Self { #(#idents),* })
+                }
+
                 #[doc = #with_doc]
                 pub fn with() -> #builder {
                     #builder {
@@ -111,7 +127,8 @@ pub(crate) fn task(options: &Options, task: &TaskFn) -> syn::Result<TokenStream>
                 }
             }
 
-            /// Options for one enqueue of a task; finish with `.enqueue(&queue, ..)`.
+            /// Options for one enqueue of a task; finish with `.enqueue(&queue, ..)`
+            /// (or `.add(&mut workflow, ..)`).
             #[derive(::core::clone::Clone, ::core::fmt::Debug)]
             #[must_use = "nothing is enqueued until `.enqueue(&queue, ..)` is awaited"]
             pub struct #builder {
@@ -120,59 +137,32 @@ pub(crate) fn task(options: &Options, task: &TaskFn) -> syn::Result<TokenStream>
 
             #[allow(dead_code)]
             impl #builder {
-                /// Run no earlier than `delay` from the moment of enqueueing.
-                pub fn delay(self, delay: ::core::time::Duration) -> Self {
-                    Self { options: self.options.delay(delay) }
-                }
+                #option_methods
 
-                /// Run no earlier than `at`, an instant in any time zone.
-                pub fn run_at<Tz: ::sitq::__private::chrono::TimeZone>(
-                    self,
-                    at: ::sitq::__private::chrono::DateTime<Tz>,
-                ) -> Self {
-                    Self { options: self.options.run_at(at) }
-                }
-
-                /// Priority: higher runs first (overrides the task's default).
-                pub fn priority(self, priority: i32) -> Self {
-                    Self { options: self.options.priority(priority) }
-                }
-
-                /// The queue to put the task on (overrides the task's default).
-                pub fn queue(self, queue: impl ::core::convert::Into<::std::string::String>) -> Self {
-                    Self { options: self.options.queue(queue) }
-                }
-
-                /// Attempts allowed before the task fails for good (at least 1).
-                pub fn max_attempts(self, max_attempts: u32) -> Self {
-                    Self { options: self.options.max_attempts(max_attempts) }
-                }
-
-                /// Makes this enqueue unique under `key` (scoped by task name): while a
-                /// task holding it is pending, blocked or running (or succeeded within
-                /// its window), the enqueue returns that task's handle, marked
-                /// [`is_duplicate`](::sitq::TaskHandle::is_duplicate), and stores nothing.
-                pub fn unique_key(self, key: impl ::core::convert::Into<::std::string::String>) -> Self {
-                    Self { options: self.options.unique_key(key) }
-                }
-
-                /// Makes this enqueue unique (by its arguments unless a `unique_key` is
-                /// given) and keeps the key blocked for `window` after the task succeeded.
-                pub fn unique_for(self, window: ::core::time::Duration) -> Self {
-                    Self { options: self.options.unique_for(window) }
-                }
-
-                /// Runs the task in the sequence `key`: tasks sharing a key run one
-                /// at a time, in enqueue order, across every worker.
-                pub fn sequence(self, key: impl ::core::convert::Into<::std::string::String>) -> Self {
-                    Self { options: self.options.sequence(key) }
+                /// Runs the task once all its dependencies have finished, whatever
+                /// their outcome, instead of being cancelled when one fails or is
+                /// cancelled: for clean-up steps.
+                pub fn after_finished(self) -> Self {
+                    Self { options: self.options.after_finished() }
                 }
 
                 /// Enqueues the task with these arguments and options.
                 pub async fn enqueue(self, #queue: &::sitq::Queue, #(#params),*) -> #handle {
                     #queue.enqueue_with(#ident { #(#idents),* }, self.options).await
                 }
+
+                /// Adds the task with these arguments and options to `workflow`; its
+                /// node is a dependency for tasks added later.
+                pub fn add(
+                    self,
+                    #workflow: &mut ::sitq::__private::Workflow,
+                    #(#params),*
+                ) -> ::sitq::__private::Node<#output> {
+                    #workflow.add_with(#ident { #(#idents),* }, self.options)
+                }
             }
+
+            #after_result
 
             #run
             #checks
@@ -222,6 +212,172 @@ fn schedule(options: &Options, ident: &Ident, name: &TokenStream) -> TokenStream
                 payload: sitq_schedule_payload,
                 file: ::core::file!(),
                 line: ::core::line!(),
+            }
+        }
+    }
+}
+
+/// The option methods both builders have (the plain one and `after_result`'s).
+fn option_methods() -> TokenStream {
+    quote! {
+        /// Run no earlier than `delay` from the moment of enqueueing.
+        pub fn delay(self, delay: ::core::time::Duration) -> Self {
+            Self { options: self.options.delay(delay) }
+        }
+
+        /// Run no earlier than `at`, an instant in any time zone.
+        pub fn run_at<Tz: ::sitq::__private::chrono::TimeZone>(
+            self,
+            at: ::sitq::__private::chrono::DateTime<Tz>,
+        ) -> Self {
+            Self { options: self.options.run_at(at) }
+        }
+
+        /// Priority: higher runs first (overrides the task's default).
+        pub fn priority(self, priority: i32) -> Self {
+            Self { options: self.options.priority(priority) }
+        }
+
+        /// The queue to put the task on (overrides the task's default).
+        pub fn queue(self, queue: impl ::core::convert::Into<::std::string::String>) -> Self {
+            Self { options: self.options.queue(queue) }
+        }
+
+        /// Attempts allowed before the task fails for good (at least 1).
+        pub fn max_attempts(self, max_attempts: u32) -> Self {
+            Self { options: self.options.max_attempts(max_attempts) }
+        }
+
+        /// Makes this enqueue unique under `key` (scoped by task name): while a
+        /// task holding it is pending, blocked or running (or succeeded within
+        /// its window), the enqueue returns that task's handle, marked
+        /// [`is_duplicate`](::sitq::TaskHandle::is_duplicate), and stores nothing.
+        pub fn unique_key(self, key: impl ::core::convert::Into<::std::string::String>) -> Self {
+            Self { options: self.options.unique_key(key) }
+        }
+
+        /// Makes this enqueue unique (by its arguments unless a `unique_key` is
+        /// given) and keeps the key blocked for `window` after the task succeeded.
+        pub fn unique_for(self, window: ::core::time::Duration) -> Self {
+            Self { options: self.options.unique_for(window) }
+        }
+
+        /// Runs the task in the sequence `key`: tasks sharing a key run one
+        /// at a time, in enqueue order, across every worker.
+        pub fn sequence(self, key: impl ::core::convert::Into<::std::string::String>) -> Self {
+            Self { options: self.options.sequence(key) }
+        }
+
+        /// Runs the task only after `dependency` (a `TaskHandle` or a workflow
+        /// `Node`) succeeded: `blocked` until then. If it fails for good or is
+        /// cancelled, this task is cancelled with a reason naming it.
+        pub fn after<D: ::sitq::__private::Dependency>(self, dependency: &D) -> Self {
+            Self { options: self.options.after(dependency) }
+        }
+
+        /// Runs the task only after every one of `dependencies` succeeded.
+        pub fn after_all<'a, D: ::sitq::__private::Dependency + 'a>(
+            self,
+            dependencies: impl ::core::iter::IntoIterator<Item = &'a D>,
+        ) -> Self {
+            Self { options: self.options.after_all(dependencies) }
+        }
+    }
+}
+
+/// `after_result(..)`, for a task with at least one argument: its builder
+/// takes every argument but the first, which a dependency's result (or a
+/// list of them) provides when the task is claimed.
+fn after_result(task: &TaskFn, name: &TokenStream, output: &TokenStream) -> TokenStream {
+    let Some((first, rest)) = task.args.split_first() else {
+        return quote!();
+    };
+    let ident = &task.item.sig.ident;
+    let first_ty = &first.ty;
+    let queue = Ident::new("queue", Span::mixed_site());
+    let workflow = Ident::new("workflow", Span::mixed_site());
+    let source = Ident::new("source", Span::mixed_site());
+    let builder = Ident::new("SitqAfterResultBuilder", Span::call_site());
+    let rest_struct = Ident::new("SitqRest", Span::call_site());
+    let option_methods = option_methods();
+    let params: Vec<TokenStream> = rest
+        .iter()
+        .map(|Arg { ident, ty, .. }| quote!(#ident: #ty))
+        .collect();
+    let idents: Vec<&Ident> = rest.iter().map(|arg| &arg.ident).collect();
+    let fields = rest.iter().map(
+        |Arg {
+             ident,
+             ty,
+             serde_attrs,
+         }| quote!(#(#serde_attrs)* #ident: #ty),
+    );
+    let first_name = first.ident.unraw().to_string();
+    let doc = format!(
+        "Options for an enqueue of this task whose first argument, `{first_name}`, is the \
+         result of `source`: a `TaskHandle` (or workflow `Node`) whose result has its type, \
+         or a list of them when it is a `Vec` of their result type (their results in order). \
+         The task is blocked until they succeed, cancelled if one fails or is cancelled, and \
+         the result is read when the task is claimed. Finish with `.enqueue(&queue, ..)` or \
+         `.add(&mut workflow, ..)`, giving the other arguments."
+    );
+    let encode = quote! {
+        ::sitq::__private::codec::encode(
+            &#rest_struct { #(#idents),* },
+            ::core::concat!("arguments of task ", #name),
+        )
+    };
+    // The struct's type is spanned on the user's first argument, so a
+    // mismatch points at the type the result must have.
+    let bound = quote_spanned!(first_ty.span()=> ::sitq::__private::ResultOf<#first_ty>);
+    quote! {
+        /// The arguments but the first, stored for an `after_result` enqueue.
+        #[derive(::sitq::__private::serde::Serialize, ::sitq::__private::serde::Deserialize)]
+        #[serde(crate = "::sitq::__private::serde")]
+        struct #rest_struct {
+            #(#fields,)*
+        }
+
+        #[allow(dead_code)]
+        impl #ident {
+            #[doc = #doc]
+            pub fn after_result<S: #bound>(#source: S) -> #builder {
+                let (mode, inputs) = #source.inputs();
+                #builder {
+                    options: ::sitq::__private::EnqueueOptions::new().result_inputs(mode, inputs),
+                }
+            }
+        }
+
+        /// Options for an enqueue that passes a dependency's result as the first
+        /// argument; finish with `.enqueue(&queue, ..)` or `.add(&mut workflow, ..)`.
+        #[derive(::core::clone::Clone, ::core::fmt::Debug)]
+        #[must_use = "nothing is enqueued until `.enqueue(&queue, ..)` is awaited"]
+        pub struct #builder {
+            options: ::sitq::__private::EnqueueOptions,
+        }
+
+        #[allow(dead_code)]
+        impl #builder {
+            #option_methods
+
+            /// Enqueues the task with the other arguments; the first comes from
+            /// the dependency's result when it is claimed.
+            pub async fn enqueue(
+                self,
+                #queue: &::sitq::Queue,
+                #(#params),*
+            ) -> ::sitq::Result<::sitq::TaskHandle<#output>> {
+                #queue.enqueue_payload::<#ident, #output>(#encode, self.options).await
+            }
+
+            /// Adds the task with the other arguments to `workflow`.
+            pub fn add(
+                self,
+                #workflow: &mut ::sitq::__private::Workflow,
+                #(#params),*
+            ) -> ::sitq::__private::Node<#output> {
+                #workflow.push::<#ident, #output>(#encode, self.options)
             }
         }
     }
@@ -308,6 +464,44 @@ fn run_fn(task: &TaskFn, name: &TokenStream) -> TokenStream {
         let field = &arg.ident;
         quote!(#args.#field)
     });
+    let inputs = Ident::new("inputs", Span::mixed_site());
+    let rest = Ident::new("rest", Span::mixed_site());
+    let task_name_expr = quote!(<#ident as ::sitq::__private::Task>::NAME);
+    // With inputs, the payload holds the other arguments (`SitqRest`).
+    let decode_args = match task.args.split_first() {
+        Some((first, others)) => {
+            let first_ident = &first.ident;
+            let first_ty = &first.ty;
+            let others = others.iter().map(|arg| &arg.ident);
+            quote! {
+                match #inputs {
+                    ::core::option::Option::None => ::sitq::__private::codec::decode(
+                        #payload,
+                        ::core::concat!("arguments of task ", #name),
+                    )?,
+                    ::core::option::Option::Some(#inputs) => {
+                        let #rest: SitqRest = ::sitq::__private::codec::decode(
+                            #payload,
+                            ::core::concat!("arguments of task ", #name),
+                        )?;
+                        #ident {
+                            #first_ident: #inputs.decode::<#first_ty>(#task_name_expr)?,
+                            #(#others: #rest.#others,)*
+                        }
+                    }
+                }
+            }
+        }
+        None => quote! {{
+            if #inputs.is_some() {
+                return ::core::result::Result::Err(::sitq::__private::unexpected_inputs(#task_name_expr));
+            }
+            ::sitq::__private::codec::decode(
+                #payload,
+                ::core::concat!("arguments of task ", #name),
+            )?
+        }},
+    };
     let context = Ident::new("context", Span::mixed_site());
     // A task without a context parameter never sees it.
     let unused = task
@@ -361,13 +555,11 @@ fn run_fn(task: &TaskFn, name: &TokenStream) -> TokenStream {
     quote! {
         fn sitq_run(
             #payload: &[u8],
+            #inputs: ::core::option::Option<&::sitq::__private::TaskInputs>,
             #context: ::sitq::__private::Context,
         ) -> ::sitq::__private::Result<::sitq::__private::TaskFuture> {
             #unused
-            let #args: #ident = ::sitq::__private::codec::decode(
-                #payload,
-                ::core::concat!("arguments of task ", #name),
-            )?;
+            let #args: #ident = #decode_args;
             ::core::result::Result::Ok(::sitq::__private::boxed(async move {
                 let #output = #call;
                 #finish

@@ -60,14 +60,15 @@ fn context(name: &str) -> sitq::Context {
         attempt: 1,
         max_attempts: 1,
         created_at: chrono::Utc::now(),
+        inputs: None,
     };
     sitq::Context::for_attempt(&claimed).0
 }
 
 async fn run<T: Task>(task: &T) -> Result<Vec<u8>, String> {
     let payload = codec::encode(task, "test arguments").map_err(|err| err.to_string())?;
-    let attempt =
-        (registration(T::NAME).run)(&payload, context(T::NAME)).map_err(|err| err.to_string())?;
+    let attempt = (registration(T::NAME).run)(&payload, None, context(T::NAME))
+        .map_err(|err| err.to_string())?;
     attempt.await
 }
 
@@ -124,7 +125,7 @@ async fn a_plain_fn_runs_on_the_blocking_pool() -> sitq::Result<()> {
 #[test]
 fn a_corrupt_payload_is_an_error_naming_the_task() {
     let add = registration("registration::add");
-    let err = match (add.run)(&[0xc1, 0xff, 0x00], context(add.name)) {
+    let err = match (add.run)(&[0xc1, 0xff, 0x00], None, context(add.name)) {
         Ok(_) => panic!("a corrupt payload decoded"),
         Err(err) => err,
     };
@@ -140,6 +141,6 @@ fn a_corrupt_payload_is_an_error_naming_the_task() {
 fn a_payload_of_another_shape_is_an_error() -> sitq::Result<()> {
     let payload = codec::encode(&("not", "add"), "test arguments")?;
     let add = registration("registration::add");
-    assert!((add.run)(&payload, context(add.name)).is_err());
+    assert!((add.run)(&payload, None, context(add.name)).is_err());
     Ok(())
 }

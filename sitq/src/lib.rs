@@ -8,6 +8,10 @@ pub use sitq_core::{
     Task, TaskFailure, TaskHandle, TaskId, TaskRecord, TaskStatus,
 };
 pub use sitq_core::{CatchUp, Schedule, ScheduleInfo};
+pub use sitq_core::{
+    DEPENDENCY_CANCELLED_BY, Dependency, Node, ResultOf, Workflow, WorkflowHandle, WorkflowId,
+    WorkflowInfo, WorkflowTask,
+};
 pub use sitq_core::{QueueInfo, QueueLimits, RateLimit};
 pub use sitq_worker::{ShutdownHandle, Worker};
 
@@ -34,9 +38,20 @@ pub mod __private {
     pub use sitq_core::codec;
     pub use sitq_core::schedule::{CatchUp, ScheduleRegistration};
     pub use sitq_core::{
-        Backoff, Context, EnqueueOptions, Queue, Result, Task, TaskDefaults, TaskFuture,
-        TaskHandle, TaskRegistration,
+        Backoff, Context, Dependency, EnqueueOptions, Node, Queue, Result, ResultOf, Task,
+        TaskDefaults, TaskFuture, TaskHandle, TaskInputs, TaskRegistration, Workflow,
     };
+
+    /// The error of a task without arguments claimed with dependencies'
+    /// results (only a hand-made row can be).
+    pub fn unexpected_inputs(task: &str) -> sitq_core::Error {
+        sitq_core::Error::Decode {
+            what: format!("arguments of task {task}"),
+            source:
+                "the task takes no arguments, but was enqueued to receive a dependency's result"
+                    .into(),
+        }
+    }
 
     use std::fmt::Display;
     use std::future::Future;

@@ -40,7 +40,7 @@ impl Task for Linger {
 
 /// The registrations of the cancel tasks.
 pub(super) fn registrations() -> Vec<TaskRegistration> {
-    vec![registration::<Linger>(|p, context| {
+    vec![registration::<Linger>(|p, _, context| {
         start(p, move |t: Linger| async move {
             bump(&format!("linger-started/{}", t.key));
             tokio::select! {

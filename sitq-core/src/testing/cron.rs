@@ -51,6 +51,7 @@ fn fire(schedule: &str, tick: DateTime<Utc>) -> TickFire {
             max_attempts: 3,
             unique: None,
             sequence: None,
+            deps: Default::default(),
         },
         next_fire: Some(tick + Duration::minutes(1)),
         now: tick,

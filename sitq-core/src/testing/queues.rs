@@ -42,7 +42,7 @@ pub type Interval = (std::time::Instant, std::time::Instant);
 static SPANS: LazyLock<Mutex<HashMap<String, Vec<Interval>>>> = LazyLock::new(Default::default);
 
 static QUEUE_TASKS: LazyLock<Vec<TaskRegistration>> = LazyLock::new(|| {
-    vec![registration::<Span>(|p, _| {
+    vec![registration::<Span>(|p, _, _| {
         start(p, |t: Span| async move {
             let started = std::time::Instant::now();
             tokio::time::sleep(Duration::from_millis(t.ms)).await;

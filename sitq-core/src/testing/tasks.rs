@@ -213,7 +213,7 @@ where
 }
 
 pub(super) fn registration<T: Task>(
-    run: fn(&[u8], crate::Context) -> Result<TaskFuture>,
+    run: fn(&[u8], Option<&crate::TaskInputs>, crate::Context) -> Result<TaskFuture>,
 ) -> TaskRegistration {
     TaskRegistration {
         name: T::NAME,
@@ -226,16 +226,16 @@ pub(super) fn registration<T: Task>(
 
 pub(super) static REGISTRATIONS: LazyLock<Vec<TaskRegistration>> = LazyLock::new(|| {
     let mut registrations = vec![
-        registration::<Add>(|p, _| start(p, |t: Add| async move { Ok(t.a + t.b) })),
-        registration::<BlockingAdd>(|p, _| {
+        registration::<Add>(|p, _, _| start(p, |t: Add| async move { Ok(t.a + t.b) })),
+        registration::<BlockingAdd>(|p, _, _| {
             start(p, |t: BlockingAdd| async move {
                 tokio::task::spawn_blocking(move || t.a + t.b)
                     .await
                     .map_err(|err| err.to_string())
             })
         }),
-        registration::<Fail>(|p, _| start(p, |t: Fail| async move { Err(t.message) })),
-        registration::<Flaky>(|p, _| {
+        registration::<Fail>(|p, _, _| start(p, |t: Fail| async move { Err(t.message) })),
+        registration::<Flaky>(|p, _, _| {
             start(p, |t: Flaky| async move {
                 let runs = bump(&t.key);
                 if runs <= t.failures {
@@ -245,13 +245,13 @@ pub(super) static REGISTRATIONS: LazyLock<Vec<TaskRegistration>> = LazyLock::new
                 }
             })
         }),
-        registration::<Slow>(|p, _| {
+        registration::<Slow>(|p, _, _| {
             start(p, |t: Slow| async move {
                 tokio::time::sleep(Duration::from_millis(t.ms)).await;
                 Ok(())
             })
         }),
-        registration::<Panic>(|p, _| {
+        registration::<Panic>(|p, _, _| {
             start(p, |t: Panic| async move {
                 if !t.message.is_empty() {
                     panic!("{}", t.message);
@@ -259,14 +259,14 @@ pub(super) static REGISTRATIONS: LazyLock<Vec<TaskRegistration>> = LazyLock::new
                 Ok(())
             })
         }),
-        registration::<Record>(|p, _| {
+        registration::<Record>(|p, _, _| {
             start(p, |t: Record| async move {
                 bump(&format!("{}/{}", t.log, t.tag));
                 lock(&LOGS).entry(t.log).or_default().push(t.tag);
                 Ok(())
             })
         }),
-        registration::<Gate>(|p, _| {
+        registration::<Gate>(|p, _, _| {
             start(p, |t: Gate| async move {
                 let gate = gate(&t.key);
                 bump(&format!("gate-started/{}", t.key));
@@ -275,7 +275,7 @@ pub(super) static REGISTRATIONS: LazyLock<Vec<TaskRegistration>> = LazyLock::new
                 Ok(())
             })
         }),
-        registration::<Whoami>(|p, context| {
+        registration::<Whoami>(|p, _, context| {
             start(p, move |t: Whoami| async move {
                 let run = bump(&t.key);
                 if run <= t.failures {
@@ -290,7 +290,7 @@ pub(super) static REGISTRATIONS: LazyLock<Vec<TaskRegistration>> = LazyLock::new
                 })
             })
         }),
-        registration::<Snoozy>(|p, context| {
+        registration::<Snoozy>(|p, _, context| {
             start(p, move |t: Snoozy| async move {
                 lock(&RUNS)
                     .entry(t.key.clone())

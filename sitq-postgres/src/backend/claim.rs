@@ -174,6 +174,7 @@ pub(super) fn claimed(rows: Vec<ClaimedRow>) -> Result<Vec<ClaimedTask>> {
                 attempt: count(row.attempts.ok_or_else(missing)?, OP)?,
                 max_attempts: count(row.max_attempts.ok_or_else(missing)?, OP)?,
                 created_at: row.created_at.ok_or_else(missing)?,
+                inputs: None,
             },
         ));
     }

@@ -159,6 +159,7 @@ pub fn task(label: &str) -> NewTask {
         max_attempts: 3,
         unique: None,
         sequence: None,
+        deps: Default::default(),
     }
 }
 

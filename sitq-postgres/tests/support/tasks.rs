@@ -42,7 +42,11 @@ static TALLY: TaskRegistration = TaskRegistration {
     run: run_tally,
 };
 
-fn run_tally(payload: &[u8], _: sitq_core::Context) -> sitq_core::Result<TaskFuture> {
+fn run_tally(
+    payload: &[u8],
+    _: Option<&sitq_core::TaskInputs>,
+    _: sitq_core::Context,
+) -> sitq_core::Result<TaskFuture> {
     let task: Tally = codec::decode(payload, "arguments of tally")?;
     Ok(finish(async move {
         bump(&task.key);
@@ -57,7 +61,11 @@ static HOLD: TaskRegistration = TaskRegistration {
     run: run_hold,
 };
 
-fn run_hold(payload: &[u8], _: sitq_core::Context) -> sitq_core::Result<TaskFuture> {
+fn run_hold(
+    payload: &[u8],
+    _: Option<&sitq_core::TaskInputs>,
+    _: sitq_core::Context,
+) -> sitq_core::Result<TaskFuture> {
     let task: Hold = codec::decode(payload, "arguments of hold")?;
     Ok(finish(async move {
         bump(&format!("started/{}", task.key));

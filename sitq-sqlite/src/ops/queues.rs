@@ -188,6 +188,7 @@ pub(crate) fn picked(row: &rusqlite::Row<'_>) -> rusqlite::Result<Picked> {
             attempt: count(row.get::<_, i64>(4)?.saturating_add(1)),
             max_attempts: count(row.get(5)?),
             created_at: time::from_micros(row.get(6)?),
+            inputs: None,
         },
         priority: row.get(7)?,
         run_at: row.get(8)?,

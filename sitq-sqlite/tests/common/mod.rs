@@ -67,6 +67,7 @@ pub fn task(name: &str) -> NewTask {
         max_attempts: 3,
         unique: None,
         sequence: None,
+        deps: Default::default(),
     }
 }
 

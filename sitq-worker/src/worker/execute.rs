@@ -30,7 +30,7 @@ pub(crate) async fn run_attempt(
             ),
         ));
     };
-    let attempt = match (registration.run)(&task.payload, context) {
+    let attempt = match (registration.run)(&task.payload, task.inputs.as_ref(), context) {
         Ok(future) => future,
         Err(err) => {
             return Outcome::Failed(TaskFailure::new(FailureKind::Decode, error_chain(&err)));
@@ -209,7 +209,11 @@ mod tests {
         run: snoozer,
     };
 
-    fn snoozer(payload: &[u8], context: Context) -> sitq_core::Result<TaskFuture> {
+    fn snoozer(
+        payload: &[u8],
+        _: Option<&sitq_core::TaskInputs>,
+        context: Context,
+    ) -> sitq_core::Result<TaskFuture> {
         let ms = payload.first().copied().map_or(0, u64::from);
         Ok(Box::pin(async move {
             tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -227,6 +231,7 @@ mod tests {
             attempt: 1,
             max_attempts: 1,
             created_at: chrono::Utc::now(),
+            inputs: None,
         };
         let (context, control) = Context::for_attempt(&task);
         let outcome = run_attempt(&registry, &task, "w", context, control);
@@ -262,6 +267,7 @@ mod tests {
             attempt: 2,
             max_attempts: 3,
             created_at: chrono::Utc::now(),
+            inputs: None,
         };
         Context::for_attempt(&task).1
     }

@@ -126,6 +126,7 @@ impl Backend for Memory {
                 attempt: record.attempts,
                 max_attempts: record.max_attempts,
                 created_at: record.created_at,
+                inputs: None,
             });
         }
         Ok(claimed)
@@ -337,7 +338,11 @@ pub static HANG: TaskRegistration = TaskRegistration {
     run: hang,
 };
 
-fn hang(payload: &[u8], _: sitq_core::Context) -> Result<TaskFuture> {
+fn hang(
+    payload: &[u8],
+    _: Option<&sitq_core::TaskInputs>,
+    _: sitq_core::Context,
+) -> Result<TaskFuture> {
     let marker = String::from_utf8_lossy(payload).into_owned();
     Ok(Box::pin(async move {
         if !marker.is_empty() {
