@@ -10,10 +10,12 @@
 
 mod claim;
 mod complete;
+pub(crate) mod deps;
 mod enqueue;
 mod inspect;
 mod queues;
 mod reserve;
+mod resolve;
 mod schedules;
 pub(crate) mod unique;
 
@@ -28,8 +30,9 @@ use sitq_core::ScheduleInfo;
 use sitq_core::schedule::{ScheduleDefinition, TickFire};
 use sitq_core::{
     AttemptFailure, Backend, CancelOutcome, CancelRequest, ClaimRef, ClaimRequest, ClaimedTask,
-    Completion, ConnectOptions, Enqueued, Error, Finished, NewTask, QueueInfo, QueueLimits, Result,
-    Signals, TaskId, TaskRecord, TaskStatus,
+    Completion, ConnectOptions, Enqueued, Error, Finished, NewTask, NewWorkflow, QueueInfo,
+    QueueLimits, Result, Signals, StoredWorkflow, TaskId, TaskRecord, TaskStatus, WorkflowId,
+    WorkflowInfo,
 };
 use sqlx::postgres::PgPool;
 
@@ -125,6 +128,11 @@ impl Backend for PostgresBackend {
     }
 
     async fn enqueue(&self, tasks: Vec<NewTask>) -> Result<Vec<TaskId>> {
+        if tasks.iter().any(|task| !task.deps.is_empty()) {
+            let stored = deps::enqueue(&self.pool, &tasks, None).await?;
+            self.signal_outcomes(&stored.resolution.notices, stored.resolution.outcomes);
+            return Ok(stored.ids);
+        }
         if tasks.iter().any(|task| task.unique.is_some()) {
             let enqueued = self.enqueue_unique(tasks).await?;
             return Ok(enqueued.into_iter().map(|e| e.id).collect());
@@ -134,6 +142,16 @@ impl Backend for PostgresBackend {
             self.signals.notify_work();
         }
         Ok(ids)
+    }
+
+    async fn enqueue_workflow(&self, workflow: NewWorkflow) -> Result<StoredWorkflow> {
+        let (stored, resolution) = deps::enqueue_workflow(&self.pool, workflow).await?;
+        self.signal_outcomes(&resolution.notices, resolution.outcomes);
+        Ok(stored)
+    }
+
+    async fn workflow(&self, id: WorkflowId) -> Result<Option<WorkflowInfo>> {
+        deps::workflow(&self.pool, id).await
     }
 
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<ClaimedTask>> {
@@ -188,7 +206,10 @@ impl Backend for PostgresBackend {
     }
 
     async fn cancel(&self, id: TaskId, request: &CancelRequest) -> Result<CancelOutcome> {
-        let (outcome, finished) = inspect::cancel(&self.pool, id, request).await?;
+        let (outcome, finished, notices) = inspect::cancel(&self.pool, id, request).await?;
+        if notices.work {
+            self.signals.notify_work();
+        }
         self.signals.notify_outcomes(finished);
         if !matches!(outcome, CancelOutcome::AlreadyFinished(_)) {
             // The listener hears it too; this one is sooner.

@@ -143,6 +143,14 @@ impl Notices {
     }
 }
 
+impl Notices {
+    /// Adds `other`'s notices.
+    pub(crate) fn add_notices(&mut self, other: Notices) {
+        self.work |= other.work;
+        self.finished.extend(other.finished);
+    }
+}
+
 /// The ids in a `sitq_finished` payload; malformed entries (from a newer
 /// or foreign sender) are skipped.
 pub(crate) fn parse_finished(payload: &str) -> impl Iterator<Item = TaskId> + '_ {

@@ -1,10 +1,10 @@
 //! Enqueueing inside the caller's own transaction (the outbox pattern).
 
-use sitq_core::{EnqueueOptions, Error, Queue, Result, Task, TaskHandle};
+use sitq_core::{EnqueueOptions, Enqueued, Error, Queue, Result, Task, TaskHandle};
 use sqlx::{Postgres, Transaction};
 use tracing::Instrument;
 
-use crate::backend::{PostgresBackend, unique};
+use crate::backend::{PostgresBackend, deps, unique};
 
 /// Enqueues `task` inside the caller's transaction `tx`: the task exists if
 /// and only if `tx` commits, together with the caller's own writes.
@@ -66,6 +66,23 @@ pub async fn enqueue_in_with<T: Task>(
     }
     let new = queue.new_task(&task, &options)?;
     let span = tracing::debug_span!("enqueue", task.name = %new.name, transaction = true);
+    if !new.deps.is_empty() {
+        // Its dependencies stay locked until `tx` ends: their completions wait for it.
+        let stored = deps::enqueue_on(tx, std::slice::from_ref(&new), None)
+            .instrument(span)
+            .await
+            .map_err(deps::Failure::into_error)?;
+        return match stored.ids.as_slice() {
+            [id] => Ok(queue.enqueued_handle(Enqueued {
+                id: *id,
+                duplicate: false,
+            })),
+            _ => Err(Error::database(
+                "enqueueing tasks",
+                format!("stored {} ids for one task", stored.ids.len()),
+            )),
+        };
+    }
     let enqueued = unique::enqueue_on(tx, std::slice::from_ref(&new))
         .instrument(span)
         .await

@@ -76,13 +76,13 @@ WITH picked AS MATERIALIZED (
     FROM ranked
     WHERE t.id = ranked.id
     RETURNING t.id, t.name, t.queue, t.payload, t.attempts, t.max_attempts, t.created_at,
-              t.priority, t.run_at
+              t.priority, t.run_at, t.input_mode
 )
 SELECT id, name, queue, payload, attempts, max_attempts, created_at, priority, run_at,
-       false AS limited
+       input_mode, false AS limited
 FROM claimed
 UNION ALL
-(SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, true
+(SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, true
  FROM sitq_queues AS q WHERE ",
             $crate::backend::queues::limited!(),
             $scope,
@@ -110,6 +110,7 @@ pub(super) struct ClaimedRow {
     created_at: Option<DateTime<Utc>>,
     priority: Option<i32>,
     run_at: Option<DateTime<Utc>>,
+    input_mode: Option<i16>,
     pub(super) limited: bool,
 }
 
@@ -154,7 +155,9 @@ pub(super) async fn claim(
         limits_seen.store(true, Ordering::Relaxed);
         return super::queues::claim_limited(pool, request, limits_seen).await;
     }
-    claimed(rows)
+    let mut tasks = claimed(rows)?;
+    super::deps::load_inputs(pool, &mut tasks).await?;
+    Ok(tasks)
 }
 
 /// The claimed tasks of `rows`, in claim order.
@@ -174,7 +177,7 @@ pub(super) fn claimed(rows: Vec<ClaimedRow>) -> Result<Vec<ClaimedTask>> {
                 attempt: count(row.attempts.ok_or_else(missing)?, OP)?,
                 max_attempts: count(row.max_attempts.ok_or_else(missing)?, OP)?,
                 created_at: row.created_at.ok_or_else(missing)?,
-                inputs: None,
+                inputs: super::deps::input_mark(row.input_mode.unwrap_or(0)),
             },
         ));
     }

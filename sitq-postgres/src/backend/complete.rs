@@ -9,6 +9,7 @@ use sqlx::postgres::PgPool;
 use crate::connect::db_error;
 use crate::notify::{Notices, notified_cte, releases_column};
 
+use super::resolve;
 use super::{micros, to_int};
 
 const OP: &str = "completing tasks";
@@ -42,18 +43,20 @@ WITH changed AS (
         worker_id = CASE c.outcome WHEN 'snooze' THEN NULL ELSE t.worker_id END,
         unique_key = CASE WHEN c.outcome = 'failed'
                 OR (c.outcome = 'succeeded' AND t.unique_for IS NULL) THEN NULL
-            ELSE t.unique_key END
+            ELSE t.unique_key END,
+        dependents_resolved = CASE WHEN c.outcome IN ('retry', 'snooze')
+            THEN t.dependents_resolved ELSE NOT t.has_dependents END
     FROM UNNEST($1::bigint[], $2::int[], $3::text[], $4::bytea[], $5::text[], $6::text[],
                 $7::bigint[])
         AS c(id, attempt, outcome, result, error_kind, error, delay)
     WHERE t.id = c.id AND t.attempts = c.attempt AND t.status = 'running'
-    RETURNING t.id, c.attempt AS attempts, t.status, t.name, ",
+    RETURNING t.id, c.attempt AS attempts, t.status, t.name, t.has_dependents, ",
     releases_column!(),
     "
 ), ",
     notified_cte!(releasing),
     "
-SELECT changed.id, changed.attempts, changed.status, changed.name
+SELECT changed.id, changed.attempts, changed.status, changed.name, changed.has_dependents
 FROM changed CROSS JOIN (SELECT count(*) FROM notified) AS notified"
 );
 
@@ -106,13 +109,17 @@ WITH changed AS (
             WHEN c.outcome IN ('failed', 'cancelled')
                 OR (c.outcome <> 'succeeded' AND t.cancel_requested_at IS NOT NULL)
                 OR (c.outcome = 'succeeded' AND t.unique_for IS NULL) THEN NULL
-            ELSE t.unique_key END
+            ELSE t.unique_key END,
+        dependents_resolved = CASE
+            WHEN c.outcome IN ('retry', 'snooze') AND t.cancel_requested_at IS NULL
+                THEN t.dependents_resolved
+            ELSE NOT t.has_dependents END
     FROM UNNEST($1::bigint[], $2::int[], $3::text[], $4::bytea[], $5::text[], $6::text[],
                 $7::bigint[])
         AS c(id, attempt, outcome, result, error_kind, error, delay)
     WHERE t.id = c.id AND t.attempts = c.attempt AND t.status = 'running'
     RETURNING t.id, c.attempt AS attempts, t.status, t.name, c.outcome, t.error_kind, t.error,
-              t.worker_id, ",
+              t.worker_id, t.has_dependents, ",
     releases_column!(),
     "
 ), history AS (
@@ -125,13 +132,13 @@ WITH changed AS (
 ), ",
     notified_cte!(releasing),
     "
-SELECT changed.id, changed.attempts, changed.status, changed.name
+SELECT changed.id, changed.attempts, changed.status, changed.name, changed.has_dependents
 FROM changed CROSS JOIN (SELECT count(*) FROM notified) AS notified"
 );
 
 /// An applied completion as the statement returns it: id, the claim's
-/// attempt, new status, name.
-type Applied = (i64, i32, String, String);
+/// attempt, new status, name, and whether it has dependents.
+type Applied = (i64, i32, String, String, bool);
 
 /// One completion as [`COMPLETE`] binds it.
 #[derive(Clone, Debug)]
@@ -319,14 +326,19 @@ pub(super) async fn complete(
         Err(error) => return Err(db_error(OP)(error)),
     };
 
-    let notices = Notices::for_rows(
+    let mut notices = Notices::for_rows(
         stored
             .iter()
-            .map(|((id, _, status, _), _)| (*id, status.as_str())),
+            .map(|((id, _, status, ..), _)| (*id, status.as_str())),
     );
     let applied: HashSet<(i64, i32)> = stored
         .iter()
-        .map(|((id, attempt, _, _), _)| (*id, *attempt))
+        .map(|((id, attempt, ..), _)| (*id, *attempt))
+        .collect();
+    let with_dependents: Vec<i64> = stored
+        .iter()
+        .filter(|((_, _, status, _, has_dependents), _)| *has_dependents && finished(status))
+        .map(|((id, ..), _)| *id)
         .collect();
     let flags = completions
         .iter()
@@ -336,17 +348,25 @@ pub(super) async fn complete(
             first && applied.contains(&claim)
         })
         .collect();
-    let outcomes = stored
+    let mut outcomes: Vec<Finished> = stored
         .into_iter()
         .filter_map(|(applied, row)| outcome(applied, &row))
         .collect();
+    // The follow-up for finished tasks with dependents; see `resolve`.
+    let resolution = resolve::resolve(pool, with_dependents).await;
+    notices.add_notices(resolution.notices);
+    outcomes.extend(resolution.outcomes);
     Ok((flags, notices, outcomes))
+}
+
+fn finished(status: &str) -> bool {
+    matches!(status, "succeeded" | "failed" | "cancelled")
 }
 
 /// The outcome of a completion the statement applied, from what it returned
 /// and the row as stored (a fallback row holds the stored failure); `None`
 /// when the task did not finish (a retry).
-fn outcome((id, attempts, status, name): Applied, row: &Row<'_>) -> Option<Finished> {
+fn outcome((id, attempts, status, name, _): Applied, row: &Row<'_>) -> Option<Finished> {
     let status = match status.as_str() {
         "succeeded" => TaskStatus::Succeeded,
         "failed" => TaskStatus::Failed,
@@ -403,6 +423,11 @@ async fn one_by_one<'a>(pool: &PgPool, rows: &[Row<'a>]) -> Result<Vec<(Applied,
 ///
 /// `SKIP LOCKED`: a row locked right now is being completed or heartbeated,
 /// so it is not abandoned; the next recovery looks again.
+///
+/// The same statement sweeps up (through their partial index) finished
+/// tasks whose dependents are not resolved: normally none, but a crash or
+/// an error between a finish and its follow-up leaves some. At most 1,000
+/// per recovery; the next one takes more.
 const RECOVER: &str = concat!(
     "
 WITH expired AS MATERIALIZED (
@@ -432,6 +457,11 @@ WITH expired AS MATERIALIZED (
             THEN NULL
             ELSE t.unique_key END,
         worker_id = CASE WHEN t.started_at IS NULL THEN NULL ELSE t.worker_id END,
+        dependents_resolved = CASE
+            WHEN t.started_at IS NOT NULL
+                AND (t.attempts >= t.max_attempts OR t.cancel_requested_at IS NOT NULL)
+            THEN NOT t.has_dependents
+            ELSE t.dependents_resolved END,
         error_kind = CASE WHEN t.started_at IS NULL THEN t.error_kind ELSE 'lease_expired' END,
         error = CASE WHEN t.started_at IS NULL THEN t.error ELSE format(
             'worker %s stopped heartbeating during attempt %s of %s; its lease expired at %s',
@@ -439,7 +469,7 @@ WITH expired AS MATERIALIZED (
     FROM expired
     WHERE t.id = expired.id
     RETURNING t.id, t.status, t.name, t.attempts, t.error_kind, t.error,
-              t.started_at IS NOT NULL AS started, t.worker_id, ",
+              t.started_at IS NOT NULL AS started, t.worker_id, t.has_dependents, ",
     releases_column!(),
     "
 ), history AS (
@@ -452,30 +482,57 @@ WITH expired AS MATERIALIZED (
     notified_cte!(releasing),
     "
 SELECT changed.id, changed.status, changed.name, changed.attempts, changed.error_kind,
-       changed.error
-FROM changed CROSS JOIN (SELECT count(*) FROM notified) AS notified"
+       changed.error, changed.has_dependents, false AS swept
+FROM changed CROSS JOIN (SELECT count(*) FROM notified) AS notified
+UNION ALL
+(SELECT id, status, name, attempts, NULL, NULL, true, true
+ FROM sitq_tasks
+ WHERE has_dependents AND NOT dependents_resolved
+   AND status IN ('succeeded', 'failed', 'cancelled')
+ ORDER BY id LIMIT 1000)"
 );
 
-/// A recovered lease as [`RECOVER`] returns it: id, new status, name,
-/// attempts, error kind and error.
-type Recovered = (i64, String, String, i32, Option<String>, Option<String>);
+/// A row of [`RECOVER`]: a recovered lease (id, new status, name,
+/// attempts, error kind and error, whether it has dependents), or a
+/// finished task with dependents to resolve (`swept`).
+type Recovered = (
+    i64,
+    String,
+    String,
+    i32,
+    Option<String>,
+    Option<String>,
+    bool,
+    bool,
+);
 
 /// Recovers expired leases (see [`RECOVER`]); how many, what to signal, and
-/// the outcomes of the tasks that failed for good or were cancelled.
+/// the outcomes of the tasks that failed for good or were cancelled. Then
+/// resolves the dependents of those with dependents, and of the finished
+/// tasks the statement swept up, in a follow-up (none when there are none).
 pub(super) async fn recover_expired(pool: &PgPool) -> Result<(u64, Notices, Vec<Finished>)> {
-    let recovered: Vec<Recovered> = sqlx::query_as(RECOVER)
+    let rows: Vec<Recovered> = sqlx::query_as(RECOVER)
         .fetch_all(pool)
         .await
         .map_err(db_error("recovering expired leases"))?;
-    let notices = Notices::for_rows(
+    let (swept, recovered): (Vec<Recovered>, Vec<Recovered>) =
+        rows.into_iter().partition(|row| row.7);
+    let mut to_resolve: Vec<i64> = swept.iter().map(|row| row.0).collect();
+    to_resolve.extend(
+        recovered
+            .iter()
+            .filter(|row| row.6 && finished(&row.1))
+            .map(|row| row.0),
+    );
+    let mut notices = Notices::for_rows(
         recovered
             .iter()
             .map(|(id, status, ..)| (*id, status.as_str())),
     );
     let count = u64::try_from(recovered.len()).unwrap_or(u64::MAX);
-    let outcomes = recovered
+    let mut outcomes: Vec<Finished> = recovered
         .into_iter()
-        .filter_map(|(id, status, name, attempts, error_kind, error)| {
+        .filter_map(|(id, status, name, attempts, error_kind, error, ..)| {
             let status = match status.as_str() {
                 "failed" => TaskStatus::Failed,
                 "cancelled" => TaskStatus::Cancelled,
@@ -491,6 +548,11 @@ pub(super) async fn recover_expired(pool: &PgPool) -> Result<(u64, Notices, Vec<
             })
         })
         .collect();
+    to_resolve.sort_unstable();
+    to_resolve.dedup();
+    let resolution = resolve::resolve(pool, to_resolve).await;
+    notices.add_notices(resolution.notices);
+    outcomes.extend(resolution.outcomes);
     Ok((count, notices, outcomes))
 }
 

@@ -9,7 +9,7 @@ use sqlx::Row;
 use sqlx::postgres::PgPool;
 
 use crate::connect::db_error;
-use crate::notify::{notified_cte, releases_column};
+use crate::notify::{Notices, notified_cte, releases_column};
 
 /// The full record of task `id`.
 pub(super) async fn get(pool: &PgPool, id: TaskId) -> Result<Option<TaskRecord>> {
@@ -112,9 +112,11 @@ WITH changed AS (
         cancel_reason = CASE WHEN cancel_requested_at IS NULL THEN $3 ELSE cancel_reason END,
         cancel_requested_at = coalesce(cancel_requested_at, now()),
         unique_key = CASE WHEN status = 'running' AND started_at IS NOT NULL
-            THEN unique_key END
+            THEN unique_key END,
+        dependents_resolved = CASE WHEN status = 'running' AND started_at IS NOT NULL
+            THEN dependents_resolved ELSE NOT has_dependents END
     WHERE id = $1 AND status IN ('pending', 'blocked', 'running')
-    RETURNING id, status, name, attempts, error_kind, error, ",
+    RETURNING id, status, name, attempts, error_kind, error, has_dependents, ",
     releases_column!(),
     "
 ), cancel_notice AS MATERIALIZED (
@@ -124,22 +126,24 @@ WITH changed AS (
 ), ",
     notified_cte!(releasing),
     "
-SELECT changed.status, changed.name, changed.attempts, changed.error_kind, changed.error
+SELECT changed.status, changed.name, changed.attempts, changed.error_kind, changed.error,
+       changed.has_dependents
 FROM changed
     CROSS JOIN (SELECT count(*) FROM notified) AS notified
     CROSS JOIN (SELECT count(*) FROM cancel_notice) AS cancel_notice"
 );
 
 /// A cancelled or requested task as [`CANCEL`] returns it.
-type CancelRow = (String, String, i32, Option<String>, Option<String>);
+type CancelRow = (String, String, i32, Option<String>, Option<String>, bool);
 
-/// Cancels task `id` for `request`: what happened, and the outcome of a
-/// task that finished by it (for this process's waiters).
+/// Cancels task `id` for `request`: what happened, and the outcomes of the
+/// tasks that finished by it (for this process's waiters): the task, and
+/// its dependents cancelled in turn (their notices too).
 pub(super) async fn cancel(
     pool: &PgPool,
     id: TaskId,
     request: &CancelRequest,
-) -> Result<(CancelOutcome, Option<Finished>)> {
+) -> Result<(CancelOutcome, Vec<Finished>, Notices)> {
     const OP: &str = "cancelling a task";
     let message = CancelRequest::message(request.get_by(), request.get_reason());
     // A miss is looked at again: a task retried or released in between
@@ -154,9 +158,9 @@ pub(super) async fn cancel(
             .fetch_optional(pool)
             .await
             .map_err(db_error(OP))?;
-        if let Some((status, name, attempts, error_kind, error)) = row {
+        if let Some((status, name, attempts, error_kind, error, has_dependents)) = row {
             if status == "running" {
-                return Ok((CancelOutcome::Requested, None));
+                return Ok((CancelOutcome::Requested, Vec::new(), Notices::default()));
             }
             let finished = Finished {
                 id,
@@ -166,12 +170,23 @@ pub(super) async fn cancel(
                 result: None,
                 failure: TaskFailure::from_columns(error_kind.as_deref(), error),
             };
-            return Ok((CancelOutcome::Cancelled, Some(finished)));
+            let mut outcomes = vec![finished];
+            let mut notices = Notices::default();
+            if has_dependents {
+                let resolution = super::resolve::resolve(pool, vec![id.0]).await;
+                notices = resolution.notices;
+                outcomes.extend(resolution.outcomes);
+            }
+            return Ok((CancelOutcome::Cancelled, outcomes, notices));
         }
         match status(pool, id).await? {
             None => return Err(Error::NotFound(id)),
             Some(status) if status.is_finished() => {
-                return Ok((CancelOutcome::AlreadyFinished(status), None));
+                return Ok((
+                    CancelOutcome::AlreadyFinished(status),
+                    Vec::new(),
+                    Notices::default(),
+                ));
             }
             Some(_) => continue,
         }
@@ -184,14 +199,29 @@ pub(super) async fn cancel(
 
 /// Runs a failed or cancelled task again (see `Backend::retry`) and
 /// notifies workers (`sitq_work`) and every process's waiters
-/// (`sitq_retry`: forget the old outcome), in one statement.
+/// (`sitq_retry`: forget the old outcome), in one statement. A task with
+/// dependencies waits for them again: `blocked` while some has not
+/// succeeded (with `after_finished`: not finished), counting each once
+/// (`waiting`: nothing for a task without dependencies). Its dependents
+/// are resolved again when it finishes again.
 const RETRY: &str = concat!(
     "
-WITH changed AS (
+WITH waiting AS (
+    SELECT count(DISTINCT d.dep_id)::int AS deps
+    FROM sitq_tasks AS me
+        JOIN sitq_deps AS d ON d.task_id = me.id
+        JOIN sitq_tasks AS x ON x.id = d.dep_id
+    WHERE me.id = $1
+      AND NOT (x.status = 'succeeded'
+          OR (me.after_finished AND x.status IN ('failed', 'cancelled')))
+), changed AS (
     UPDATE sitq_tasks
-    SET status = 'pending', attempts = 0, run_at = now(), worker_id = NULL,
+    SET status = CASE WHEN waiting.deps > 0 THEN 'blocked' ELSE 'pending' END,
+        deps_pending = waiting.deps, dependents_resolved = false,
+        attempts = 0, run_at = now(), worker_id = NULL,
         lease_until = NULL, started_at = NULL, finished_at = NULL, result = NULL,
         cancel_requested_at = NULL, cancelled_by = NULL, cancel_reason = NULL
+    FROM waiting
     WHERE id = $1 AND status IN ('failed', 'cancelled')
     RETURNING id, status
 ), retry_notice AS MATERIALIZED (
@@ -207,13 +237,44 @@ FROM changed
     CROSS JOIN (SELECT count(*) FROM retry_notice) AS retry_notice"
 );
 
-/// Runs task `id` again; see [`RETRY`].
+/// Locks the dependencies of task `$1` (in id order), and reads which of
+/// them finished with their dependents not resolved yet.
+const LOCK_DEPENDENCIES: &str = "
+SELECT id, status IN ('succeeded', 'failed', 'cancelled') AND has_dependents
+       AND NOT dependents_resolved
+FROM sitq_tasks
+WHERE id IN (SELECT dep_id FROM sitq_deps WHERE task_id = $1)
+ORDER BY id
+FOR NO KEY UPDATE";
+
+/// Runs task `id` again; see [`RETRY`]. In one transaction that first locks
+/// its dependencies, so that their statuses hold while it counts them; a
+/// dependency whose follow-up resolution has not run yet is resolved
+/// first, so that it cannot count for the task twice.
 pub(super) async fn retry(pool: &PgPool, id: TaskId) -> Result<()> {
+    const OP: &str = "retrying a task";
+    let mut tx = pool.begin().await.map_err(db_error(OP))?;
+    let deps: Vec<(i64, bool)> = sqlx::query_as(LOCK_DEPENDENCIES)
+        .bind(id.0)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error(OP))?;
+    let unresolved: Vec<i64> = deps
+        .into_iter()
+        .filter(|(_, unresolved)| *unresolved)
+        .map(|(id, _)| id)
+        .collect();
+    if !unresolved.is_empty() {
+        super::resolve::resolve_on(&mut tx, unresolved)
+            .await
+            .map_err(db_error(OP))?;
+    }
     let retried: Option<i64> = sqlx::query_scalar(RETRY)
         .bind(id.0)
-        .fetch_optional(pool)
+        .fetch_optional(&mut *tx)
         .await
-        .map_err(db_error("retrying a task"))?;
+        .map_err(db_error(OP))?;
+    tx.commit().await.map_err(db_error(OP))?;
     if retried.is_some() {
         return Ok(());
     }
@@ -308,6 +369,38 @@ WHERE id = ANY($1) AND status IN ('succeeded', 'failed', 'cancelled')",
 /// (and bloats the WAL) for as long as it takes.
 const PRUNE_STEP: i64 = 5_000;
 
+/// One step of [`prune`]. A task with dependents stays while one of them
+/// is unfinished (it may need its result, or be resolved by it); only rows
+/// with `has_dependents` look. With the tasks go their failure history,
+/// their dependency edges, and workflows left without tasks.
+const PRUNE: &str = "
+WITH deleted AS (
+    DELETE FROM sitq_tasks AS t
+    WHERE id IN (
+        SELECT id FROM sitq_tasks AS c
+        WHERE status IN ('succeeded', 'failed', 'cancelled') AND finished_at < $1
+          AND NOT (has_dependents AND EXISTS (
+              SELECT 1 FROM sitq_deps AS d JOIN sitq_tasks AS x ON x.id = d.task_id
+              WHERE d.dep_id = c.id AND x.status IN ('pending', 'blocked', 'running')))
+        LIMIT $2
+    ) AND status IN ('succeeded', 'failed', 'cancelled') AND finished_at < $1
+      AND NOT (has_dependents AND EXISTS (
+          SELECT 1 FROM sitq_deps AS d JOIN sitq_tasks AS x ON x.id = d.task_id
+          WHERE d.dep_id = t.id AND x.status IN ('pending', 'blocked', 'running')))
+    RETURNING id, workflow_id
+), history AS (
+    DELETE FROM sitq_failures WHERE task_id IN (SELECT id FROM deleted)
+), edges AS (
+    DELETE FROM sitq_deps WHERE task_id IN (SELECT id FROM deleted)
+), workflows AS (
+    DELETE FROM sitq_workflows AS w
+    WHERE w.id IN (SELECT workflow_id FROM deleted WHERE workflow_id IS NOT NULL)
+      AND NOT EXISTS (
+          SELECT 1 FROM sitq_tasks AS rest
+          WHERE rest.workflow_id = w.id AND rest.id NOT IN (SELECT id FROM deleted))
+)
+SELECT count(*) FROM deleted";
+
 /// Deletes finished tasks that finished before `before`, [`PRUNE_STEP`] rows
 /// per statement. The outer `WHERE` repeats the filter so that a row changed
 /// since the subquery picked it (retried, say) is rechecked, not deleted.
@@ -315,21 +408,7 @@ pub(super) async fn prune(pool: &PgPool, before: DateTime<Utc>) -> Result<u64> {
     let mut total = 0;
     loop {
         // The failure history of the deleted tasks goes in the same statement.
-        let deleted: i64 = sqlx::query_scalar(
-            "
-WITH deleted AS (
-    DELETE FROM sitq_tasks
-    WHERE id IN (
-        SELECT id FROM sitq_tasks
-        WHERE status IN ('succeeded', 'failed', 'cancelled') AND finished_at < $1
-        LIMIT $2
-    ) AND status IN ('succeeded', 'failed', 'cancelled') AND finished_at < $1
-    RETURNING id
-), history AS (
-    DELETE FROM sitq_failures WHERE task_id IN (SELECT id FROM deleted)
-)
-SELECT count(*) FROM deleted",
-        )
+        let deleted: i64 = sqlx::query_scalar(PRUNE)
         .bind(before)
         .bind(PRUNE_STEP)
         .fetch_one(pool)

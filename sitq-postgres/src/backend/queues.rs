@@ -122,7 +122,7 @@ WITH lim AS MATERIALIZED (
     FROM chosen
     WHERE t.id = chosen.id AND chosen.place <= $3
     RETURNING t.id, t.name, t.queue, t.payload, t.attempts, t.max_attempts, t.created_at,
-              t.priority, t.run_at
+              t.priority, t.run_at, t.input_mode
 ), logged AS (
     INSERT INTO sitq_queue_claims (queue, at)
     SELECT claimed.queue, now() FROM claimed JOIN lim ON lim.queue = claimed.queue
@@ -133,7 +133,7 @@ WITH lim AS MATERIALIZED (
       AND c.at <= now() - lim.rate_period * interval '1 microsecond'
 )
 SELECT id, name, queue, payload, attempts, max_attempts, created_at, priority, run_at,
-       false AS limited
+       input_mode, false AS limited
 FROM claimed"
         )
     };
@@ -200,7 +200,9 @@ pub(super) async fn claim_limited(
     };
     let rows = query.fetch_all(&mut *tx).await.map_err(db_error(OP))?;
     tx.commit().await.map_err(db_error(OP))?;
-    claimed(rows)
+    let mut tasks = claimed(rows)?;
+    super::deps::load_inputs(pool, &mut tasks).await?;
+    Ok(tasks)
 }
 
 /// Pauses or resumes `queue`; a resume wakes idle workers everywhere.
