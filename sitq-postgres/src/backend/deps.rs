@@ -305,15 +305,18 @@ pub(crate) async fn enqueue_on(
         None => None,
     };
     insert(conn, tasks, &ids, &plans, &has_dependents, workflow_id).await?;
-    stored.resolution.notices.add(
-        ids.iter()
-            .zip(&plans)
-            .map(|(id, plan)| match (&plan.reason, plan.deps_pending) {
-                (Some(_), _) => (*id, "cancelled"),
-                (None, 0) => (*id, "pending"),
-                (None, _) => (*id, "blocked"),
-            }),
-    );
+    stored
+        .resolution
+        .notices
+        .add(
+            ids.iter()
+                .zip(&plans)
+                .map(|(id, plan)| match (&plan.reason, plan.deps_pending) {
+                    (Some(_), _) => (*id, "cancelled"),
+                    (None, 0) => (*id, "pending"),
+                    (None, _) => (*id, "blocked"),
+                }),
+        );
     stored.ids = ids.into_iter().map(TaskId).collect();
     Ok(stored)
 }
@@ -458,9 +461,9 @@ ORDER BY t.id",
             Ok(WorkflowTask {
                 id: TaskId(id),
                 name,
-                status: status.parse::<TaskStatus>().map_err(|error| {
-                    Error::database(OP, format!("stored status: {error}"))
-                })?,
+                status: status
+                    .parse::<TaskStatus>()
+                    .map_err(|error| Error::database(OP, format!("stored status: {error}")))?,
                 dependencies: deps.into_iter().map(TaskId).collect(),
             })
         })
@@ -473,6 +476,9 @@ ORDER BY t.id",
         tasks,
     }))
 }
+
+/// One input of a claimed task: the dependency and its result, if any.
+type Input = (TaskId, Option<Vec<u8>>);
 
 /// Fills in the inputs of the claimed `tasks` that receive results (marked
 /// by the claim with `inputs` of no results): one query for all of them,
@@ -498,7 +504,7 @@ ORDER BY d.task_id, d.ord",
     .fetch_all(pool)
     .await
     .map_err(db_error(OP))?;
-    let mut by_task: HashMap<i64, Vec<(TaskId, Option<Vec<u8>>)>> = HashMap::new();
+    let mut by_task: HashMap<i64, Vec<Input>> = HashMap::new();
     for (task, dep, result) in rows {
         by_task.entry(task).or_default().push((TaskId(dep), result));
     }

@@ -409,11 +409,11 @@ pub(super) async fn prune(pool: &PgPool, before: DateTime<Utc>) -> Result<u64> {
     loop {
         // The failure history of the deleted tasks goes in the same statement.
         let deleted: i64 = sqlx::query_scalar(PRUNE)
-        .bind(before)
-        .bind(PRUNE_STEP)
-        .fetch_one(pool)
-        .await
-        .map_err(db_error("pruning finished tasks"))?;
+            .bind(before)
+            .bind(PRUNE_STEP)
+            .fetch_one(pool)
+            .await
+            .map_err(db_error("pruning finished tasks"))?;
         let deleted = u64::try_from(deleted).unwrap_or(0);
         total += deleted;
         if deleted < u64::try_from(PRUNE_STEP).unwrap_or(u64::MAX) {

@@ -17,7 +17,9 @@
 //! crash or error in between is repaired by the sweep of lease recovery
 //! (`complete::RECOVER`).
 
-use sitq_core::{CancelRequest, DEPENDENCY_CANCELLED_BY, Finished, TaskFailure, TaskId, TaskStatus};
+use sitq_core::{
+    CancelRequest, DEPENDENCY_CANCELLED_BY, Finished, TaskFailure, TaskId, TaskStatus,
+};
 use sqlx::postgres::{PgConnection, PgPool};
 
 use crate::connect::db_error;
@@ -98,7 +100,15 @@ FROM changed CROSS JOIN (SELECT count(*) FROM notified) AS notified"
 );
 
 /// A dependent as [`RESOLVE`] changed it.
-type Changed = (i64, String, String, i32, Option<String>, Option<String>, bool);
+type Changed = (
+    i64,
+    String,
+    String,
+    i32,
+    Option<String>,
+    Option<String>,
+    bool,
+);
 
 /// What resolutions changed, for this process's signals.
 #[derive(Debug, Default)]
