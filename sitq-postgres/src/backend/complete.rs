@@ -298,12 +298,15 @@ pub(super) async fn complete(
         .iter()
         .map(|completion| seen.insert(completion.claim))
         .collect();
-    let rows: Vec<Row<'_>> = completions
+    let mut rows: Vec<Row<'_>> = completions
         .iter()
         .zip(&first)
         .filter(|(_, first)| **first)
         .map(|(completion, _)| Row::new(completion))
         .collect();
+    // Rows in id order, the order in which an enqueue with dependencies
+    // locks them, so the two wait for each other rather than deadlock.
+    rows.sort_by_key(|row| row.id);
 
     let stored: Vec<(Applied, Row<'_>)> = match apply(pool, &rows).await {
         Ok(applied) => {

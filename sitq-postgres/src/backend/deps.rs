@@ -26,10 +26,17 @@ const OP: &str = "enqueueing tasks with dependencies";
 /// that comes first is read here (READ COMMITTED re-reads the row it waited
 /// for), one that comes later waits for this transaction and then sees
 /// `has_dependents`, and its follow-up resolution sees the new edges.
+/// The rows are locked in id order, so two such enqueues sharing
+/// dependencies queue up rather than deadlock; `RETURNING` gives the
+/// newest version of each row.
 const LOCK_DEPENDENCIES: &str = "
-UPDATE sitq_tasks SET has_dependents = true
-WHERE id = ANY($1)
-RETURNING id, name, status, dependents_resolved";
+WITH locked AS MATERIALIZED (
+    SELECT id FROM sitq_tasks WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE
+)
+UPDATE sitq_tasks AS t SET has_dependents = true
+FROM locked
+WHERE t.id = locked.id
+RETURNING t.id, t.name, t.status, t.dependents_resolved";
 
 /// Ids for the new rows, drawn before inserting them: dependents need their
 /// dependencies' ids, and a cancel reason names them.
