@@ -42,7 +42,7 @@ usage: sitq-bench [options]
   --filler F            finished rows in the large scale table (default 990000;
                         90000 with --quick)
   --only W,W            run only these workloads: enqueue, burn-down, e2e,
-                        user, latency, idle, scale
+                        user, latency, idle, workflow, scale
   --pg-fsync on|off     the fsync the PostgreSQL server was started with
                         (`cargo xtask bench` starts its throw-away server so;
                         default on); the run reports the server's own setting

@@ -128,3 +128,23 @@ fn installed() -> Option<Arc<Runs>> {
         .unwrap_or_else(PoisonError::into_inner)
         .clone()
 }
+
+/// Returns its argument: the root of the workflow workloads, and the
+/// independent tasks they are compared with.
+#[sitq::task(name = "sitq_bench::value")]
+pub async fn value(i: u64) -> u64 {
+    i
+}
+
+/// One step of a chain or one branch of a fan-out: its first argument is
+/// the previous task's result.
+#[sitq::task(name = "sitq_bench::step")]
+pub async fn step(previous: u64) -> u64 {
+    previous + 1
+}
+
+/// The fan-in: every branch's result, in order.
+#[sitq::task(name = "sitq_bench::gather")]
+pub async fn gather(values: Vec<u64>) -> u64 {
+    values.iter().sum()
+}

@@ -8,6 +8,7 @@ mod idle;
 mod latency;
 mod scale;
 mod user;
+mod workflow;
 
 use std::time::Duration;
 
@@ -44,17 +45,21 @@ pub enum Workload {
     User,
     /// An idle worker process's CPU use.
     Idle,
+    /// A 10,000-task fan-out with one fan-in, and a 1,000-step chain,
+    /// beside independent tasks.
+    Workflow,
 }
 
 impl Workload {
     /// Every workload, in run order.
-    pub const ALL: [Workload; 7] = [
+    pub const ALL: [Workload; 8] = [
         Workload::Enqueue,
         Workload::BurnDown,
         Workload::EndToEnd,
         Workload::User,
         Workload::Latency,
         Workload::Idle,
+        Workload::Workflow,
         Workload::Scale,
     ];
 
@@ -68,6 +73,7 @@ impl Workload {
             Workload::Scale => "scale",
             Workload::User => "user",
             Workload::Idle => "idle",
+            Workload::Workflow => "workflow",
         }
     }
 
@@ -113,6 +119,7 @@ impl Bench<'_> {
                 Workload::Scale => scale::run(self).await,
                 Workload::User => user::run(self).await,
                 Workload::Idle => idle::run(self).await,
+                Workload::Workflow => workflow::run(self).await,
             };
             if let Err(err) = outcome {
                 let note = format!("{} {} failed: {err}", self.backend(), workload.as_str());

@@ -23,6 +23,8 @@ mod sequences;
 mod tasks;
 mod unique;
 mod waits;
+mod workflow_tasks;
+mod workflows;
 
 use std::future::Future;
 use std::time::Duration;
@@ -41,6 +43,7 @@ pub use sequences::*;
 pub use tasks::{Add, registry, registry_without, unique};
 pub use unique::*;
 pub use waits::*;
+pub use workflows::*;
 
 /// How a conformance test wants its worker.
 #[derive(Clone, Debug)]
@@ -193,6 +196,10 @@ macro_rules! conformance_tests {
             bad_queue_settings_are_refused, sequence_claims_one_at_a_time_in_order,
             retrying_task_holds_its_sequence, failed_task_holds_its_sequence,
             sequence_runs_in_enqueue_order, empty_sequence_key_is_refused, sequence_holds_for_unique_tasks,
+        );
+        // Dependencies, result passing, workflows (testing/workflows.rs).
+        $crate::conformance_tests!(@cases $harness;
+            workflow_dependent_is_blocked_until_its_dependencies_succeed, workflow_dependency_that_finished_resolves_at_once, workflow_failure_mid_graph_cancels_dependents_transitively, workflow_worker_runs_cleanup_after_a_failed_dependency, workflow_results_pass_to_dependents_in_order, workflow_cancelling_a_blocked_task_cancels_its_dependents, workflow_retried_dependent_waits_for_its_dependency_again, workflow_bad_dependencies_are_refused, workflow_runs_as_one_unit, workflow_is_stored_whole_or_not_at_all, workflow_cancel_workflow_cancels_every_unfinished_task, workflow_prune_keeps_a_result_a_dependent_needs, workflow_chain_runs_across_clients,
         );
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {

@@ -11,7 +11,7 @@ const CARGO_TEST: &[&str] = &["test", "--workspace", "--all-features"];
 
 /// The examples that must run to completion on their own (embedded SQLite,
 /// no server), each within [`EXAMPLE_LIMIT`]: the README promises it.
-const EXAMPLES: &[&str] = &["quickstart", "cron", "unique", "cancel"];
+const EXAMPLES: &[&str] = &["quickstart", "cron", "unique", "cancel", "etl"];
 
 /// How long one example may take.
 const EXAMPLE_LIMIT: Duration = Duration::from_secs(60);

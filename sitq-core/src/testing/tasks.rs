@@ -308,6 +308,7 @@ pub(super) static REGISTRATIONS: LazyLock<Vec<TaskRegistration>> = LazyLock::new
         }),
     ];
     registrations.extend(super::cancel_tasks::registrations());
+    registrations.extend(super::workflow_tasks::registrations());
     registrations
 });
 
