@@ -21,10 +21,10 @@ use sitq_core::{Error, Signals};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::connect::{Target, db};
-use crate::ops::deps;
 use crate::ops::queues;
 use crate::ops::schedules;
 use crate::ops::write::{self, Effects};
+use crate::ops::{cancel, deps};
 use crate::{time, watch};
 use command::{Answer, Command, answer};
 
@@ -295,7 +295,7 @@ impl Writer {
             Command::Cancel { id, request, reply } => {
                 let mut mine = Effects::default();
                 let result = guarded(conn, true, || {
-                    write::cancel(conn, id, &request, now, &mut mine)
+                    cancel::cancel(conn, id, &request, now, &mut mine)
                 });
                 if result.is_ok() {
                     merge(effects, mine);
@@ -307,7 +307,7 @@ impl Writer {
             }
             Command::Retry { id, reply } => {
                 let mut mine = Effects::default();
-                let result = guarded(conn, true, || write::retry(conn, id, now, &mut mine));
+                let result = guarded(conn, true, || cancel::retry(conn, id, now, &mut mine));
                 if result.is_ok() {
                     merge(effects, mine);
                 }
@@ -315,9 +315,9 @@ impl Writer {
                     result
                         .map_err(db("retrying a task"))
                         .and_then(|retried| match retried {
-                            write::Retried::Done => Ok(()),
-                            write::Retried::NotFound => Err(Error::NotFound(id)),
-                            write::Retried::Refused(status) => {
+                            cancel::Retried::Done => Ok(()),
+                            cancel::Retried::NotFound => Err(Error::NotFound(id)),
+                            cancel::Retried::Refused(status) => {
                                 Err(Error::NotRetryable { id, status })
                             }
                         });

@@ -507,6 +507,9 @@ pub(crate) fn after_retry(conn: &Connection, id: TaskId) -> rusqlite::Result<()>
     Ok(())
 }
 
+/// One input of a claimed task: the dependency and its result.
+type Input = (TaskId, Option<Vec<u8>>);
+
 /// Fills in the inputs of claimed tasks that receive results (rule 4): one
 /// query for all of them. `picked` marks them with an empty [`TaskInputs`].
 pub(crate) fn load_inputs(conn: &Connection, tasks: &mut [ClaimedTask]) -> rusqlite::Result<()> {
@@ -529,7 +532,7 @@ pub(crate) fn load_inputs(conn: &Connection, tasks: &mut [ClaimedTask]) -> rusql
             row.get::<_, Option<Vec<u8>>>(2)?,
         ))
     })?;
-    let mut results: HashMap<i64, Vec<(TaskId, Option<Vec<u8>>)>> = HashMap::new();
+    let mut results: HashMap<i64, Vec<Input>> = HashMap::new();
     for row in rows {
         let (task, dep, result) = row?;
         results.entry(task).or_default().push((dep, result));
