@@ -98,6 +98,9 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// [`set_queue_paused`](Backend::set_queue_paused),
     /// [`set_queue_limits`](Backend::set_queue_limits) and
     /// [`EnqueueOptions::sequence`](crate::EnqueueOptions::sequence).
+    /// Blocked tasks are never claimed. A claimed task enqueued to receive
+    /// its dependencies' results carries them in [`ClaimedTask::inputs`],
+    /// read in the claim (one more query for all such tasks of a claim).
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<ClaimedTask>>;
 
     /// Marks reserved claims as started (`started_at` = now), fenced: only
@@ -198,6 +201,12 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// history). Signals work after the commit, and forgets the task's
     /// outcome in this process's [`Signals`] so that a new wait sees the new
     /// run.
+    ///
+    /// A task with dependencies becomes `blocked` instead while any of
+    /// them has not succeeded (with `after_finished`: not finished),
+    /// counted afresh; a failed or cancelled dependency keeps it blocked
+    /// until that dependency is retried and succeeds. A retried task's own
+    /// dependents are resolved again when it finishes.
     ///
     /// [`Error::NotRetryable`](crate::Error::NotRetryable) for another
     /// status, [`Error::NotFound`](crate::Error::NotFound) for an unknown id.

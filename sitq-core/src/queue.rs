@@ -104,8 +104,9 @@ impl Queue {
                 enqueued.duplicate,
             ));
         }
-        let ids = self.insert(vec![new]).await?;
-        Ok(TaskHandle::new(self.clone(), single(ids)?))
+        let with_deps = !new.deps.is_empty();
+        let id = single(self.insert(vec![new]).await?)?;
+        Ok(handle_of(self, id, with_deps))
     }
 
     /// Enqueues an encoded payload as a task of type `T` whose handle gives an
@@ -118,8 +119,9 @@ impl Queue {
         options: EnqueueOptions,
     ) -> Result<TaskHandle<O>> {
         let new = self.build(T::NAME, payload?, T::DEFAULTS, &options)?;
-        let ids = self.insert(vec![new]).await?;
-        Ok(TaskHandle::new(self.clone(), single(ids)?))
+        let with_deps = !new.deps.is_empty();
+        let id = single(self.insert(vec![new]).await?)?;
+        Ok(handle_of(self, id, with_deps))
     }
 
     /// Enqueues many tasks of one type in one transaction: all are stored or none.
@@ -149,10 +151,11 @@ impl Queue {
                 .map(|e| TaskHandle::enqueued(self.clone(), e.id, e.duplicate))
                 .collect());
         }
+        let with_deps = new.iter().any(|task| !task.deps.is_empty());
         let ids = self.insert(new).await?;
         Ok(ids
             .into_iter()
-            .map(|id| TaskHandle::new(self.clone(), id))
+            .map(|id| handle_of(self, id, with_deps))
             .collect())
     }
 
@@ -509,6 +512,17 @@ fn dependencies(
         )));
     }
     Ok(deps)
+}
+
+/// The handle of a task just enqueued. One with dependencies may have been
+/// stored finished (cancelled: a dependency had failed), with no waiter to
+/// tell: its first wait looks it up rather than only listening.
+pub(crate) fn handle_of<T>(queue: &Queue, id: TaskId, with_deps: bool) -> TaskHandle<T> {
+    if with_deps {
+        TaskHandle::stored_enqueued(queue.clone(), id, false)
+    } else {
+        TaskHandle::new(queue.clone(), id)
+    }
 }
 
 fn single<T: Copy>(ids: Vec<T>) -> Result<T> {

@@ -260,7 +260,7 @@ impl WorkflowHandle {
     pub fn handle<T>(&self, node: &Node<T>) -> Result<TaskHandle<T>> {
         match self.tasks.get(node.index) {
             Some(id) if node.workflow == self.builder => {
-                Ok(TaskHandle::enqueued(self.queue.clone(), *id, false))
+                Ok(crate::queue::handle_of(&self.queue, *id, true))
             }
             _ => Err(Error::InvalidOptions(format!(
                 "node {} is not a node of workflow {}",
@@ -284,7 +284,7 @@ impl WorkflowHandle {
     /// naming the dependency that failed). Its typed result is
     /// `handle(&node)?.wait()`.
     pub async fn wait(&self) -> Result<()> {
-        TaskHandle::<IgnoredAny>::enqueued(self.queue.clone(), self.final_task(), false)
+        crate::queue::handle_of::<IgnoredAny>(&self.queue, self.final_task(), true)
             .wait()
             .await
             .map(|_| ())

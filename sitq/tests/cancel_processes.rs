@@ -8,6 +8,9 @@
 //! The worker processes are this test binary re-run with `child_worker` as
 //! the only test and the database URL in the environment.
 
+#[path = "support/mod.rs"]
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -82,14 +85,6 @@ impl Drop for WorkerProcess {
     }
 }
 
-fn temp_path(name: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_nanos())
-        .unwrap_or(0);
-    std::env::temp_dir().join(format!("sitq-{name}-{}-{nanos}", std::process::id()))
-}
-
 async fn until_exists(path: &Path, what: &str) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !path.exists() {
@@ -109,7 +104,7 @@ async fn cancel_in_another_process(url: &str, backend: &str, bound: Duration) {
     let _worker = WorkerProcess::spawn(url);
     let mut latencies = Vec::new();
     for round in 0..3 {
-        let marker = temp_path(&format!("linger-{round}"));
+        let marker = common::temp_path(&format!("linger-{round}"));
         let handle = linger::enqueue(&queue, marker.display().to_string())
             .await
             .expect("enqueue");
@@ -144,7 +139,7 @@ async fn cancel_in_another_process(url: &str, backend: &str, bound: Duration) {
 
 #[tokio::test]
 async fn sqlite_cancel_reaches_a_task_in_another_process() {
-    let url = format!("sqlite://{}", temp_path("cancel.db").display());
+    let url = format!("sqlite://{}", common::temp_path("cancel.db").display());
     cancel_in_another_process(&url, "sqlite", SQLITE_BOUND).await;
 }
 

@@ -8,8 +8,9 @@
 //! The worker processes are this test binary re-run with `child_worker` as
 //! the only test; they stop gracefully on SIGTERM, finishing what runs.
 
+mod support;
+
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -87,14 +88,6 @@ impl Drop for WorkerProcess {
     }
 }
 
-fn temp_path(name: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_nanos())
-        .unwrap_or(0);
-    std::env::temp_dir().join(format!("sitq-{name}-{}-{nanos}", std::process::id()))
-}
-
 /// Every task stored (the database holds only the schedule's): ids are
 /// handed out in order, so the scan stops after a run of missing ones.
 async fn all_tasks(queue: &Queue) -> Vec<TaskRecord> {
@@ -137,7 +130,7 @@ async fn succeeded_at_least(queue: &Queue, count: usize) -> usize {
 
 async fn one_run_per_tick(url: &str, processes: usize) {
     let queue = Queue::connect(url).await.expect("connect");
-    let log = temp_path("cron-beats.log");
+    let log = support::temp_path("cron-beats.log");
     let log_str = log.display().to_string();
     let mut workers: Vec<_> = (0..processes)
         .map(|_| WorkerProcess::spawn(url, &log_str))
@@ -226,7 +219,7 @@ async fn one_run_per_tick(url: &str, processes: usize) {
 
 #[tokio::test]
 async fn sqlite_three_worker_processes_fire_each_tick_once() {
-    let path = temp_path("cron.db");
+    let path = support::temp_path("cron.db");
     one_run_per_tick(&format!("sqlite://{}", path.display()), 3).await;
     for suffix in ["", "-wal", "-shm", "-sitq"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
@@ -237,61 +230,14 @@ async fn sqlite_three_worker_processes_fire_each_tick_once() {
 /// `SITQ_TEST_POSTGRES_URL`.
 #[cfg(feature = "postgres")]
 mod postgres {
-    use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
-
-    const SERVER_VAR: &str = "SITQ_TEST_POSTGRES_URL";
+    use crate::support::TestDb;
 
     #[tokio::test]
     async fn three_worker_processes_fire_each_tick_once() {
-        let server = match std::env::var(SERVER_VAR) {
-            Ok(url) if !url.is_empty() => url,
-            _ if std::env::var("CI").as_deref() == Ok("true") => {
-                panic!("{SERVER_VAR} is not set but CI=true: the PostgreSQL tests must run in CI")
-            }
-            _ => {
-                eprintln!("skipped: PostgreSQL tests need {SERVER_VAR} (or `cargo xtask test`)");
-                return;
-            }
+        let Some(db) = TestDb::create("cron_processes").await else {
+            return;
         };
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|elapsed| elapsed.subsec_nanos())
-            .unwrap_or(0);
-        let name = format!("sitq_cron_processes_{}_{nanos}", std::process::id());
-        let admin = || async {
-            PgConnection::connect(&server)
-                .await
-                .expect("connect to the test server")
-        };
-        admin()
-            .await
-            .execute(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .await
-            .expect("create the test database");
-        super::one_run_per_tick(&with_database(&server, &name), 3).await;
-        admin()
-            .await
-            .execute(AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .await
-            .expect("drop the test database");
-    }
-
-    /// `url` pointing at database `name` instead, keeping its query string.
-    fn with_database(url: &str, name: &str) -> String {
-        let (base, query) = url
-            .split_once('?')
-            .map_or((url, None), |(base, query)| (base, Some(query)));
-        let authority_start = base.find("://").map_or(0, |at| at + 3);
-        let authority_end = base[authority_start..]
-            .find('/')
-            .map_or(base.len(), |at| authority_start + at);
-        let mut url = format!("{}/{name}", &base[..authority_end]);
-        if let Some(query) = query {
-            url.push('?');
-            url.push_str(query);
-        }
-        url
+        super::one_run_per_tick(&db.url, 3).await;
+        db.drop().await;
     }
 }

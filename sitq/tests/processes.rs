@@ -6,8 +6,10 @@
 //! The worker processes are this test binary re-run with `child_worker` as
 //! the only test and the database URL in the environment.
 
+mod support;
+
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -87,17 +89,9 @@ impl Drop for WorkerProcess {
     }
 }
 
-fn temp_path(name: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_nanos())
-        .unwrap_or(0);
-    std::env::temp_dir().join(format!("sitq-{name}-{}-{nanos}", std::process::id()))
-}
-
 async fn each_task_runs_once(url: &str, workers: usize, tasks: u32) {
     let queue = Queue::connect(url).await.expect("connect");
-    let log = temp_path("tally.log");
+    let log = support::temp_path("tally.log");
     let log_str = log.display().to_string();
     let handles = queue
         .enqueue_many((0..tasks).map(|index| tally {
@@ -134,7 +128,7 @@ async fn each_task_runs_once(url: &str, workers: usize, tasks: u32) {
 
 async fn killed_worker_task_completes_elsewhere(url: &str) {
     let queue = Queue::connect(url).await.expect("connect");
-    let marker = temp_path("marker");
+    let marker = support::temp_path("marker");
     let handle = hang_once::enqueue(&queue, marker.display().to_string())
         .await
         .expect("enqueue");
@@ -207,7 +201,7 @@ async fn sigterm_drains_then_exits(url: &str) {
 }
 
 fn sqlite_url(name: &str) -> String {
-    format!("sqlite://{}", temp_path(name).display())
+    format!("sqlite://{}", support::temp_path(name).display())
 }
 
 #[tokio::test]
@@ -229,87 +223,10 @@ async fn sqlite_killed_worker_task_is_completed_by_another() {
 /// by `SITQ_TEST_POSTGRES_URL`.
 #[cfg(feature = "postgres")]
 mod postgres {
-    use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
     use super::{each_task_runs_once, killed_worker_task_completes_elsewhere};
 
-    const SERVER_VAR: &str = "SITQ_TEST_POSTGRES_URL";
-
-    /// A database of its own on the test server, dropped by [`TestDb::drop`].
-    struct TestDb {
-        server: String,
-        name: String,
-        url: String,
-    }
-
-    impl TestDb {
-        /// A fresh database, or `None` (after saying so) when no server is
-        /// configured. Panics then if `CI=true`: skipping would hide that the
-        /// tests never ran.
-        async fn create(test: &str) -> Option<TestDb> {
-            let server = match std::env::var(SERVER_VAR) {
-                Ok(url) if !url.is_empty() => url,
-                _ if std::env::var("CI").as_deref() == Ok("true") => {
-                    panic!(
-                        "{SERVER_VAR} is not set but CI=true: the PostgreSQL tests must run in CI"
-                    )
-                }
-                _ => {
-                    eprintln!(
-                        "skipped: PostgreSQL tests need {SERVER_VAR} (or `cargo xtask test`)"
-                    );
-                    return None;
-                }
-            };
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|elapsed| elapsed.subsec_nanos())
-                .unwrap_or(0);
-            let name = format!("sitq_processes_{test}_{}_{nanos}", std::process::id());
-            let mut admin = PgConnection::connect(&server)
-                .await
-                .expect("connect to the test server");
-            admin
-                .execute(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .await
-                .expect("create the test database");
-            admin.close().await.ok();
-            let url = with_database(&server, &name);
-            Some(TestDb { server, name, url })
-        }
-
-        /// Drops the database, forcing out connections left behind.
-        async fn drop(self) {
-            let mut admin = PgConnection::connect(&self.server)
-                .await
-                .expect("connect to the test server");
-            admin
-                .execute(AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    self.name
-                )))
-                .await
-                .expect("drop the test database");
-            admin.close().await.ok();
-        }
-    }
-
-    /// `url` pointing at database `name` instead, keeping its query string.
-    fn with_database(url: &str, name: &str) -> String {
-        let (base, query) = url
-            .split_once('?')
-            .map_or((url, None), |(base, query)| (base, Some(query)));
-        let authority_start = base.find("://").map_or(0, |at| at + 3);
-        let authority_end = base[authority_start..]
-            .find('/')
-            .map_or(base.len(), |at| authority_start + at);
-        let mut url = format!("{}/{name}", &base[..authority_end]);
-        if let Some(query) = query {
-            url.push('?');
-            url.push_str(query);
-        }
-        url
-    }
+    use crate::support::TestDb;
 
     #[tokio::test]
     async fn three_worker_processes_run_each_task_once() {

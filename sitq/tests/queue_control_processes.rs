@@ -9,6 +9,8 @@
 //! file; the checks read it, and the claim instants the database recorded,
 //! afterwards.
 
+mod support;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -81,14 +83,6 @@ impl Drop for WorkerProcess {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn temp_path(name: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_nanos())
-        .unwrap_or(0);
-    std::env::temp_dir().join(format!("sitq-{name}-{}-{nanos}", std::process::id()))
 }
 
 /// Enqueues `count` spans of `ms` on queue `name`, logging to `log`.
@@ -174,7 +168,7 @@ async fn statuses(queue: &Queue, handles: &[TaskHandle<()>]) -> Vec<TaskStatus> 
 /// claimed ones finish, and `resume` lets the rest finish.
 async fn pause_stops_every_process(url: &str) {
     let queue = Queue::connect(url).await.expect("connect");
-    let log = temp_path("pause.log");
+    let log = support::temp_path("pause.log");
     let mail = spans_on(&queue, "mail", &log, 300, 100).await;
     // No prefetch: every claim starts its tasks, so `started_at` is the claim instant.
     let _workers = [
@@ -203,7 +197,7 @@ async fn pause_stops_every_process(url: &str) {
     })
     .await;
     // The workers still claim: a task of another queue runs.
-    let probe_log = temp_path("probe.log");
+    let probe_log = support::temp_path("probe.log");
     let probe = spans_on(&queue, "default", &probe_log, 1, 0).await;
     wait_all(&probe).await;
     let _ = std::fs::remove_file(probe_log);
@@ -238,7 +232,7 @@ async fn concurrency_limit_holds_across_processes(url: &str) {
         .set_queue_limits("mail", QueueLimits::new().concurrency(3))
         .await
         .expect("limits");
-    let log = temp_path("concurrency.log");
+    let log = support::temp_path("concurrency.log");
     let mail = spans_on(&queue, "mail", &log, 40, 40).await;
     let _workers = [
         WorkerProcess::spawn(url, None),
@@ -262,7 +256,7 @@ async fn rate_limit_holds_across_processes(url: &str) {
         .set_queue_limits("mail", QueueLimits::new().rate(3, period))
         .await
         .expect("limits");
-    let log = temp_path("rate.log");
+    let log = support::temp_path("rate.log");
     let mail = spans_on(&queue, "mail", &log, 15, 1).await;
     let _workers = [
         WorkerProcess::spawn(url, None),
@@ -294,7 +288,7 @@ struct SqliteFile(PathBuf);
 
 impl SqliteFile {
     fn new(name: &str) -> SqliteFile {
-        SqliteFile(temp_path(name))
+        SqliteFile(support::temp_path(name))
     }
 
     fn url(&self) -> String {
@@ -334,84 +328,8 @@ async fn sqlite_rate_limit_holds_across_processes() {
 /// by `SITQ_TEST_POSTGRES_URL`.
 #[cfg(feature = "postgres")]
 mod postgres {
-    use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
-    const SERVER_VAR: &str = "SITQ_TEST_POSTGRES_URL";
-
-    /// A database of its own on the test server, dropped by [`TestDb::drop`].
-    struct TestDb {
-        server: String,
-        name: String,
-        url: String,
-    }
-
-    impl TestDb {
-        /// A fresh database, or `None` (after saying so) when no server is
-        /// configured. Panics then if `CI=true`.
-        async fn create(test: &str) -> Option<TestDb> {
-            let server = match std::env::var(SERVER_VAR) {
-                Ok(url) if !url.is_empty() => url,
-                _ if std::env::var("CI").as_deref() == Ok("true") => {
-                    panic!(
-                        "{SERVER_VAR} is not set but CI=true: the PostgreSQL tests must run in CI"
-                    )
-                }
-                _ => {
-                    eprintln!(
-                        "skipped: PostgreSQL tests need {SERVER_VAR} (or `cargo xtask test`)"
-                    );
-                    return None;
-                }
-            };
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|elapsed| elapsed.subsec_nanos())
-                .unwrap_or(0);
-            let name = format!("sitq_queue_control_{test}_{}_{nanos}", std::process::id());
-            let mut admin = PgConnection::connect(&server)
-                .await
-                .expect("connect to the test server");
-            admin
-                .execute(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .await
-                .expect("create the test database");
-            admin.close().await.ok();
-            let url = with_database(&server, &name);
-            Some(TestDb { server, name, url })
-        }
-
-        /// Drops the database, forcing out connections left behind.
-        async fn drop(self) {
-            let mut admin = PgConnection::connect(&self.server)
-                .await
-                .expect("connect to the test server");
-            admin
-                .execute(AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    self.name
-                )))
-                .await
-                .expect("drop the test database");
-            admin.close().await.ok();
-        }
-    }
-
-    /// `url` pointing at database `name` instead, keeping its query string.
-    fn with_database(url: &str, name: &str) -> String {
-        let (base, query) = url
-            .split_once('?')
-            .map_or((url, None), |(base, query)| (base, Some(query)));
-        let authority_start = base.find("://").map_or(0, |at| at + 3);
-        let authority_end = base[authority_start..]
-            .find('/')
-            .map_or(base.len(), |at| authority_start + at);
-        let mut url = format!("{}/{name}", &base[..authority_end]);
-        if let Some(query) = query {
-            url.push('?');
-            url.push_str(query);
-        }
-        url
-    }
+    use crate::support::TestDb;
 
     #[tokio::test]
     async fn pause_stops_every_process() {

@@ -6,7 +6,8 @@
 //! The other processes are this test binary re-run with `child` as the only
 //! test, told what to do through the environment.
 
-use std::path::PathBuf;
+mod support;
+
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -68,17 +69,9 @@ impl Drop for ChildProcess {
     }
 }
 
-fn temp_path(name: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_nanos())
-        .unwrap_or(0);
-    std::env::temp_dir().join(format!("sitq-{name}-{}-{nanos}", std::process::id()))
-}
-
 #[tokio::test]
 async fn processes_connecting_to_a_new_file_at_once_all_succeed() {
-    let url = format!("sqlite://{}", temp_path("connects.db").display());
+    let url = format!("sqlite://{}", support::temp_path("connects.db").display());
     let children: Vec<_> = (0..6)
         .map(|_| ChildProcess::spawn(&url, "enqueue"))
         .collect();
@@ -101,7 +94,7 @@ async fn processes_connecting_to_a_new_file_at_once_all_succeed() {
 
 #[tokio::test]
 async fn a_worker_in_another_process_is_woken_without_polling() {
-    let url = format!("sqlite://{}", temp_path("wake.db").display());
+    let url = format!("sqlite://{}", support::temp_path("wake.db").display());
     let queue = Queue::connect_with(&url, ConnectOptions::new().poll_interval(NEVER))
         .await
         .expect("connect");

@@ -8,8 +8,9 @@
 //! only test: each connects, says it is ready, then enqueues `report(n)` for
 //! every `n` it reads from stdin and answers with the handle it got.
 
+mod support;
+
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -173,17 +174,9 @@ async fn race(url: &str) -> Vec<TaskId> {
     holders
 }
 
-fn temp_path(name: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_nanos())
-        .unwrap_or(0);
-    std::env::temp_dir().join(format!("sitq-{name}-{}-{nanos}", std::process::id()))
-}
-
 #[tokio::test]
 async fn sqlite_racing_producer_processes_create_one_task_per_key() {
-    let url = format!("sqlite://{}", temp_path("unique.db").display());
+    let url = format!("sqlite://{}", support::temp_path("unique.db").display());
     let holders = race(&url).await;
     // SQLite hands out ids without gaps: one row per round, nothing more.
     let expected: Vec<TaskId> = (1..=ROUNDS as i64).map(TaskId).collect();
@@ -202,34 +195,18 @@ async fn sqlite_racing_producer_processes_create_one_task_per_key() {
 #[cfg(feature = "postgres")]
 mod postgres {
     use sitq::Task;
-    use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
+    use sqlx::{Connection, PgConnection};
 
     use super::{ROUNDS, race, report};
-
-    const SERVER_VAR: &str = "SITQ_TEST_POSTGRES_URL";
+    use crate::support::TestDb;
 
     #[tokio::test]
     async fn racing_producer_processes_create_one_task_per_key() {
-        let server = match std::env::var(SERVER_VAR) {
-            Ok(url) if !url.is_empty() => url,
-            _ if std::env::var("CI").as_deref() == Ok("true") => {
-                panic!("{SERVER_VAR} is not set but CI=true: the PostgreSQL tests must run in CI")
-            }
-            _ => {
-                eprintln!("skipped: PostgreSQL tests need {SERVER_VAR} (or `cargo xtask test`)");
-                return;
-            }
+        let Some(test_db) = TestDb::create("unique_processes").await else {
+            return;
         };
-        let name = format!("sitq_unique_processes_{}", std::process::id());
-        let mut admin = PgConnection::connect(&server).await.expect("connect");
-        admin
-            .execute(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .await
-            .expect("create the test database");
-        let url = with_database(&server, &name);
-
-        race(&url).await;
-        let mut db = PgConnection::connect(&url).await.expect("connect");
+        race(&test_db.url).await;
+        let mut db = PgConnection::connect(&test_db.url).await.expect("connect");
         let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM sitq_tasks WHERE name = $1")
             .bind(<report as Task>::NAME)
             .fetch_one(&mut db)
@@ -237,29 +214,6 @@ mod postgres {
             .expect("count");
         assert_eq!(rows, ROUNDS as i64, "one task per round");
         db.close().await.ok();
-
-        admin
-            .execute(AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .await
-            .expect("drop the test database");
-    }
-
-    /// `url` pointing at database `name` instead, keeping its query string.
-    fn with_database(url: &str, name: &str) -> String {
-        let (base, query) = url
-            .split_once('?')
-            .map_or((url, None), |(base, query)| (base, Some(query)));
-        let authority_start = base.find("://").map_or(0, |at| at + 3);
-        let authority_end = base[authority_start..]
-            .find('/')
-            .map_or(base.len(), |at| authority_start + at);
-        let mut url = format!("{}/{name}", &base[..authority_end]);
-        if let Some(query) = query {
-            url.push('?');
-            url.push_str(query);
-        }
-        url
+        test_db.drop().await;
     }
 }
