@@ -10,12 +10,14 @@ use sitq_core::ScheduleInfo;
 use sitq_core::schedule::{ScheduleDefinition, TickFire};
 use sitq_core::{
     AttemptFailure, Backend, CancelOutcome, CancelRequest, ClaimRef, ClaimRequest, ClaimedTask,
-    Completion, ConnectOptions, Enqueued, Error, Finished, NewTask, QueueInfo, QueueLimits, Result,
-    Signals, TaskId, TaskRecord, TaskStatus,
+    Completion, ConnectOptions, Enqueued, Error, Finished, NewTask, NewWorkflow, QueueInfo,
+    QueueLimits, Result, Signals, StoredWorkflow, TaskId, TaskRecord, TaskStatus, WorkflowId,
+    WorkflowInfo,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use crate::connect::Target;
+use crate::ops::deps;
 use crate::ops::read::{Found, Read};
 use crate::ops::write::Claim;
 use crate::readers::Readers;
@@ -165,7 +167,7 @@ impl Backend for SqliteBackend {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
-        if tasks.iter().any(|task| task.unique.is_some()) {
+        if tasks.iter().any(|task| task.unique.is_some()) || deps::any_deps(&tasks) {
             let enqueued = self.enqueue_unique(tasks).await?;
             return Ok(enqueued.into_iter().map(|e| e.id).collect());
         }
@@ -367,6 +369,14 @@ impl Backend for SqliteBackend {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
+        if deps::any_deps(&tasks) {
+            return self
+                .call("enqueueing tasks", |reply| Command::EnqueueDeps {
+                    tasks,
+                    reply,
+                })
+                .await;
+        }
         self.call("enqueueing tasks", |reply| Command::EnqueueUnique {
             tasks,
             reply,
@@ -393,6 +403,22 @@ impl Backend for SqliteBackend {
             reply,
         })
         .await
+    }
+
+    async fn enqueue_workflow(&self, workflow: NewWorkflow) -> Result<StoredWorkflow> {
+        let workflow = Box::new(workflow);
+        self.call("enqueueing a workflow", |reply| Command::EnqueueWorkflow {
+            workflow,
+            reply,
+        })
+        .await
+    }
+
+    async fn workflow(&self, id: WorkflowId) -> Result<Option<WorkflowInfo>> {
+        match self.read(Read::Workflow(id)).await? {
+            Found::Workflow(info) => Ok(info.map(|info| *info)),
+            _ => Err(unexpected("reading a workflow")),
+        }
     }
 
     fn as_any(&self) -> Option<&dyn std::any::Any> {

@@ -50,6 +50,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "cancel retry",
         include_str!("../migrations/0006_cancel_retry.sql"),
     ),
+    (
+        7,
+        "workflows",
+        include_str!("../migrations/0007_workflows.sql"),
+    ),
 ];
 
 /// sitq's own bookkeeping table (the shape sqlx's migrator used, so files

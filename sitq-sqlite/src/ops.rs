@@ -7,6 +7,8 @@
 //! us and SQLite's C library, a row costs microseconds, and a one-row
 //! statement fails alone.
 
+pub(crate) mod cancel;
+pub(crate) mod deps;
 pub(crate) mod queues;
 pub(crate) mod read;
 pub(crate) mod schedules;

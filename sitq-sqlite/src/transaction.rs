@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 
 use crate::backend::SqliteBackend;
 use crate::connect::db;
-use crate::ops::write;
+use crate::ops::{deps, write};
 use crate::writer::command::{Answer, Command, writer_gone};
 
 /// The savepoint around a closure; the authorizer protects the name.
@@ -93,8 +93,22 @@ impl Transaction<'_> {
         options: EnqueueOptions,
     ) -> Result<TaskHandle<T::Output>> {
         let new = self.queue.new_task(&task, &options)?;
-        let enqueued = write::insert_unique(self.conn, std::slice::from_ref(&new), self.now)
-            .map_err(db("enqueueing tasks"))?;
+        let enqueued = if new.deps.is_empty() {
+            write::insert_unique(self.conn, std::slice::from_ref(&new), self.now)
+                .map_err(db("enqueueing tasks"))?
+        } else {
+            // Its effects (a dependent pending at once, or cancelled) need
+            // no signal of their own: `stored` wakes the workers.
+            let mut effects = crate::ops::write::Effects::default();
+            deps::insert(
+                self.conn,
+                std::slice::from_ref(&new),
+                self.now,
+                None,
+                &mut effects,
+            )
+            .map_err(db("enqueueing tasks"))??
+        };
         match enqueued.as_slice() {
             [one] => {
                 self.stored |= !one.duplicate;

@@ -24,6 +24,7 @@ use crate::connect::{Target, db};
 use crate::ops::queues;
 use crate::ops::schedules;
 use crate::ops::write::{self, Effects};
+use crate::ops::{cancel, deps};
 use crate::{time, watch};
 use command::{Answer, Command, answer};
 
@@ -294,7 +295,7 @@ impl Writer {
             Command::Cancel { id, request, reply } => {
                 let mut mine = Effects::default();
                 let result = guarded(conn, true, || {
-                    write::cancel(conn, id, &request, now, &mut mine)
+                    cancel::cancel(conn, id, &request, now, &mut mine)
                 });
                 if result.is_ok() {
                     merge(effects, mine);
@@ -306,7 +307,7 @@ impl Writer {
             }
             Command::Retry { id, reply } => {
                 let mut mine = Effects::default();
-                let result = guarded(conn, true, || write::retry(conn, id, now, &mut mine));
+                let result = guarded(conn, true, || cancel::retry(conn, id, now, &mut mine));
                 if result.is_ok() {
                     merge(effects, mine);
                 }
@@ -314,9 +315,9 @@ impl Writer {
                     result
                         .map_err(db("retrying a task"))
                         .and_then(|retried| match retried {
-                            write::Retried::Done => Ok(()),
-                            write::Retried::NotFound => Err(Error::NotFound(id)),
-                            write::Retried::Refused(status) => {
+                            cancel::Retried::Done => Ok(()),
+                            cancel::Retried::NotFound => Err(Error::NotFound(id)),
+                            cancel::Retried::Refused(status) => {
                                 Err(Error::NotRetryable { id, status })
                             }
                         });
@@ -394,6 +395,28 @@ impl Writer {
                 let result = guarded(conn, true, || write::insert_unique(conn, &tasks, now));
                 effects.work |= matches!(&result, Ok(e) if e.iter().any(|e| !e.duplicate));
                 answers.push(answer(reply, result.map_err(db("enqueueing tasks"))));
+            }
+            Command::EnqueueDeps { tasks, reply } => {
+                let mut mine = Effects::default();
+                let result = guarded(conn, true, || {
+                    deps::insert(conn, &tasks, now, None, &mut mine)
+                });
+                let result = result.map_err(db("enqueueing tasks")).and_then(|r| r);
+                if result.is_ok() {
+                    merge(effects, mine);
+                }
+                answers.push(answer(reply, result));
+            }
+            Command::EnqueueWorkflow { workflow, reply } => {
+                let mut mine = Effects::default();
+                let result = guarded(conn, true, || {
+                    deps::insert_workflow(conn, &workflow, now, &mut mine)
+                });
+                let result = result.map_err(db("enqueueing a workflow")).and_then(|r| r);
+                if result.is_ok() {
+                    merge(effects, mine);
+                }
+                answers.push(answer(reply, result));
             }
         }
     }
@@ -491,10 +514,7 @@ const GAP: std::time::Duration = std::time::Duration::from_micros(30);
 const LINGER: std::time::Duration = std::time::Duration::from_micros(500);
 
 fn merge(effects: &mut Effects, other: Effects) {
-    effects.finished.extend(other.finished);
-    effects.work |= other.work;
-    effects.cancelled.extend(other.cancelled);
-    effects.retried.extend(other.retried);
+    effects.absorb(other);
 }
 
 /// Answers a command that never ran with the transaction's failure.
@@ -523,6 +543,8 @@ fn fail(command: Command, err: &Arc<rusqlite::Error>) {
         Command::SetLimits { reply, .. } => send(reply, err),
         Command::External | Command::Close { .. } => {}
         Command::EnqueueUnique { reply, .. } => send(reply, err),
+        Command::EnqueueDeps { reply, .. } => send(reply, err),
+        Command::EnqueueWorkflow { reply, .. } => send(reply, err),
         Command::Transaction { job } => job.fail(Error::database(
             "starting a SQLite write transaction",
             err.clone(),

@@ -317,7 +317,20 @@ pub async fn workflow_results_pass_to_dependents_in_order(h: &impl Harness) {
         let value = if task.id == a.id() { 2 } else { 5 };
         finish(&queue, task, succeeded(value)).await;
     }
-    let claimed = claim(&queue, &[Double::NAME]).await;
+    // Reserved, not started, so that `release` gives it back untouched.
+    let names = [Double::NAME.to_owned()];
+    let claimed = queue
+        .backend()
+        .claim(ClaimRequest {
+            worker_id: "conformance",
+            queues: &[],
+            names: &names,
+            limit: 1,
+            start: 0,
+            lease: Duration::from_secs(60),
+        })
+        .await
+        .expect("claim");
     assert_eq!(ids(&claimed), [doubled.id()]);
     let inputs = claimed[0].inputs.clone().expect("a result input");
     assert_eq!(inputs.mode, InputMode::One);
@@ -331,6 +344,7 @@ pub async fn workflow_results_pass_to_dependents_in_order(h: &impl Harness) {
         .release(vec![claimed[0].claim_ref()])
         .await
         .expect("release");
+    assert_eq!(status(&queue, doubled.id()).await, TaskStatus::Pending);
 
     let worker = h.start_worker(&queue, worker_config());
     assert_eq!(wait(&doubled).await.expect("doubled"), 4);

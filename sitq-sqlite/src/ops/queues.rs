@@ -188,7 +188,8 @@ pub(crate) fn picked(row: &rusqlite::Row<'_>) -> rusqlite::Result<Picked> {
             attempt: count(row.get::<_, i64>(4)?.saturating_add(1)),
             max_attempts: count(row.get(5)?),
             created_at: time::from_micros(row.get(6)?),
-            inputs: None,
+            // Marks a task that receives results; filled in after the claim.
+            inputs: super::deps::inputs_marker(row.get(9)?),
         },
         priority: row.get(7)?,
         run_at: row.get(8)?,
@@ -218,7 +219,8 @@ pub(crate) use sequence_free;
 macro_rules! pick_sql {
     ($filters:literal) => {
         concat!(
-            "SELECT id, name, queue, payload, attempts, max_attempts, created_at, priority, run_at \
+            "SELECT id, name, queue, payload, attempts, max_attempts, created_at, priority, run_at, \
+                 input_mode \
              FROM sitq_tasks \
              WHERE status = 'pending' AND run_at <= ?1 \
                AND name IN (SELECT value FROM json_each(?2)) ",

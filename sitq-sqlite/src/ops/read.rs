@@ -28,6 +28,8 @@ pub(crate) enum Read {
     Schedules,
     /// Every queue with settings or pending or running tasks.
     Queues,
+    /// A workflow and its tasks.
+    Workflow(sitq_core::WorkflowId),
 }
 
 /// What a [`Read`] found.
@@ -49,6 +51,8 @@ pub(crate) enum Found {
     Schedules(Vec<sitq_core::ScheduleInfo>),
     /// From [`Read::Queues`].
     Queues(Vec<sitq_core::QueueInfo>),
+    /// From [`Read::Workflow`].
+    Workflow(Option<Box<sitq_core::WorkflowInfo>>),
 }
 
 impl Read {
@@ -63,6 +67,7 @@ impl Read {
             Read::CancelRequested(_) => "checking tasks for cancel requests",
             Read::Schedules => "listing schedules",
             Read::Queues => "listing queues",
+            Read::Workflow(_) => "reading a workflow",
         }
     }
 
@@ -136,6 +141,9 @@ impl Read {
             }
             Read::Schedules => super::schedules::list(conn).map(Found::Schedules),
             Read::Queues => super::queues::list(conn).map(Found::Queues),
+            Read::Workflow(id) => {
+                super::deps::workflow(conn, *id).map(|info| Found::Workflow(info.map(Box::new)))
+            }
         }
     }
 }

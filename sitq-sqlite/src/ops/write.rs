@@ -4,12 +4,13 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use sitq_core::{
-    CancelOutcome, CancelRequest, ClaimRef, ClaimedTask, Completion, Enqueued, FailureKind,
-    Finished, NewTask, Outcome, TaskFailure, TaskId, TaskStatus, holder_blocks,
+    ClaimRef, ClaimedTask, Completion, Enqueued, FailureKind, Finished, NewTask, Outcome,
+    TaskFailure, TaskId, TaskStatus, holder_blocks,
 };
 
+use super::deps::{self, Done};
 use super::queues::{self, pick_sql};
-use super::{count, finished_row, json_ids, json_strings, status};
+use super::{finished_row, json_ids, json_strings, status};
 use crate::time;
 
 /// What a group's writes mean for this process's workers and waiters.
@@ -24,6 +25,16 @@ pub(crate) struct Effects {
     pub(crate) cancelled: Vec<TaskId>,
     /// Tasks retried: outcomes kept for waiters must be forgotten.
     pub(crate) retried: Vec<TaskId>,
+}
+
+impl Effects {
+    /// Adds what `other` (a command's own effects) means.
+    pub(crate) fn absorb(&mut self, other: Effects) {
+        self.finished.extend(other.finished);
+        self.work |= other.work;
+        self.cancelled.extend(other.cancelled);
+        self.retried.extend(other.retried);
+    }
 }
 
 const INSERT: &str = "INSERT INTO sitq_tasks \
@@ -236,6 +247,10 @@ pub(crate) fn claim(
             return Err(rusqlite::Error::StatementChangedRows(changed));
         }
     }
+    let mut picked = picked;
+    if picked.iter().any(|task| task.inputs.is_some()) {
+        deps::load_inputs(conn, &mut picked)?;
+    }
     Ok(picked)
 }
 
@@ -299,7 +314,7 @@ pub(crate) fn complete(
     let mut statement = conn.prepare_cached(
         "UPDATE sitq_tasks SET status = ?3, result = ?4, error_kind = ?5, error = ?6, \
              run_at = coalesce(?7, run_at), finished_at = ?8, lease_until = NULL, \
-             started_at = coalesce(started_at, ?9), \
+             started_at = coalesce(started_at, ?9), dependents_resolved = NOT has_dependents, \
              unique_key = CASE WHEN ?3 = 'failed' OR (?3 = 'succeeded' AND unique_for IS NULL) \
                  THEN NULL ELSE unique_key END \
          WHERE id = ?1 AND attempts = ?2 AND status = 'running'",
@@ -309,8 +324,11 @@ pub(crate) fn complete(
     // rows without a key (they are not in the partial index).
     // Without `RETURNING` (a fixed cost per statement in SQLite): the count
     // says whether it applied, and the name is read only for a finished task.
-    let mut name_of = conn
-        .prepare_cached("SELECT name, queue, sequence IS NOT NULL FROM sitq_tasks WHERE id = ?1")?;
+    let mut name_of = conn.prepare_cached(
+        "SELECT name, queue, sequence IS NOT NULL, has_dependents FROM sitq_tasks WHERE id = ?1",
+    )?;
+    // Finished tasks whose dependents wait for them (rare).
+    let mut resolve: Vec<Done> = Vec::new();
     // Queues whose concurrency limit a finished task frees a slot of; read
     // once per batch, when a task finished.
     let mut limited: Option<Vec<String>> = None;
@@ -334,11 +352,23 @@ pub(crate) fn complete(
                         "cancelled while it ran; the task snoozed after the request",
                     )),
                 };
-                applied.push(complete_failure(conn, &cancelled, now, effects)?);
+                applied.push(complete_failure(
+                    conn,
+                    &cancelled,
+                    now,
+                    effects,
+                    &mut resolve,
+                )?);
                 continue;
             }
             _ => {
-                applied.push(complete_failure(conn, completion, now, effects)?);
+                applied.push(complete_failure(
+                    conn,
+                    completion,
+                    now,
+                    effects,
+                    &mut resolve,
+                )?);
                 continue;
             }
         };
@@ -359,10 +389,17 @@ pub(crate) fn complete(
         if changed == 0 {
             continue;
         }
-        let (name, queue, sequenced): (String, String, bool) = name_of
+        let (name, queue, sequenced, has_dependents): (String, String, bool, bool) = name_of
             .query_row([completion.claim.id.0], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
             })?;
+        if has_dependents {
+            resolve.push(Done {
+                id: completion.claim.id,
+                name: name.clone(),
+                status,
+            });
+        }
         if !effects.work {
             // A finished task may free its sequence or a slot of its
             // queue's concurrency limit: workers waiting on it look again.
@@ -381,6 +418,7 @@ pub(crate) fn complete(
             failure: None,
         });
     }
+    deps::resolve(conn, resolve, now, effects);
     Ok(applied)
 }
 
@@ -414,6 +452,7 @@ fn complete_failure(
     completion: &Completion,
     now: i64,
     effects: &mut Effects,
+    resolve: &mut Vec<Done>,
 ) -> rusqlite::Result<bool> {
     let (status, failure, run_at) = match &completion.outcome {
         Outcome::Retry { failure, delay } => {
@@ -433,11 +472,13 @@ fn complete_failure(
                  THEN NULL ELSE ?7 END, \
              lease_until = NULL, started_at = coalesce(started_at, ?7), \
              unique_key = CASE WHEN ?3 = 'pending' AND cancel_requested_at IS NULL \
-                 THEN unique_key END \
+                 THEN unique_key END, \
+             dependents_resolved = CASE WHEN ?3 = 'pending' AND cancel_requested_at IS NULL \
+                 THEN dependents_resolved ELSE NOT has_dependents END \
          WHERE id = ?1 AND attempts = ?2 AND status = 'running' \
-         RETURNING status, name, worker_id",
+         RETURNING status, name, worker_id, has_dependents",
     )?;
-    let row: Option<(String, String, Option<String>)> = statement
+    let row: Option<(String, String, Option<String>, bool)> = statement
         .query_row(
             params![
                 completion.claim.id.0,
@@ -448,10 +489,10 @@ fn complete_failure(
                 run_at,
                 now,
             ],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
         )
         .optional()?;
-    let Some((stored, name, worker_id)) = row else {
+    let Some((stored, name, worker_id, has_dependents)) = row else {
         return Ok(false);
     };
     record_failure(
@@ -466,6 +507,13 @@ fn complete_failure(
     // Pending again, or finished: either way a sequence or a concurrency
     // slot it held may let others run (failures are rare: no finer check).
     effects.work = true;
+    if stored != TaskStatus::Pending && has_dependents {
+        resolve.push(Done {
+            id: completion.claim.id,
+            name: name.clone(),
+            status: stored,
+        });
+    }
     if stored != TaskStatus::Pending {
         effects.finished.push(Finished {
             id: completion.claim.id,
@@ -479,7 +527,7 @@ fn complete_failure(
     Ok(true)
 }
 
-fn status_of(text: &str) -> rusqlite::Result<TaskStatus> {
+pub(crate) fn status_of(text: &str) -> rusqlite::Result<TaskStatus> {
     status(text, 0)
 }
 
@@ -536,6 +584,9 @@ pub(crate) fn recover_expired(
                      AND (attempts >= max_attempts OR cancel_requested_at IS NOT NULL) \
                  THEN NULL ELSE unique_key END, \
              worker_id = CASE WHEN started_at IS NULL THEN NULL ELSE worker_id END, \
+             dependents_resolved = CASE WHEN started_at IS NOT NULL \
+                     AND (attempts >= max_attempts OR cancel_requested_at IS NOT NULL) \
+                 THEN NOT has_dependents ELSE dependents_resolved END, \
              error_kind = CASE WHEN started_at IS NULL THEN error_kind ELSE ?2 END, \
              error = CASE WHEN started_at IS NULL THEN error ELSE \
                  'worker ' || coalesce(worker_id, '(unknown)') \
@@ -543,18 +594,20 @@ pub(crate) fn recover_expired(
                  || ' (killed or cut off)' END \
          WHERE status = 'running' AND lease_until < ?1 \
          RETURNING id, name, status, attempts, result, error_kind, error, \
-             started_at IS NOT NULL, worker_id",
+             started_at IS NOT NULL, worker_id, has_dependents",
     )?;
     let rows = statement.query_map(params![now, FailureKind::LeaseExpired.as_str()], |row| {
         Ok((
             finished_row(row)?,
             row.get::<_, bool>(7)?,
             row.get::<_, Option<String>>(8)?,
+            row.get::<_, bool>(9)?,
         ))
     })?;
     let rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
     let mut recovered = 0;
-    for (finished, started, worker_id) in rows {
+    let mut resolve = Vec::new();
+    for (finished, started, worker_id, has_dependents) in rows {
         recovered += 1;
         if started && let Some(failure) = &finished.failure {
             record_failure(
@@ -570,133 +623,20 @@ pub(crate) fn recover_expired(
         // limit it held may let others run.
         effects.work = true;
         if finished.status != TaskStatus::Pending {
+            if has_dependents {
+                resolve.push(Done {
+                    id: finished.id,
+                    name: finished.name.clone(),
+                    status: finished.status,
+                });
+            }
             effects.finished.push(finished);
         }
     }
+    deps::resolve(conn, resolve, now, effects);
+    // Repairs resolutions that failed after their task finished.
+    deps::sweep(conn, now, effects)?;
     Ok(recovered)
-}
-
-/// Cancels task `id` for `request` (see `Backend::cancel`); `None` when
-/// there is no such task.
-pub(crate) fn cancel(
-    conn: &Connection,
-    id: TaskId,
-    request: &CancelRequest,
-    now: i64,
-    effects: &mut Effects,
-) -> rusqlite::Result<Option<CancelOutcome>> {
-    let row: Option<(String, bool, bool)> = conn
-        .prepare_cached(
-            "SELECT status, started_at IS NOT NULL, cancel_requested_at IS NOT NULL \
-             FROM sitq_tasks WHERE id = ?1",
-        )?
-        .query_row([id.0], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-        .optional()?;
-    let Some((current, started, requested)) = row else {
-        return Ok(None);
-    };
-    let current = status_of(&current)?;
-    let by = request.get_by();
-    let reason = request.get_reason();
-    match current {
-        TaskStatus::Running if started => {
-            if !requested {
-                conn.prepare_cached(
-                    "UPDATE sitq_tasks SET cancel_requested_at = ?2, cancelled_by = ?3, \
-                         cancel_reason = ?4 \
-                     WHERE id = ?1",
-                )?
-                .execute(params![id.0, now, by, reason])?;
-            }
-            effects.cancelled.push(id);
-            Ok(Some(CancelOutcome::Requested))
-        }
-        TaskStatus::Pending | TaskStatus::Blocked | TaskStatus::Running => {
-            // A reserved claim (running, never started) gives its attempt back.
-            let (name, attempts): (String, i64) = conn
-                .prepare_cached(
-                    "UPDATE sitq_tasks SET status = 'cancelled', finished_at = ?2, \
-                         lease_until = NULL, \
-                         attempts = CASE WHEN status = 'running' THEN attempts - 1 \
-                             ELSE attempts END, \
-                         cancel_requested_at = ?2, cancelled_by = ?3, cancel_reason = ?4, \
-                         error_kind = ?5, error = ?6, unique_key = NULL \
-                     WHERE id = ?1 \
-                     RETURNING name, attempts",
-                )?
-                .query_row(
-                    params![
-                        id.0,
-                        now,
-                        by,
-                        reason,
-                        FailureKind::Cancelled.as_str(),
-                        CancelRequest::message(by, reason)
-                    ],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )?;
-            if current == TaskStatus::Running {
-                effects.cancelled.push(id);
-            }
-            // A cancelled task releases its sequence or concurrency slot.
-            effects.work = true;
-            effects.finished.push(Finished {
-                id,
-                name,
-                status: TaskStatus::Cancelled,
-                attempts: count(attempts),
-                result: None,
-                failure: Some(TaskFailure::new(
-                    FailureKind::Cancelled,
-                    CancelRequest::message(by, reason),
-                )),
-            });
-            Ok(Some(CancelOutcome::Cancelled))
-        }
-        finished => Ok(Some(CancelOutcome::AlreadyFinished(finished))),
-    }
-}
-
-/// What [`retry`] found.
-#[derive(Debug)]
-pub(crate) enum Retried {
-    /// Pending again.
-    Done,
-    /// No such task.
-    NotFound,
-    /// Neither failed nor cancelled.
-    Refused(TaskStatus),
-}
-
-/// Runs a failed or cancelled task again with fresh attempts.
-pub(crate) fn retry(
-    conn: &Connection,
-    id: TaskId,
-    now: i64,
-    effects: &mut Effects,
-) -> rusqlite::Result<Retried> {
-    let changed = conn
-        .prepare_cached(
-            "UPDATE sitq_tasks SET status = 'pending', attempts = 0, run_at = ?2, \
-                 worker_id = NULL, lease_until = NULL, started_at = NULL, finished_at = NULL, \
-                 result = NULL, cancel_requested_at = NULL, cancelled_by = NULL, \
-                 cancel_reason = NULL \
-             WHERE id = ?1 AND status IN ('failed', 'cancelled')",
-        )?
-        .execute(params![id.0, now])?;
-    if changed > 0 {
-        effects.work = true;
-        effects.retried.push(id);
-        return Ok(Retried::Done);
-    }
-    let current: Option<String> = conn
-        .prepare_cached("SELECT status FROM sitq_tasks WHERE id = ?1")?
-        .query_row([id.0], |row| row.get(0))
-        .optional()?;
-    match current {
-        None => Ok(Retried::NotFound),
-        Some(text) => Ok(Retried::Refused(status_of(&text)?)),
-    }
 }
 
 /// The queues that have a concurrency limit.
@@ -712,20 +652,35 @@ fn concurrency_limited(conn: &Connection) -> rusqlite::Result<Vec<String>> {
 /// Bounded so that pruning a large backlog never holds the write lock for
 /// long: the writer calls it again in its next transactions.
 pub(crate) fn prune_some(conn: &Connection, before: i64, limit: i64) -> rusqlite::Result<u64> {
+    // A task some unfinished dependent waits for stays: its result may be
+    // an input, and its status what the dependent's retry counts. Asked
+    // only of rows with dependents (SQLite stops an OR at its first true term).
     let mut statement = conn.prepare_cached(
         "DELETE FROM sitq_tasks WHERE id IN (SELECT id FROM sitq_tasks \
              WHERE finished_at < ?1 AND status IN ('succeeded', 'failed', 'cancelled') \
+               AND (has_dependents = 0 OR NOT EXISTS (SELECT 1 FROM sitq_deps AS d \
+                   JOIN sitq_tasks AS t ON t.id = d.task_id \
+                   WHERE d.dep_id = sitq_tasks.id \
+                     AND t.status IN ('pending', 'blocked', 'running'))) \
              LIMIT ?2) \
-         RETURNING id",
+         RETURNING id, workflow_id",
     )?;
-    let ids = statement
-        .query_map(params![before, limit], |row| row.get::<_, i64>(0))?
-        .collect::<rusqlite::Result<Vec<i64>>>()?;
-    if !ids.is_empty() {
+    let rows = statement
+        .query_map(params![before, limit], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, Option<i64>>(1)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    if !rows.is_empty() {
+        let ids = json_ids(rows.iter().map(|(id, _)| *id));
         conn.prepare_cached(
             "DELETE FROM sitq_failures WHERE task_id IN (SELECT value FROM json_each(?1))",
         )?
-        .execute([json_ids(ids.iter().copied())])?;
+        .execute([&ids])?;
+        deps::pruned(
+            conn,
+            &ids,
+            rows.iter().filter_map(|(_, workflow)| *workflow),
+        )?;
     }
-    Ok(ids.len() as u64)
+    Ok(rows.len() as u64)
 }

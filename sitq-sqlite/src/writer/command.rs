@@ -6,7 +6,7 @@ use std::time::Duration;
 use sitq_core::schedule::{ScheduleDefinition, TickFire};
 use sitq_core::{
     CancelOutcome, CancelRequest, ClaimRef, ClaimedTask, Completion, Enqueued, Error, NewTask,
-    Result, ScheduleInfo, TaskId,
+    NewWorkflow, Result, ScheduleInfo, StoredWorkflow, TaskId,
 };
 use tokio::sync::oneshot;
 
@@ -84,6 +84,17 @@ pub(crate) enum Command {
     /// A user's closure in the group's transaction (`sitq_sqlite::transaction`).
     Transaction {
         job: Box<dyn crate::transaction::Job>,
+    },
+    /// `Backend::enqueue` or `enqueue_unique` of tasks of which some have
+    /// dependencies.
+    EnqueueDeps {
+        tasks: Vec<NewTask>,
+        reply: Reply<Vec<Enqueued>>,
+    },
+    /// `Backend::enqueue_workflow`.
+    EnqueueWorkflow {
+        workflow: Box<NewWorkflow>,
+        reply: Reply<StoredWorkflow>,
     },
     /// `Backend::enqueue_unique` (and `enqueue` of tasks with unique keys).
     EnqueueUnique {
