@@ -199,7 +199,7 @@ macro_rules! conformance_tests {
         );
         // Dependencies, result passing, workflows (testing/workflows.rs).
         $crate::conformance_tests!(@cases $harness;
-            workflow_dependent_is_blocked_until_its_dependencies_succeed, workflow_dependency_that_finished_resolves_at_once, workflow_failure_mid_graph_cancels_dependents_transitively, workflow_worker_runs_cleanup_after_a_failed_dependency, workflow_results_pass_to_dependents_in_order, workflow_cancelling_a_blocked_task_cancels_its_dependents, workflow_retried_dependent_waits_for_its_dependency_again, workflow_bad_dependencies_are_refused, workflow_runs_as_one_unit, workflow_is_stored_whole_or_not_at_all, workflow_cancel_workflow_cancels_every_unfinished_task, workflow_prune_keeps_a_result_a_dependent_needs, workflow_chain_runs_across_clients,
+            workflow_dependent_is_blocked_until_its_dependencies_succeed, workflow_dependency_that_finished_resolves_at_once, workflow_failure_mid_graph_cancels_dependents_transitively, workflow_worker_runs_cleanup_after_a_failed_dependency, workflow_results_pass_to_dependents_in_order, workflow_cancelling_a_blocked_task_cancels_its_dependents, workflow_retried_dependent_waits_for_its_dependency_again, workflow_retried_dependency_is_waited_for_again, workflow_bad_dependencies_are_refused, workflow_runs_as_one_unit, workflow_is_stored_whole_or_not_at_all, workflow_cancel_workflow_cancels_every_unfinished_task, workflow_prune_keeps_a_result_a_dependent_needs, workflow_chain_runs_across_clients,
         );
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {

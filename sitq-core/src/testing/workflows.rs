@@ -404,6 +404,47 @@ pub async fn workflow_retried_dependent_waits_for_its_dependency_again(h: &impl 
     assert_eq!(status(&queue, dependent.id()).await, TaskStatus::Pending);
 }
 
+/// Retrying a dependency that an `after_finished` dependent had counted as
+/// finished makes the dependent wait for it again: it runs only once every
+/// dependency has finished, counting the retried one's new run.
+pub async fn workflow_retried_dependency_is_waited_for_again(h: &impl Harness) {
+    let (queue, _) = open(h).await;
+    let first = add(&queue, EnqueueOptions::new()).await;
+    let second = add(
+        &queue,
+        EnqueueOptions::new().delay(Duration::from_secs(3600)),
+    )
+    .await;
+    let cleanup = add(
+        &queue,
+        EnqueueOptions::new()
+            .after(&first)
+            .after(&second)
+            .after_finished(),
+    )
+    .await;
+    let claimed = claim(&queue, &[Add::NAME]).await;
+    assert_eq!(ids(&claimed), [first.id()]);
+    finish(&queue, &claimed[0], failed()).await;
+    assert_eq!(status(&queue, cleanup.id()).await, TaskStatus::Blocked);
+
+    queue.retry(first.id()).await.expect("retry");
+    // The second dependency finishes: the retried first one has not yet.
+    assert_eq!(
+        queue.cancel(second.id()).await.expect("cancel"),
+        CancelOutcome::Cancelled
+    );
+    assert_eq!(
+        status(&queue, cleanup.id()).await,
+        TaskStatus::Blocked,
+        "the retried dependency is unfinished again"
+    );
+    let claimed = claim(&queue, &[Add::NAME]).await;
+    assert_eq!(ids(&claimed), [first.id()]);
+    finish(&queue, &claimed[0], succeeded(3)).await;
+    assert_eq!(status(&queue, cleanup.id()).await, TaskStatus::Pending);
+}
+
 /// A dependency on an unknown task, or any invalid option, stores nothing.
 pub async fn workflow_bad_dependencies_are_refused(h: &impl Harness) {
     let (queue, _) = open(h).await;

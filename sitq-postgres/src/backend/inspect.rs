@@ -237,6 +237,28 @@ FROM changed
     CROSS JOIN (SELECT count(*) FROM retry_notice) AS retry_notice"
 );
 
+/// Locks the blocked dependents of task `$1`, in id order.
+const LOCK_DEPENDENTS: &str = "
+SELECT id FROM sitq_tasks
+WHERE status = 'blocked' AND id IN (SELECT task_id FROM sitq_deps WHERE dep_id = $1)
+ORDER BY id
+FOR NO KEY UPDATE";
+
+/// Recounts the dependencies the blocked tasks `$1` wait for. One counts as
+/// resolved only once its resolution has been applied (`dependents_resolved`):
+/// a resolution still to come will count it down then. Pruned ones finished
+/// long ago and count as resolved.
+const RECOUNT_DEPENDENTS: &str = "
+UPDATE sitq_tasks AS t
+SET deps_pending = (
+    SELECT count(DISTINCT d.dep_id)::int
+    FROM sitq_deps AS d JOIN sitq_tasks AS x ON x.id = d.dep_id
+    WHERE d.task_id = t.id
+      AND NOT ((x.status = 'succeeded'
+                OR (t.after_finished AND x.status IN ('failed', 'cancelled')))
+               AND x.dependents_resolved))
+WHERE t.id = ANY($1) AND t.status = 'blocked'";
+
 /// Locks the dependencies of task `$1` (in id order), and reads which of
 /// them finished with their dependents not resolved yet.
 const LOCK_DEPENDENCIES: &str = "
@@ -274,6 +296,24 @@ pub(super) async fn retry(pool: &PgPool, id: TaskId) -> Result<()> {
         .fetch_optional(&mut *tx)
         .await
         .map_err(db_error(OP))?;
+    if retried.is_some() {
+        // Its blocked dependents may have counted its finish (after_finished
+        // ones): count them afresh, under their row locks, so a resolution
+        // in flight elsewhere either committed before (seen) or waits and
+        // then applies to the new count.
+        let dependents: Vec<i64> = sqlx::query_scalar(LOCK_DEPENDENTS)
+            .bind(id.0)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_error(OP))?;
+        if !dependents.is_empty() {
+            sqlx::query(RECOUNT_DEPENDENTS)
+                .bind(dependents)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error(OP))?;
+        }
+    }
     tx.commit().await.map_err(db_error(OP))?;
     if retried.is_some() {
         return Ok(());

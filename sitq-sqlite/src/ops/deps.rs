@@ -105,8 +105,14 @@ pub(crate) fn insert(
         if let Some(missing) = external.iter().find(|id| !known.contains_key(id)) {
             return Ok(Err(Error::NotFound(TaskId(*missing))));
         }
+        // A finished row that had no dependents had none to resolve (it may
+        // predate migration 7, when nothing marked that): mark it resolved,
+        // or the repair sweep would count it for the new dependents again.
         conn.prepare_cached(
-            "UPDATE sitq_tasks SET has_dependents = 1 \
+            "UPDATE sitq_tasks SET has_dependents = 1, \
+                 dependents_resolved = CASE \
+                     WHEN status IN ('succeeded', 'failed', 'cancelled') THEN 1 \
+                     ELSE dependents_resolved END \
              WHERE id IN (SELECT value FROM json_each(?1)) AND has_dependents = 0",
         )?
         .execute([&ids])?;
