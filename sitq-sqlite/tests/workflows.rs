@@ -451,3 +451,33 @@ async fn recover_expired_repairs_an_unresolved_finish() {
     backend.recover_expired().await.expect("recover");
     assert_eq!(status(&backend, b).await, TaskStatus::Pending);
 }
+
+/// A task that finished before migration 7 (nothing marked its dependents
+/// resolved) and gains a dependent later is not counted twice: the repair
+/// sweep leaves the new dependent waiting for its other dependency.
+#[tokio::test]
+async fn old_finished_dependency_is_not_swept_twice() {
+    let db = TempDb::new("workflow-old-row");
+    let backend = db.connect().await;
+    let old = backend.enqueue(vec![task("old")]).await.expect("enqueue")[0];
+    run(&backend, "old", ok(0)).await;
+    let conn = rusqlite::Connection::open(&db.path).expect("open");
+    conn.execute_batch(&format!(
+        "UPDATE sitq_tasks SET dependents_resolved = 0 WHERE id = {old}"
+    ))
+    .expect("make it look older than migration 7");
+    let other = backend.enqueue(vec![task("other")]).await.expect("enqueue")[0];
+    let dependent = backend
+        .enqueue(vec![after("dependent", &[dep(old), dep(other)])])
+        .await
+        .expect("enqueue")[0];
+    assert_eq!(status(&backend, dependent).await, TaskStatus::Blocked);
+    backend.recover_expired().await.expect("recover");
+    assert_eq!(
+        status(&backend, dependent).await,
+        TaskStatus::Blocked,
+        "still waiting for `other`"
+    );
+    run(&backend, "other", ok(0)).await;
+    assert_eq!(status(&backend, dependent).await, TaskStatus::Pending);
+}
