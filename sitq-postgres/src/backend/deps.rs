@@ -500,10 +500,13 @@ pub(crate) async fn load_inputs(pool: &PgPool, tasks: &mut [ClaimedTask]) -> Res
     if ids.is_empty() {
         return Ok(());
     }
+    // One primary-key lookup per input (a subquery, not a join), whatever
+    // the statistics of a table that just grew by a burst say.
     let rows: Vec<(i64, i64, Option<Vec<u8>>)> = sqlx::query_as(
         "
-SELECT d.task_id, d.dep_id, CASE WHEN x.status = 'succeeded' THEN x.result END
-FROM sitq_deps AS d LEFT JOIN sitq_tasks AS x ON x.id = d.dep_id
+SELECT d.task_id, d.dep_id,
+       (SELECT x.result FROM sitq_tasks AS x WHERE x.id = d.dep_id AND x.status = 'succeeded')
+FROM sitq_deps AS d
 WHERE d.task_id = ANY($1) AND d.input
 ORDER BY d.task_id, d.ord",
     )
