@@ -262,3 +262,32 @@ async fn file_databases_commit_for_other_connections_too() {
     assert_eq!(handle.wait_timeout(WAIT).await.expect("result"), 10);
     worker.shutdown().await;
 }
+
+#[tokio::test]
+async fn dependents_enqueue_inside_a_transaction() {
+    let queue = queue_with_orders().await;
+    let first = queue.enqueue(Add { a: 1, b: 1 }).await.expect("enqueue");
+    let dependency = first.clone();
+    let missing = queue.handle::<i64>(TaskId(i64::MAX - 1));
+    let (then, unknown) = transaction(&queue, move |tx| -> sitq_core::Result<_> {
+        tx.execute("INSERT INTO orders (id) VALUES (?1)", params![7])
+            .map_err(|err| Error::database("inserting an order", err))?;
+        let then = tx.enqueue_with(Add { a: 2, b: 2 }, EnqueueOptions::new().after(&dependency))?;
+        let unknown = tx.enqueue_with(Add { a: 3, b: 3 }, EnqueueOptions::new().after(&missing));
+        Ok((then, unknown))
+    })
+    .await
+    .expect("transaction");
+    assert!(
+        matches!(unknown, Err(Error::NotFound(_))),
+        "an unknown dependency is refused inside the transaction: {unknown:?}"
+    );
+    assert_eq!(orders(&queue).await, [7]);
+    assert_eq!(
+        queue.status(then.id()).await.expect("status"),
+        sitq_core::TaskStatus::Blocked
+    );
+    let worker = sitq_worker::testing::start(&queue, worker_config());
+    assert_eq!(then.wait_timeout(WAIT).await.expect("result"), 4);
+    worker.shutdown().await;
+}
