@@ -639,6 +639,70 @@ async fn an_enqueue_racing_its_dependencys_completion_is_never_left_blocked() {
     db.drop().await;
 }
 
+/// A dependent enqueued on a finished task at the moment prune deletes it
+/// either comes first (the task stays, and the dependent gets its result)
+/// or after (the enqueue says `NotFound`): never a dependent whose
+/// dependency is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_enqueue_racing_prune_never_loses_its_result() {
+    const ROUNDS: usize = 150;
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let pruner = Arc::new(db.backend().await);
+    let producer = Arc::new(db.backend().await);
+    let (mut kept, mut gone) = (0, 0);
+    for round in 0..ROUNDS {
+        let [dep] = producer.enqueue(vec![task("dep")]).await.expect("enqueue")[..] else {
+            panic!("one id")
+        };
+        let claimed = claim_only(&pruner, dep).await;
+        succeed(&pruner, claimed.claim_ref(), b"result").await;
+        let barrier = Arc::new(Barrier::new(2));
+        let prune = {
+            let (backend, barrier) = (pruner.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let later = chrono::Utc::now() + chrono::Duration::hours(1);
+                backend.prune(later).await.expect("prune")
+            })
+        };
+        let enqueue = {
+            let (backend, barrier) = (producer.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                backend
+                    .enqueue(vec![with_inputs("dependent", &[on(dep)])])
+                    .await
+            })
+        };
+        prune.await.expect("the prune task");
+        match enqueue.await.expect("the enqueue task") {
+            Ok(ids) => {
+                kept += 1;
+                let claimed = claim_only(&pruner, ids[0]).await;
+                let inputs = claimed.inputs.clone().expect("inputs");
+                assert_eq!(
+                    inputs.results,
+                    [(dep, Some(b"result".to_vec()))],
+                    "round {round}: the dependent of {dep} gets its result"
+                );
+                succeed(&pruner, claimed.claim_ref(), b"").await;
+            }
+            Err(Error::NotFound(id)) => {
+                gone += 1;
+                assert_eq!(id, dep, "round {round}");
+                assert_eq!(pruner.status(dep).await.expect("status"), None);
+            }
+            Err(other) => panic!("round {round}: {other}"),
+        }
+    }
+    eprintln!("{kept} dependents came first, {gone} enqueues found the task pruned");
+    pruner.close().await;
+    producer.close().await;
+    db.drop().await;
+}
+
 #[tokio::test]
 async fn enqueue_in_a_transaction_takes_dependencies() {
     let Some(db) = TestDb::create().await else {

@@ -409,25 +409,11 @@ WHERE id = ANY($1) AND status IN ('succeeded', 'failed', 'cancelled')",
 /// (and bloats the WAL) for as long as it takes.
 const PRUNE_STEP: i64 = 5_000;
 
-/// One step of [`prune`]. A task with dependents stays while one of them
-/// is unfinished (it may need its result, or be resolved by it); only rows
-/// with `has_dependents` look. With the tasks go their failure history,
-/// their dependency edges, and workflows left without tasks.
-const PRUNE: &str = "
-WITH deleted AS (
-    DELETE FROM sitq_tasks AS t
-    WHERE id IN (
-        SELECT id FROM sitq_tasks AS c
-        WHERE status IN ('succeeded', 'failed', 'cancelled') AND finished_at < $1
-          AND NOT (has_dependents AND EXISTS (
-              SELECT 1 FROM sitq_deps AS d JOIN sitq_tasks AS x ON x.id = d.task_id
-              WHERE d.dep_id = c.id AND x.status IN ('pending', 'blocked', 'running')))
-        LIMIT $2
-    ) AND status IN ('succeeded', 'failed', 'cancelled') AND finished_at < $1
-      AND NOT (has_dependents AND EXISTS (
-          SELECT 1 FROM sitq_deps AS d JOIN sitq_tasks AS x ON x.id = d.task_id
-          WHERE d.dep_id = t.id AND x.status IN ('pending', 'blocked', 'running')))
-    RETURNING id, workflow_id
+/// Deleting the tasks `deleted` returns drops their failure history, their
+/// dependency edges, and workflows left without tasks, in the same statement.
+macro_rules! pruned_ctes {
+    () => {
+        "
 ), history AS (
     DELETE FROM sitq_failures WHERE task_id IN (SELECT id FROM deleted)
 ), edges AS (
@@ -439,24 +425,100 @@ WITH deleted AS (
           SELECT 1 FROM sitq_tasks AS rest
           WHERE rest.workflow_id = w.id AND rest.id NOT IN (SELECT id FROM deleted))
 )
-SELECT count(*) FROM deleted";
+SELECT count(*) FROM deleted"
+    };
+}
+
+/// One step of [`prune`] for tasks nothing depends on. The outer `WHERE`
+/// repeats the filter, so a row changed since the subquery picked it is
+/// rechecked on its new version, not deleted: retried, or given a dependent
+/// (`has_dependents`, set under the row lock the enqueue of a dependent
+/// takes) — those are for [`PRUNE_DEPENDED`].
+const PRUNE_PLAIN: &str = concat!(
+    "
+WITH deleted AS (
+    DELETE FROM sitq_tasks AS t
+    WHERE id IN (
+        SELECT id FROM sitq_tasks
+        WHERE status IN ('succeeded', 'failed', 'cancelled') AND finished_at < $1
+          AND NOT has_dependents
+        LIMIT $2
+    ) AND status IN ('succeeded', 'failed', 'cancelled') AND finished_at < $1
+      AND NOT has_dependents
+    RETURNING id, workflow_id",
+    pruned_ctes!()
+);
+
+/// Locks up to `$2` finished tasks with dependents, none of them unfinished
+/// (as far as this snapshot shows), in id order: the order in which the
+/// enqueue of a dependent locks its dependencies.
+const LOCK_DEPENDED: &str = "
+SELECT id FROM sitq_tasks AS c
+WHERE status IN ('succeeded', 'failed', 'cancelled') AND finished_at < $1 AND has_dependents
+  AND NOT EXISTS (
+      SELECT 1 FROM sitq_deps AS d JOIN sitq_tasks AS x ON x.id = d.task_id
+      WHERE d.dep_id = c.id AND x.status IN ('pending', 'blocked', 'running'))
+ORDER BY id
+LIMIT $2
+FOR UPDATE";
+
+/// Deletes the locked tasks `$1` that still have no unfinished dependent: a
+/// statement of its own, after the locks, so it sees every dependent whose
+/// enqueue committed while the lock waited (one that was enqueued on a task
+/// about to go would otherwise lose its result).
+const PRUNE_DEPENDED: &str = concat!(
+    "
+WITH deleted AS (
+    DELETE FROM sitq_tasks AS t
+    WHERE id = ANY($1)
+      AND NOT EXISTS (
+          SELECT 1 FROM sitq_deps AS d JOIN sitq_tasks AS x ON x.id = d.task_id
+          WHERE d.dep_id = t.id AND x.status IN ('pending', 'blocked', 'running'))
+    RETURNING id, workflow_id",
+    pruned_ctes!()
+);
 
 /// Deletes finished tasks that finished before `before`, [`PRUNE_STEP`] rows
-/// per statement. The outer `WHERE` repeats the filter so that a row changed
-/// since the subquery picked it (retried, say) is rechecked, not deleted.
+/// per statement: first those nothing depends on, one statement per step;
+/// then those with dependents, a lock and a delete per step. A task stays
+/// while a dependent of it is unfinished (it may need its result).
 pub(super) async fn prune(pool: &PgPool, before: DateTime<Utc>) -> Result<u64> {
+    const OP: &str = "pruning finished tasks";
+    let step = u64::try_from(PRUNE_STEP).unwrap_or(u64::MAX);
     let mut total = 0;
     loop {
-        // The failure history of the deleted tasks goes in the same statement.
-        let deleted: i64 = sqlx::query_scalar(PRUNE)
+        let deleted: i64 = sqlx::query_scalar(PRUNE_PLAIN)
             .bind(before)
             .bind(PRUNE_STEP)
             .fetch_one(pool)
             .await
-            .map_err(db_error("pruning finished tasks"))?;
+            .map_err(db_error(OP))?;
         let deleted = u64::try_from(deleted).unwrap_or(0);
         total += deleted;
-        if deleted < u64::try_from(PRUNE_STEP).unwrap_or(u64::MAX) {
+        if deleted < step {
+            break;
+        }
+    }
+    loop {
+        let mut tx = pool.begin().await.map_err(db_error(OP))?;
+        let locked: Vec<i64> = sqlx::query_scalar(LOCK_DEPENDED)
+            .bind(before)
+            .bind(PRUNE_STEP)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_error(OP))?;
+        if locked.is_empty() {
+            return Ok(total);
+        }
+        let full = locked.len() as u64 >= step;
+        let deleted: i64 = sqlx::query_scalar(PRUNE_DEPENDED)
+            .bind(locked)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_error(OP))?;
+        tx.commit().await.map_err(db_error(OP))?;
+        total += u64::try_from(deleted).unwrap_or(0);
+        if !full {
             return Ok(total);
         }
     }
