@@ -50,3 +50,9 @@ CREATE INDEX sitq_tasks_workflow ON sitq_tasks (workflow_id)
 CREATE INDEX sitq_tasks_unresolved ON sitq_tasks (id)
     WHERE has_dependents AND NOT dependents_resolved
       AND status IN ('succeeded', 'failed', 'cancelled');
+
+-- Prune looks at finished tasks with dependents apart (locking them first,
+-- so it cannot race the enqueue of a new dependent); this finds them without
+-- reading the rest.
+CREATE INDEX sitq_tasks_depended ON sitq_tasks (finished_at)
+    WHERE has_dependents AND finished_at IS NOT NULL;

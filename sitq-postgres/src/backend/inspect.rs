@@ -410,7 +410,8 @@ WHERE id = ANY($1) AND status IN ('succeeded', 'failed', 'cancelled')",
 const PRUNE_STEP: i64 = 5_000;
 
 /// Deleting the tasks `deleted` returns drops their failure history, their
-/// dependency edges, and workflows left without tasks, in the same statement.
+/// dependency edges, and workflows left without tasks, in the same
+/// statement, which ends `SELECT count(*)`: the caller adds the rest.
 macro_rules! pruned_ctes {
     () => {
         "
@@ -425,11 +426,13 @@ macro_rules! pruned_ctes {
           SELECT 1 FROM sitq_tasks AS rest
           WHERE rest.workflow_id = w.id AND rest.id NOT IN (SELECT id FROM deleted))
 )
-SELECT count(*) FROM deleted"
+SELECT count(*)"
     };
 }
 
-/// One step of [`prune`] for tasks nothing depends on. The outer `WHERE`
+/// One step of [`prune`] for tasks nothing depends on; it also says whether
+/// tasks with dependents are due (one probe of `sitq_tasks_depended`, so a
+/// prune with none stays one statement). The outer `WHERE`
 /// repeats the filter, so a row changed since the subquery picked it is
 /// rechecked on its new version, not deleted: retried, or given a dependent
 /// (`has_dependents`, set under the row lock the enqueue of a dependent
@@ -446,7 +449,13 @@ WITH deleted AS (
     ) AND status IN ('succeeded', 'failed', 'cancelled') AND finished_at < $1
       AND NOT has_dependents
     RETURNING id, workflow_id",
-    pruned_ctes!()
+    pruned_ctes!(),
+    ",
+       EXISTS (
+           SELECT 1 FROM sitq_tasks
+           WHERE has_dependents AND finished_at < $1
+             AND status IN ('succeeded', 'failed', 'cancelled'))
+FROM deleted"
 );
 
 /// Locks up to `$2` finished tasks with dependents, none of them unfinished
@@ -475,19 +484,21 @@ WITH deleted AS (
           SELECT 1 FROM sitq_deps AS d JOIN sitq_tasks AS x ON x.id = d.task_id
           WHERE d.dep_id = t.id AND x.status IN ('pending', 'blocked', 'running'))
     RETURNING id, workflow_id",
-    pruned_ctes!()
+    pruned_ctes!(),
+    " FROM deleted"
 );
 
 /// Deletes finished tasks that finished before `before`, [`PRUNE_STEP`] rows
 /// per statement: first those nothing depends on, one statement per step;
-/// then those with dependents, a lock and a delete per step. A task stays
+/// then, if any are due, those with dependents, a lock and a delete per
+/// step. A task stays
 /// while a dependent of it is unfinished (it may need its result).
 pub(super) async fn prune(pool: &PgPool, before: DateTime<Utc>) -> Result<u64> {
     const OP: &str = "pruning finished tasks";
     let step = u64::try_from(PRUNE_STEP).unwrap_or(u64::MAX);
     let mut total = 0;
-    loop {
-        let deleted: i64 = sqlx::query_scalar(PRUNE_PLAIN)
+    let depended = loop {
+        let (deleted, depended): (i64, bool) = sqlx::query_as(PRUNE_PLAIN)
             .bind(before)
             .bind(PRUNE_STEP)
             .fetch_one(pool)
@@ -496,8 +507,11 @@ pub(super) async fn prune(pool: &PgPool, before: DateTime<Utc>) -> Result<u64> {
         let deleted = u64::try_from(deleted).unwrap_or(0);
         total += deleted;
         if deleted < step {
-            break;
+            break depended;
         }
+    };
+    if !depended {
+        return Ok(total);
     }
     loop {
         let mut tx = pool.begin().await.map_err(db_error(OP))?;
