@@ -226,7 +226,11 @@ macro_rules! pick_sql {
                AND name IN (SELECT value FROM json_each(?2)) ",
             $filters,
             $crate::ops::queues::sequence_free!(),
-            "ORDER BY priority DESC, run_at, id LIMIT ?3"
+            // `?3 + 0`, not `?3`: SQLite plans with a bare bound LIMIT's
+            // value, so every claim of another size re-prepared the
+            // statement (a tenth of the writer thread's time in a
+            // burn-down); the plan is the same claim-index scan either way.
+            "ORDER BY priority DESC, run_at, id LIMIT ?3 + 0"
         )
     };
 }
