@@ -12,6 +12,7 @@ mod claim;
 mod complete;
 pub(crate) mod deps;
 mod enqueue;
+pub(crate) mod failure;
 mod inspect;
 mod queues;
 mod reserve;

@@ -4,6 +4,7 @@ use sitq_core::{EnqueueOptions, Enqueued, Error, Queue, Result, Task, TaskHandle
 use sqlx::{Postgres, Transaction};
 use tracing::Instrument;
 
+use crate::backend::failure::Failure;
 use crate::backend::{PostgresBackend, deps, unique};
 
 /// Enqueues `task` inside the caller's transaction `tx`: the task exists if
@@ -71,7 +72,7 @@ pub async fn enqueue_in_with<T: Task>(
         let stored = deps::enqueue_on(tx, std::slice::from_ref(&new), None)
             .instrument(span)
             .await
-            .map_err(deps::Failure::into_error)?;
+            .map_err(Failure::into_error)?;
         return match stored.ids.as_slice() {
             [id] => Ok(queue.enqueued_handle(Enqueued {
                 id: *id,
@@ -86,7 +87,7 @@ pub async fn enqueue_in_with<T: Task>(
     let enqueued = unique::enqueue_on(tx, std::slice::from_ref(&new))
         .instrument(span)
         .await
-        .map_err(unique::Failure::into_error)?;
+        .map_err(Failure::into_error)?;
     match enqueued.as_slice() {
         [one] => Ok(queue.enqueued_handle(*one)),
         _ => Err(Error::database(

@@ -8,8 +8,7 @@
 //! The worker processes are this test binary re-run with `child_worker` as
 //! the only test and the database URL in the environment.
 
-#[path = "support/mod.rs"]
-mod common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -104,7 +103,7 @@ async fn cancel_in_another_process(url: &str, backend: &str, bound: Duration) {
     let _worker = WorkerProcess::spawn(url);
     let mut latencies = Vec::new();
     for round in 0..3 {
-        let marker = common::temp_path(&format!("linger-{round}"));
+        let marker = support::temp_path(&format!("linger-{round}"));
         let handle = linger::enqueue(&queue, marker.display().to_string())
             .await
             .expect("enqueue");
@@ -139,7 +138,7 @@ async fn cancel_in_another_process(url: &str, backend: &str, bound: Duration) {
 
 #[tokio::test]
 async fn sqlite_cancel_reaches_a_task_in_another_process() {
-    let url = format!("sqlite://{}", common::temp_path("cancel.db").display());
+    let url = format!("sqlite://{}", support::temp_path("cancel.db").display());
     cancel_in_another_process(&url, "sqlite", SQLITE_BOUND).await;
 }
 
@@ -154,7 +153,3 @@ async fn postgres_cancel_reaches_a_task_in_another_process() {
     cancel_in_another_process(&db.url, "postgres", POSTGRES_BOUND).await;
     db.drop().await;
 }
-
-#[cfg(feature = "postgres")]
-#[path = "cancel_processes/support.rs"]
-mod support;

@@ -13,9 +13,11 @@ use sitq_core::{
 use sqlx::postgres::{PgConnection, PgPool};
 
 use crate::connect::db_error;
+
+use super::failure::{Failure, failure};
 use crate::notify::notified_cte;
 
-use super::resolve::{self, Resolution, is_deadlock};
+use super::resolve::{self, Resolution};
 use super::to_int;
 
 const OP: &str = "enqueueing tasks with dependencies";
@@ -93,33 +95,6 @@ pub(crate) struct Stored {
     pub(crate) resolution: Resolution,
 }
 
-/// Why [`enqueue_on`] failed.
-#[derive(Debug)]
-pub(crate) enum Failure {
-    /// PostgreSQL chose this transaction as a deadlock's victim.
-    Deadlock(sqlx::Error),
-    /// Anything else.
-    Other(Error),
-}
-
-impl Failure {
-    /// As sitq's error.
-    pub(crate) fn into_error(self) -> Error {
-        match self {
-            Failure::Deadlock(error) => db_error(OP)(error),
-            Failure::Other(error) => error,
-        }
-    }
-}
-
-fn failure(error: sqlx::Error) -> Failure {
-    if is_deadlock(&error) {
-        Failure::Deadlock(error)
-    } else {
-        Failure::Other(db_error(OP)(error))
-    }
-}
-
 /// A stored dependency as [`LOCK_DEPENDENCIES`] read it.
 struct DepState {
     name: String,
@@ -159,7 +134,7 @@ pub(crate) async fn enqueue(
                 tx.commit().await.map_err(db_error(OP))?;
                 return Ok(stored);
             }
-            Err(Failure::Deadlock(_)) if attempt < MAX_DEADLOCK_RETRIES => drop(tx),
+            Err(Failure::Deadlock { .. }) if attempt < MAX_DEADLOCK_RETRIES => drop(tx),
             Err(failure) => return Err(failure.into_error()),
         }
     }
@@ -193,7 +168,7 @@ pub(crate) async fn enqueue_on(
             .bind(&external)
             .fetch_all(&mut *conn)
             .await
-            .map_err(failure)?;
+            .map_err(failure(OP))?;
         // A finished dependency whose dependents are not resolved yet (its
         // follow-up statement is still to run, or never ran) is resolved
         // now, under our lock: the new tasks count it as finished, so its
@@ -212,7 +187,7 @@ pub(crate) async fn enqueue_on(
         if !unresolved.is_empty() {
             let resolution = resolve::resolve_on(conn, unresolved)
                 .await
-                .map_err(failure)?;
+                .map_err(failure(OP))?;
             stored.resolution.merge(resolution);
         }
     }
@@ -223,7 +198,7 @@ pub(crate) async fn enqueue_on(
         .bind(count)
         .fetch_all(&mut *conn)
         .await
-        .map_err(failure)?;
+        .map_err(failure(OP))?;
     ids.sort_unstable();
     if ids.len() != tasks.len() {
         return Err(Failure::Other(Error::database(
@@ -305,7 +280,7 @@ pub(crate) async fn enqueue_on(
             .bind(final_task)
             .fetch_one(&mut *conn)
             .await
-            .map_err(failure)?;
+            .map_err(failure(OP))?;
             stored.workflow = Some(WorkflowId(id));
             Some(id)
         }
@@ -401,7 +376,7 @@ async fn insert(
         .bind(edge_inputs)
         .execute(&mut *conn)
         .await
-        .map_err(failure)?;
+        .map_err(failure(OP))?;
     Ok(())
 }
 

@@ -22,6 +22,8 @@ use sqlx::postgres::{PgConnection, PgPool};
 
 use crate::connect::db_error;
 
+use super::failure::{Failure, failure};
+
 use super::to_int;
 
 const OP: &str = "enqueueing tasks";
@@ -73,42 +75,11 @@ pub(super) async fn enqueue(pool: &PgPool, tasks: &[NewTask]) -> Result<Vec<Enqu
                 tx.commit().await.map_err(db_error(OP))?;
                 return Ok(enqueued);
             }
-            Err(Failure::Deadlock(_)) if attempt < MAX_DEADLOCK_RETRIES => {
+            Err(Failure::Deadlock { .. }) if attempt < MAX_DEADLOCK_RETRIES => {
                 drop(tx); // rolls back
             }
             Err(failure) => return Err(failure.into_error()),
         }
-    }
-}
-
-/// Why [`enqueue_on`] failed.
-#[derive(Debug)]
-pub(crate) enum Failure {
-    /// PostgreSQL chose this transaction as a deadlock's victim.
-    Deadlock(sqlx::Error),
-    /// Anything else.
-    Other(Error),
-}
-
-impl Failure {
-    /// As sitq's error.
-    pub(crate) fn into_error(self) -> Error {
-        match self {
-            Failure::Deadlock(error) => db_error(OP)(error),
-            Failure::Other(error) => error,
-        }
-    }
-}
-
-fn failure(error: sqlx::Error) -> Failure {
-    let deadlock = error
-        .as_database_error()
-        .and_then(|error| error.code())
-        .is_some_and(|code| code == "40P01");
-    if deadlock {
-        Failure::Deadlock(error)
-    } else {
-        Failure::Other(db_error(OP)(error))
     }
 }
 
@@ -148,7 +119,7 @@ pub(crate) async fn enqueue_on(
                 .bind(&keys)
                 .execute(&mut *conn)
                 .await
-                .map_err(failure)?;
+                .map_err(failure(OP))?;
         }
         let inserted = insert(conn, tasks, &todo).await?;
         stored |= !inserted.is_empty();
@@ -198,7 +169,7 @@ pub(crate) async fn enqueue_on(
             .bind(&keys)
             .fetch_all(&mut *conn)
             .await
-            .map_err(failure)?;
+            .map_err(failure(OP))?;
         let holders: HashMap<(String, String), i64> = holders
             .into_iter()
             .map(|(id, name, key)| ((name, key), id))
@@ -241,7 +212,7 @@ pub(crate) async fn enqueue_on(
         sqlx::query("SELECT pg_notify('sitq_work', '')")
             .execute(&mut *conn)
             .await
-            .map_err(failure)?;
+            .map_err(failure(OP))?;
     }
     answers
         .into_iter()
@@ -310,5 +281,5 @@ async fn insert(
         .bind(sequences)
         .fetch_all(&mut *conn)
         .await
-        .map_err(failure)
+        .map_err(failure(OP))
 }
