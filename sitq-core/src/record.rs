@@ -243,6 +243,30 @@ impl TaskRecord {
         let finished = self.finished_at?;
         (finished - started).to_std().ok()
     }
+
+    /// The stored arguments as JSON, read without the task's Rust types
+    /// (see [`codec::to_json`](crate::codec::to_json)). A task enqueued to
+    /// receive a dependency's result holds the other arguments only.
+    pub fn arguments_json(&self) -> crate::Result<serde_json::Value> {
+        crate::codec::to_json(
+            &self.payload,
+            &format!("arguments of task {} ({})", self.id, self.name),
+        )
+    }
+
+    /// The stored result as JSON, once it succeeded (see
+    /// [`codec::to_json`](crate::codec::to_json)).
+    pub fn result_json(&self) -> crate::Result<Option<serde_json::Value>> {
+        self.result
+            .as_deref()
+            .map(|bytes| {
+                crate::codec::to_json(
+                    bytes,
+                    &format!("result of task {} ({})", self.id, self.name),
+                )
+            })
+            .transpose()
+    }
 }
 
 /// A request to cancel a task, as stored.

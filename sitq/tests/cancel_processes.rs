@@ -36,6 +36,7 @@ const WAIT: Duration = Duration::from_secs(60);
 /// The most a cross-process cancel may take, end to end, on SQLite (the
 /// worker checks its tasks at least once a second) and on PostgreSQL.
 const SQLITE_BOUND: Duration = Duration::from_millis(2000);
+#[cfg(feature = "postgres")]
 const POSTGRES_BOUND: Duration = Duration::from_millis(1000);
 /// No polling: only wake-ups (and the worker's own cancel check) move things.
 const NEVER: Duration = Duration::from_secs(3600);
