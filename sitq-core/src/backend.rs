@@ -9,13 +9,16 @@ use chrono::{DateTime, Utc};
 
 use crate::Result;
 use crate::cancel::{CancelOutcome, CancelRequest};
+use crate::audit::{AuditEntry, NewAuditEntry};
 use crate::dependency::{Dependencies, TaskInputs};
+use crate::inspect::{Diagnosis, Stats, TaskFilter, TaskSummary};
 use crate::options::ConnectOptions;
 use crate::queue_settings::{QueueInfo, QueueLimits};
 use crate::record::{AttemptFailure, TaskFailure, TaskId, TaskRecord, TaskStatus};
 use crate::schedule::{ScheduleDefinition, ScheduleInfo, TickFire};
 use crate::signals::Signals;
 use crate::unique::{Enqueued, UniqueKey};
+use crate::workers::{WorkerBeat, WorkerControl, WorkerInfo};
 use crate::workflow::{NewWorkflow, StoredWorkflow, WorkflowId, WorkflowInfo};
 
 /// Storage for tasks. Implemented by `sitq-sqlite` and `sitq-postgres`.
@@ -183,7 +186,21 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     async fn cancel(&self, id: TaskId, request: &CancelRequest) -> Result<CancelOutcome>;
 
     /// Deletes finished tasks that finished before `before`; returns how many.
-    async fn prune(&self, before: DateTime<Utc>) -> Result<u64>;
+    /// The same as [`purge`](Backend::purge) of every finished state.
+    async fn prune(&self, before: DateTime<Utc>) -> Result<u64> {
+        self.purge(before, &[]).await
+    }
+
+    /// Deletes tasks in `statuses` (every finished state when empty; only
+    /// finished states are ever deleted, the caller checks) that finished
+    /// before `before`, with their failure history and dependency rows,
+    /// keeping a succeeded task while a dependent that receives its result
+    /// has not finished (as [`prune`](Backend::prune) always did); returns
+    /// how many were deleted.
+    async fn purge(&self, before: DateTime<Utc>, statuses: &[TaskStatus]) -> Result<u64> {
+        let _ = (before, statuses);
+        Err(unsupported(self.name(), "purge"))
+    }
 
     /// Closes connections; further calls fail.
     async fn close(&self);
@@ -308,6 +325,85 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// Every queue with settings or with pending or running tasks, by name,
     /// with its settings and those counts.
     async fn queues(&self) -> Result<Vec<QueueInfo>>;
+
+    /// Where the database is, for logs and `doctor`: the SQLite file's
+    /// absolute path (`sqlite:///abs/path`), or the PostgreSQL
+    /// `postgres://host:port/database` (never a password).
+    fn location(&self) -> String {
+        self.name().to_owned()
+    }
+
+    /// Registers worker `beat.id` or refreshes its row (in one statement or
+    /// transaction): every field of `beat` is stored, `last_seen` = now and
+    /// `expires_at` = now + `beat.ttl` (the database's clock), `started_at`
+    /// set at the first beat only, a drain request kept; rows of other
+    /// workers that expired are deleted. Returns what the worker is asked
+    /// to do.
+    async fn worker_beat(&self, beat: &WorkerBeat) -> Result<WorkerControl> {
+        let _ = beat;
+        Err(unsupported(self.name(), "a worker registry"))
+    }
+
+    /// Removes worker `id`'s row (its clean stop); a no-op for an unknown id.
+    async fn remove_worker(&self, id: &str) -> Result<()> {
+        let _ = id;
+        Err(unsupported(self.name(), "a worker registry"))
+    }
+
+    /// Every live worker (its row not expired), by id.
+    async fn workers(&self) -> Result<Vec<WorkerInfo>> {
+        Err(unsupported(self.name(), "a worker registry"))
+    }
+
+    /// Asks live worker `id` to drain: stored in its row, which its next
+    /// beat reads (within [`WORKER_BEAT`](crate::WORKER_BEAT)), and told
+    /// at once to workers in this process ([`Signals::notify_control`])
+    /// and, where the backend can, in others (PostgreSQL: `NOTIFY`).
+    /// Returns `false` when no live worker has that id.
+    async fn drain_worker(&self, id: &str) -> Result<bool> {
+        let _ = id;
+        Err(unsupported(self.name(), "a worker registry"))
+    }
+
+    /// Tasks matching `filter`, newest (highest id) first, at most
+    /// `filter.limit` (capped at [`MAX_LIST`](crate::inspect::MAX_LIST)).
+    async fn tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskSummary>> {
+        let _ = filter;
+        Err(unsupported(self.name(), "task lists"))
+    }
+
+    /// Counts by queue, name and state, recent finishes and failed
+    /// attempts, at the database's clock (see [`Stats`]).
+    async fn stats(&self) -> Result<Stats> {
+        Err(unsupported(self.name(), "statistics"))
+    }
+
+    /// Adds `entry` to the audit log at the database's clock.
+    async fn record_audit(&self, entry: &NewAuditEntry) -> Result<()> {
+        let _ = entry;
+        Err(unsupported(self.name(), "an audit log"))
+    }
+
+    /// The audit log, newest first: at most `limit` entries with an id
+    /// below `before` (all when `None`).
+    async fn audit_log(&self, limit: usize, before: Option<i64>) -> Result<Vec<AuditEntry>> {
+        let _ = (limit, before);
+        Err(unsupported(self.name(), "an audit log"))
+    }
+
+    /// Checks the database for `doctor`: schema version, expired leases,
+    /// tasks whose payload or result is over `oversized_bytes`, and the
+    /// backend's own settings.
+    async fn diagnose(&self, oversized_bytes: usize) -> Result<Diagnosis> {
+        let _ = oversized_bytes;
+        Err(unsupported(self.name(), "diagnosis"))
+    }
+}
+
+// TEMPORARY (issue 10 in progress): defaults so the workspace builds while
+// the backends implement the operations API; removed before it lands.
+fn unsupported(backend: &str, what: &str) -> crate::Error {
+    crate::Error::InvalidOptions(format!("the {backend} backend does not support {what} yet"))
 }
 
 /// A task to store.

@@ -53,6 +53,14 @@ pub fn decode_sequence<T: DeserializeOwned>(parts: &[&[u8]], what: &str) -> Resu
     decode(&bytes, what)
 }
 
+/// Encodes JSON as a stored value, for enqueueing by name from another
+/// language: an object becomes a map with named fields (what a task's
+/// arguments are), an array a sequence (a task's arguments by position);
+/// integers stay integers. `what` names it in the error.
+pub fn from_json(value: &serde_json::Value, what: &str) -> Result<Vec<u8>> {
+    encode(value, what)
+}
+
 /// An encoded value (a task's stored arguments or result) as JSON, read
 /// without the task's Rust types: for the admin tools, and for people.
 ///

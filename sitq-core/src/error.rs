@@ -141,6 +141,9 @@ pub enum Error {
         /// Its status.
         status: crate::TaskStatus,
     },
+    /// No live worker has this id (it stopped, or its registry row expired).
+    #[error("no live worker with id {0:?}; `sitq workers` lists the live ones")]
+    WorkerNotFound(String),
     /// A configuration value is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -4,6 +4,7 @@
 //! Users depend on the `sitq` facade rather than on this crate; backends and
 //! the worker runtime depend on it directly.
 
+pub mod audit;
 mod backend;
 pub mod blocking;
 mod cancel;
@@ -12,6 +13,7 @@ mod context;
 mod dependency;
 mod error;
 mod handle;
+pub mod inspect;
 mod options;
 mod queue;
 mod queue_settings;
@@ -22,11 +24,15 @@ mod signals;
 mod task;
 mod unique;
 mod wait;
+mod workers;
 mod workflow;
+mod admin;
 
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use admin::Audited;
+pub use audit::{AuditEntry, NewAuditEntry};
 pub use backend::{
     Backend, BackendConnector, ClaimRef, ClaimRequest, ClaimedTask, Completion, ConnectFuture,
     Finished, NewTask, Outcome,
@@ -39,6 +45,10 @@ pub use dependency::{
 };
 pub use error::{BoxError, Error, Result};
 pub use handle::TaskHandle;
+pub use inspect::{
+    Attempt, AttemptOutcome, Check, CheckLevel, Diagnosis, FinishedCount, OversizedRow, Stats,
+    StatusCount, TaskFilter, TaskSummary,
+};
 pub use options::{Backoff, ConnectOptions, EnqueueOptions};
 pub use queue::Queue;
 pub use queue_settings::{
@@ -52,6 +62,7 @@ pub use schedule::{CatchUp, Schedule, ScheduleInfo};
 pub use signals::{CancelNotice, FinishedWatch, Signals};
 pub use task::{Task, TaskDefaults, TaskFuture, TaskRegistration};
 pub use unique::{Enqueued, MAX_UNIQUE_KEY_BYTES, UniqueKey, holder_blocks};
+pub use workers::{WORKER_BEAT, WORKER_TTL, WorkerBeat, WorkerControl, WorkerInfo};
 pub use workflow::{
     MAX_WORKFLOW_TASKS, NewWorkflow, StoredWorkflow, Workflow, WorkflowHandle, WorkflowId,
     WorkflowInfo, WorkflowTask,

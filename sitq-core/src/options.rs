@@ -247,6 +247,10 @@ pub struct ConnectOptions {
     /// How often a waiter or idle worker looks at the database when no
     /// notification can reach it (another process on SQLite). Default 50 ms.
     pub poll_interval: Duration,
+    /// Whether connecting creates a database that does not exist (default
+    /// true). Admin tools turn it off, so a mistyped SQLite path is an
+    /// error instead of a new, empty database.
+    pub create_missing: bool,
 }
 
 impl ConnectOptions {
@@ -259,6 +263,7 @@ impl ConnectOptions {
             max_payload_bytes: Self::DEFAULT_MAX_PAYLOAD,
             max_connections: None,
             poll_interval: Duration::from_millis(50),
+            create_missing: true,
         }
     }
 
@@ -271,6 +276,13 @@ impl ConnectOptions {
     /// Sets the pool size.
     pub fn max_connections(mut self, connections: u32) -> Self {
         self.max_connections = Some(connections);
+        self
+    }
+
+    /// Sets whether connecting creates a missing database (see
+    /// [`create_missing`](ConnectOptions::create_missing)).
+    pub fn create_missing(mut self, create: bool) -> Self {
+        self.create_missing = create;
         self
     }
 

@@ -296,6 +296,9 @@ pub struct AttemptFailure {
     pub message: String,
     /// The worker that ran the attempt, when known.
     pub worker_id: Option<String>,
+    /// When the attempt started; `None` when it never started (a cancel
+    /// before it ran) or was stored before sitq recorded it.
+    pub started_at: Option<DateTime<Utc>>,
     /// When the failure was recorded (the backend's clock).
     pub failed_at: DateTime<Utc>,
 }

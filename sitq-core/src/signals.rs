@@ -20,6 +20,7 @@ pub struct Signals {
     work: watch::Sender<u64>,
     waits: Arc<Waits>,
     cancels: broadcast::Sender<CancelNotice>,
+    control: watch::Sender<u64>,
 }
 
 /// What workers hear about cancellations ([`Signals::subscribe_cancels`]).
@@ -42,6 +43,7 @@ impl Signals {
             work: watch::Sender::new(0),
             waits: Arc::new(Waits::new()),
             cancels: broadcast::Sender::new(CANCEL_BACKLOG),
+            control: watch::Sender::new(0),
         }
     }
 
@@ -97,6 +99,17 @@ impl Signals {
             key,
             notify,
         }
+    }
+
+    /// Tells this process's workers to read their registry rows now (a
+    /// worker was asked to drain), instead of at their next beat.
+    pub fn notify_control(&self) {
+        self.control.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver of [`notify_control`](Signals::notify_control).
+    pub fn subscribe_control(&self) -> watch::Receiver<u64> {
+        self.control.subscribe()
     }
 
     /// Another process changed the database (a backend that learns of

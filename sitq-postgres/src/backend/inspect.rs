@@ -347,6 +347,7 @@ FROM sitq_failures WHERE task_id = $1 ORDER BY seq",
                 kind: FailureKind::parse(&kind),
                 message,
                 worker_id,
+                started_at: None,
                 failed_at,
             },
         )

@@ -121,6 +121,7 @@ impl Read {
                         kind: FailureKind::parse(&kind),
                         message: row.get(2)?,
                         worker_id: row.get(3)?,
+                        started_at: None,
                         failed_at: time::from_micros(row.get(4)?),
                     })
                 })?;

@@ -1,0 +1,249 @@
+//! What the admin tools read: task lists, statistics, attempt history and
+//! a health check of the database.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::record::{AttemptFailure, FailureKind, TaskId, TaskRecord, TaskStatus};
+
+/// The most tasks one [`Backend::tasks`](crate::Backend::tasks) call returns.
+pub const MAX_LIST: usize = 10_000;
+
+/// The most characters of an error a [`TaskSummary`] carries.
+pub const SUMMARY_ERROR_CHARS: usize = 500;
+
+/// Which tasks to list, newest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TaskFilter {
+    /// Only tasks in one of these states; every state when empty.
+    pub statuses: Vec<TaskStatus>,
+    /// Only tasks of this queue.
+    pub queue: Option<String>,
+    /// Only tasks of this name.
+    pub name: Option<String>,
+    /// Only tasks enqueued at or after this instant.
+    pub since: Option<DateTime<Utc>>,
+    /// Only tasks with a smaller id (keyset pagination: the last id of the
+    /// previous page).
+    pub before: Option<TaskId>,
+    /// The most tasks to return (capped at [`MAX_LIST`]).
+    pub limit: usize,
+}
+
+/// One row of a task list: the record without payload and result, its
+/// error cut to [`SUMMARY_ERROR_CHARS`] characters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TaskSummary {
+    /// The task's id.
+    pub id: TaskId,
+    /// The registered name.
+    pub name: String,
+    /// The queue.
+    pub queue: String,
+    /// Where it is.
+    pub status: TaskStatus,
+    /// Higher runs first.
+    pub priority: i32,
+    /// Attempts spent.
+    pub attempts: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// When it was enqueued.
+    pub created_at: DateTime<Utc>,
+    /// The earliest instant it may run.
+    pub run_at: DateTime<Utc>,
+    /// When its current or last attempt started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it finished.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The worker of its current or last attempt.
+    pub worker_id: Option<String>,
+    /// The kind of its last failure.
+    pub error_kind: Option<FailureKind>,
+    /// Its last error, cut to [`SUMMARY_ERROR_CHARS`] characters.
+    pub error: Option<String>,
+}
+
+/// Tasks counted by queue, name and state ([`Stats::counts`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StatusCount {
+    /// The queue.
+    pub queue: String,
+    /// The task name.
+    pub name: String,
+    /// The state.
+    pub status: TaskStatus,
+    /// How many.
+    pub count: u64,
+    /// For pending tasks: the earliest `run_at` among those already due
+    /// (how long the oldest ready task has waited); `None` otherwise.
+    pub oldest_due: Option<DateTime<Utc>>,
+}
+
+/// Tasks finished recently, by queue and outcome ([`Stats::finished`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FinishedCount {
+    /// The queue.
+    pub queue: String,
+    /// `succeeded`, `failed` or `cancelled`.
+    pub status: TaskStatus,
+    /// Finished in the last minute.
+    pub last_minute: u64,
+    /// Finished in the last hour.
+    pub last_hour: u64,
+}
+
+/// The figures [`Backend::stats`](crate::Backend::stats) reads, in a few
+/// grouped queries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// The database's clock when they were read.
+    pub now: DateTime<Utc>,
+    /// Every task counted by queue, name and state.
+    pub counts: Vec<StatusCount>,
+    /// Tasks finished in the last hour, by queue and outcome.
+    pub finished: Vec<FinishedCount>,
+    /// Failed attempts (retried or not) in the last minute.
+    pub failed_attempts_last_minute: u64,
+    /// Failed attempts (retried or not) in the last hour.
+    pub failed_attempts_last_hour: u64,
+}
+
+/// How one attempt ended ([`Attempt::outcome`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// It is running now.
+    Running,
+    /// It succeeded.
+    Succeeded,
+    /// It failed (see [`Attempt::error`] for how).
+    Failed,
+}
+
+/// One try of a task: every failed one from the failure history, and the
+/// one running now or the one that succeeded from the task's own row.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Attempt {
+    /// The attempt's number (they start again at 1 after a retry).
+    pub attempt: u32,
+    /// The worker that ran it.
+    pub worker_id: Option<String>,
+    /// When it started (unknown for failures stored before sitq recorded it).
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended; `None` while it runs.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// How it ended.
+    pub outcome: AttemptOutcome,
+    /// Its error, when it failed: the kind and the message with its source
+    /// chain or panic message.
+    pub error: Option<crate::record::TaskFailure>,
+}
+
+impl Attempt {
+    /// How long it ran, when both ends are known.
+    pub fn duration(&self) -> Option<Duration> {
+        (self.finished_at? - self.started_at?).to_std().ok()
+    }
+
+    /// A task's attempts, oldest first, from its failure history and record.
+    pub fn history(record: &TaskRecord, failures: &[AttemptFailure]) -> Vec<Attempt> {
+        let mut attempts: Vec<Attempt> = failures
+            .iter()
+            .map(|failure| Attempt {
+                attempt: failure.attempt,
+                worker_id: failure.worker_id.clone(),
+                started_at: failure.started_at,
+                finished_at: Some(failure.failed_at),
+                outcome: AttemptOutcome::Failed,
+                error: Some(crate::record::TaskFailure::new(
+                    failure.kind,
+                    failure.message.clone(),
+                )),
+            })
+            .collect();
+        let current = match record.status {
+            TaskStatus::Running if record.started_at.is_some() => Some(AttemptOutcome::Running),
+            TaskStatus::Succeeded => Some(AttemptOutcome::Succeeded),
+            _ => None,
+        };
+        if let Some(outcome) = current {
+            attempts.push(Attempt {
+                attempt: record.attempts,
+                worker_id: record.worker_id.clone(),
+                started_at: record.started_at,
+                finished_at: record.finished_at,
+                outcome,
+                error: None,
+            });
+        }
+        attempts
+    }
+}
+
+/// A task whose stored payload or result is large ([`Diagnosis::oversized`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OversizedRow {
+    /// The task's id.
+    pub id: TaskId,
+    /// Its name.
+    pub name: String,
+    /// Its payload's size in bytes.
+    pub payload_bytes: u64,
+    /// Its result's size in bytes.
+    pub result_bytes: u64,
+}
+
+/// How a [`Check`] came out.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckLevel {
+    /// Fine.
+    Ok,
+    /// Works, but worth a look.
+    Warn,
+    /// Broken: something will not work.
+    Fail,
+}
+
+/// One finding of `doctor`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// What was checked, e.g. `journal mode`.
+    pub name: String,
+    /// How it came out.
+    pub level: CheckLevel,
+    /// What was found, and what to do when it is not `Ok`.
+    pub detail: String,
+}
+
+impl Check {
+    /// A finding.
+    pub fn new(name: impl Into<String>, level: CheckLevel, detail: impl Into<String>) -> Check {
+        Check {
+            name: name.into(),
+            level,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// What [`Backend::diagnose`](crate::Backend::diagnose) finds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Diagnosis {
+    /// Where the database is: the SQLite file's absolute path, or the
+    /// PostgreSQL host, port and database (never a password).
+    pub location: String,
+    /// The newest migration applied.
+    pub schema_version: i64,
+    /// The newest migration this build knows.
+    pub expected_schema_version: i64,
+    /// Running tasks whose lease has expired (lease recovery will return them).
+    pub expired_leases: u64,
+    /// Up to 20 tasks whose payload or result is larger than asked, largest first.
+    pub oversized: Vec<OversizedRow>,
+    /// The backend's own checks (journal mode, file permissions, …).
+    pub checks: Vec<Check>,
+}
