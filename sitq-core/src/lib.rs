@@ -15,6 +15,7 @@ mod dependency;
 mod error;
 mod handle;
 pub mod inspect;
+mod metrics;
 mod options;
 mod queue;
 mod queue_settings;
