@@ -368,7 +368,7 @@ impl Worker {
             scheduler::spawn(self.queue.backend().clone(), firing, shutdown.subscribe());
         let mut forced = shutdown.subscribe_forced();
         let result = tokio::select! {
-            result = runner::Runner::new(&self, registry, gauge).run(shutdown) => result,
+            result = runner::Runner::new(&self, registry, gauge.clone()).run(shutdown) => result,
             // Dropping the claim loop aborts its attempts (their JoinSet) and
             // lets the result writer and maintenance end on their own:
             // abandoned claims run again once their leases expire.
@@ -388,6 +388,8 @@ impl Worker {
             let _ = scheduler.await;
         }
         let _ = stop_side.send(true);
+        // A stopped worker has no slots.
+        gauge.set(0, 0);
         if let Some(queue_gauges) = queue_gauges {
             let _ = queue_gauges.await;
         }

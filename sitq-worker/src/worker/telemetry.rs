@@ -89,10 +89,18 @@ pub(crate) fn outcome_label(outcome: &Outcome) -> &'static str {
     }
 }
 
-/// This worker has `slots` slots, `busy` of them running an attempt.
-pub(crate) fn slots(slots: usize, busy: usize) {
-    gauge!(SLOTS, "state" => "busy").set(busy as f64);
-    gauge!(SLOTS, "state" => "idle").set(slots.saturating_sub(busy) as f64);
+/// A worker went from `before` to `after` (slots, busy). The gauges move
+/// by the difference, so several workers in one process add up.
+pub(crate) fn slots_changed(before: (usize, usize), after: (usize, usize)) {
+    let idle = |(slots, busy): (usize, usize)| slots.saturating_sub(busy) as f64;
+    let busy = after.1 as f64 - before.1 as f64;
+    if busy != 0.0 {
+        gauge!(SLOTS, "state" => "busy").increment(busy);
+    }
+    let idle = idle(after) - idle(before);
+    if idle != 0.0 {
+        gauge!(SLOTS, "state" => "idle").increment(idle);
+    }
 }
 
 /// Sets the queue gauges from [`Backend::stats`] every few seconds: tasks

@@ -225,3 +225,31 @@ async fn a_ranged_worker_grows_under_a_backlog_and_shrinks_when_idle() {
         .expect("the worker task")
         .expect("run");
 }
+
+#[test]
+fn prefetch_follows_the_current_slots() {
+    let (_, worker) = gated_worker();
+    let ranged = worker.concurrency_range(2..=32);
+    assert_eq!((ranged.min_slots, ranged.max_slots), (2, 32));
+    assert_eq!(ranged.prefetch_for(2), 4, "twice the slots by default");
+    assert_eq!(ranged.prefetch_for(32), 64);
+    let ranged = ranged.prefetch(16);
+    assert_eq!(ranged.prefetch_for(32), 16, "as set at the upper bound");
+    assert_eq!(ranged.prefetch_for(8), 4, "scaled down with the slots");
+    assert_eq!(ranged.prefetch_for(1), 1, "rounded up");
+    let fixed = ranged.concurrency(8).prefetch(3);
+    assert_eq!(fixed.prefetch_for(8), 3, "a fixed size keeps its prefetch");
+    assert_eq!(fixed.prefetch(0).prefetch_for(8), 0);
+}
+
+#[test]
+fn range_bounds_are_sanitised() {
+    let (_, worker) = gated_worker();
+    let worker = worker.concurrency_range(0..=0);
+    assert_eq!((worker.min_slots, worker.max_slots), (1, 1));
+    #[allow(clippy::reversed_empty_ranges)]
+    let worker = worker.concurrency_range(5..=2);
+    assert_eq!((worker.min_slots, worker.max_slots), (5, 5));
+    let worker = worker.concurrency(3);
+    assert_eq!((worker.min_slots, worker.max_slots), (3, 3));
+}
