@@ -352,7 +352,14 @@ impl Worker {
             shutdown.requester(),
         );
         // Before the first claim: a drain asked for already stops at once.
-        registration.beat().await;
+        // Bounded: a database that does not answer is the claim loop's to
+        // report, and the next beats retry.
+        if tokio::time::timeout(FIRST_BEAT_WITHIN, registration.beat())
+            .await
+            .is_err()
+        {
+            tracing::warn!(worker.id = %self.worker_id, "the first worker registry beat timed out; starting anyway");
+        }
         let (stop_side, side_stop) = watch::channel(false);
         let beats = tokio::spawn(registration.run(side_stop.clone()));
         let queue_gauges = self.metrics_wanted().then(|| {
@@ -390,14 +397,13 @@ impl Worker {
         let _ = stop_side.send(true);
         // A stopped worker has no slots.
         gauge.set(0, 0);
-        if let Some(queue_gauges) = queue_gauges {
-            let _ = queue_gauges.await;
-        }
-        if matches!(result, Err(Error::ForcedShutdown)) {
-            // At once: the row expires on its own within WORKER_TTL.
-            beats.abort();
-        } else {
-            let _ = beats.await;
+        let side_tasks = std::iter::once(beats).chain(queue_gauges);
+        for task in side_tasks {
+            if matches!(result, Err(Error::ForcedShutdown)) {
+                // At once: the registry row expires on its own within WORKER_TTL.
+                task.abort();
+            }
+            let _ = task.await;
         }
         shutdown.finish();
         tracing::info!(worker.id = %self.worker_id, "worker stopped");
@@ -432,6 +438,9 @@ impl Worker {
         Ok(())
     }
 }
+
+/// How long [`Worker::run`] waits for its first registry beat.
+const FIRST_BEAT_WITHIN: Duration = Duration::from_secs(5);
 
 /// [`Worker::cancel_grace`] unless set.
 const DEFAULT_CANCEL_GRACE: Duration = Duration::from_secs(5);

@@ -145,6 +145,36 @@ async fn a_drain_request_stops_the_worker_gracefully() {
     );
 }
 
+/// A drain stored before the worker starts is read by its first beat,
+/// before any claim: it stops at once and leaves the queue untouched.
+#[tokio::test]
+async fn a_drain_stored_before_the_start_stops_it_before_any_claim() {
+    let (memory, worker) = gated_worker();
+    let id = memory.add(GATED.name, b"never runs");
+    let beat = WorkerBeat {
+        id: worker.id().to_owned(),
+        host: "elsewhere".into(),
+        pid: 1,
+        version: "0".into(),
+        queues: Vec::new(),
+        tasks: Vec::new(),
+        concurrency: 1,
+        running: 0,
+        ttl: WORKER_TTL,
+    };
+    memory.worker_beat(&beat).await.expect("beat");
+    assert!(memory.drain_worker(worker.id()).await.expect("drain"));
+    let stop = worker.shutdown_handle();
+    tokio::time::timeout(WITHIN, worker.run())
+        .await
+        .expect("the worker stops at once")
+        .expect("a drain is a clean stop");
+    assert!(stop.is_requested());
+    assert_eq!(memory.claims.load(Ordering::Relaxed), 0, "no claim");
+    assert_eq!(memory.status_of(id), Some(TaskStatus::Pending));
+    assert_eq!(memory.removed(), [beat.id]);
+}
+
 #[tokio::test]
 async fn a_failing_beat_is_logged_and_retried_never_fatal() {
     let (memory, mut worker) = gated_worker();
