@@ -191,8 +191,12 @@ impl Audited {
         }
         let payload = codec::from_json(args, &format!("arguments of task {name}"))?;
         let id = self.queue.enqueue_raw(name, payload, options).await?;
-        self.record("enqueue", format!("task {id}"), Some(format!("{name} {args}")))
-            .await?;
+        self.record(
+            "enqueue",
+            format!("task {id}"),
+            Some(format!("{name} {args}")),
+        )
+        .await?;
         Ok(id)
     }
 

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::Result;
-use crate::cancel::{CancelOutcome, CancelRequest};
 use crate::audit::{AuditEntry, NewAuditEntry};
+use crate::cancel::{CancelOutcome, CancelRequest};
 use crate::dependency::{Dependencies, TaskInputs};
 use crate::inspect::{Diagnosis, Stats, TaskFilter, TaskSummary};
 use crate::options::ConnectOptions;

@@ -4,6 +4,7 @@
 //! Users depend on the `sitq` facade rather than on this crate; backends and
 //! the worker runtime depend on it directly.
 
+mod admin;
 pub mod audit;
 mod backend;
 pub mod blocking;
@@ -14,6 +15,7 @@ mod dependency;
 mod error;
 mod handle;
 pub mod inspect;
+mod metrics;
 mod options;
 mod queue;
 mod queue_settings;
@@ -26,7 +28,6 @@ mod unique;
 mod wait;
 mod workers;
 mod workflow;
-mod admin;
 
 #[cfg(feature = "testing")]
 pub mod testing;

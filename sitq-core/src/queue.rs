@@ -432,7 +432,9 @@ impl Queue {
             None => return Ok(Vec::new()),
         };
         async {
+            let counts = crate::metrics::Enqueued::count(&tasks);
             let ids = self.inner.backend.enqueue(tasks).await?;
+            counts.record();
             if let [id] = ids.as_slice() {
                 tracing::debug!(task.id = %id, "enqueued");
             }
@@ -451,7 +453,19 @@ impl Queue {
             None => return Ok(Vec::new()),
         };
         async {
+            let names: Vec<(String, String)> = tasks
+                .iter()
+                .map(|task| (task.queue.clone(), task.name.clone()))
+                .collect();
             let enqueued = self.inner.backend.enqueue_unique(tasks).await?;
+            crate::metrics::Enqueued::count_stored(
+                names
+                    .iter()
+                    .zip(&enqueued)
+                    .filter(|(_, one)| !one.duplicate)
+                    .map(|((queue, name), _)| (queue.as_str(), name.as_str())),
+            )
+            .record();
             if let [one] = enqueued.as_slice() {
                 tracing::debug!(task.id = %one.id, duplicate = one.duplicate, "enqueued");
             }

@@ -18,6 +18,7 @@ mod cases;
 mod claims;
 mod context;
 mod cron;
+mod operations;
 mod queues;
 mod sequences;
 mod tasks;
@@ -38,6 +39,7 @@ pub use cases::*;
 pub use claims::*;
 pub use context::*;
 pub use cron::*;
+pub use operations::*;
 pub use queues::*;
 pub use sequences::*;
 pub use tasks::{Add, registry, registry_without, unique};
@@ -200,6 +202,14 @@ macro_rules! conformance_tests {
         // Dependencies, result passing, workflows (testing/workflows.rs).
         $crate::conformance_tests!(@cases $harness;
             workflow_dependent_is_blocked_until_its_dependencies_succeed, workflow_dependency_that_finished_resolves_at_once, workflow_failure_mid_graph_cancels_dependents_transitively, workflow_worker_runs_cleanup_after_a_failed_dependency, workflow_results_pass_to_dependents_in_order, workflow_cancelling_a_blocked_task_cancels_its_dependents, workflow_retried_dependent_waits_for_its_dependency_again, workflow_retried_dependency_is_waited_for_again, workflow_bad_dependencies_are_refused, workflow_runs_as_one_unit, workflow_is_stored_whole_or_not_at_all, workflow_cancel_workflow_cancels_every_unfinished_task, workflow_prune_keeps_a_result_a_dependent_needs, workflow_chain_runs_across_clients,
+        );
+        // Operations: worker registry, lists, stats, history, audit (testing/operations.rs).
+        $crate::conformance_tests!(@cases $harness;
+            ops_worker_beats_register_and_refresh, ops_stale_workers_expire,
+            ops_drain_request_reaches_the_worker, ops_task_list_filters_and_pages,
+            ops_stats_count_states_and_recent_finishes, ops_attempt_history_lists_every_try,
+            ops_audit_log_records_admin_actions, ops_enqueue_by_name_with_json_arguments,
+            ops_purge_by_state_and_age, ops_diagnose_finds_expired_leases_and_large_rows,
         );
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {

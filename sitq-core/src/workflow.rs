@@ -185,6 +185,7 @@ impl Workflow {
             }
             tasks.push(task);
         }
+        let counts = crate::metrics::Enqueued::count(&tasks);
         let stored = queue
             .backend()
             .enqueue_workflow(NewWorkflow {
@@ -192,6 +193,7 @@ impl Workflow {
                 tasks,
             })
             .await?;
+        counts.record();
         tracing::debug!(workflow.id = %stored.id, tasks = stored.tasks.len(), "workflow enqueued");
         Ok(WorkflowHandle {
             queue: queue.clone(),
