@@ -143,10 +143,10 @@ impl Worker {
 
     /// Whether the worker sets the queue gauges `sitq_queue_depth{queue,status}`
     /// and `sitq_queue_oldest_pending_seconds{queue}` from the database's
-    /// counts every 5 s (default: only with a
-    /// [`metrics_listener`](Worker::metrics_listener); turn it on when the
-    /// program installs its own `metrics` recorder). Each read counts the
-    /// tasks table: one worker per database is enough.
+    /// counts every 5 s (default: only with a `metrics_listener`, feature
+    /// `prometheus`; turn it on when the program installs its own `metrics`
+    /// recorder). Each read counts the tasks table: one worker per database
+    /// is enough.
     pub fn queue_metrics(mut self, on: bool) -> Worker {
         self.queue_metrics = on;
         self
