@@ -283,3 +283,90 @@ fn range_bounds_are_sanitised() {
     let worker = worker.concurrency(3);
     assert_eq!((worker.min_slots, worker.max_slots), (3, 3));
 }
+
+/// Captured log output: a `tracing_subscriber` writer into a buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn text(&self) -> String {
+        let bytes = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The start line names the database, tasks, queues, concurrency and id,
+/// and each attempt runs in a `sitq.attempt` span with its fields. The
+/// test's runtime has one thread, so the subscriber set for it sees the
+/// worker's tasks too.
+#[tokio::test]
+async fn logs_one_start_line_and_spans_each_attempt() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    let (memory, worker) = gated_worker();
+    let worker = worker.concurrency_range(2..=4).queues(["default"]);
+    let worker_id = worker.id().to_owned();
+    let gate = Gate::new("logs");
+    gate.open();
+    let id = memory.add(GATED.name, b"logs");
+    let stop = worker.shutdown_handle();
+    let run = tokio::spawn(worker.run());
+    until("the task ran", || {
+        memory.status_of(id) == Some(TaskStatus::Succeeded)
+    })
+    .await;
+    stop.request();
+    tokio::time::timeout(WITHIN, run)
+        .await
+        .expect("the worker stops")
+        .expect("the worker task")
+        .expect("run");
+
+    let text = captured.text();
+    let start: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains("worker starting"))
+        .collect();
+    assert_eq!(start.len(), 1, "one start line in:\n{text}");
+    for field in [
+        format!("worker.id={worker_id}"),
+        "database=memory".to_owned(),
+        "tasks=gated".to_owned(),
+        "queues=default".to_owned(),
+        "concurrency=2..=4".to_owned(),
+    ] {
+        assert!(start[0].contains(&field), "{field} in {}", start[0]);
+    }
+    let attempt = format!(
+        "sitq.attempt{{task.name=gated task.id={id} attempt=1 queue=default worker.id={worker_id}}}"
+    );
+    assert!(
+        text.lines()
+            .any(|line| line.contains(&attempt) && line.contains("succeeded")),
+        "the outcome is logged in {attempt} in:\n{text}"
+    );
+}
