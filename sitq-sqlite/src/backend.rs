@@ -1,5 +1,6 @@
 //! [`SqliteBackend`]: the `Backend` trait over the writer thread and reader threads.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -9,17 +10,18 @@ use chrono::{DateTime, Utc};
 use sitq_core::ScheduleInfo;
 use sitq_core::schedule::{ScheduleDefinition, TickFire};
 use sitq_core::{
-    AttemptFailure, Backend, CancelOutcome, CancelRequest, ClaimRef, ClaimRequest, ClaimedTask,
-    Completion, ConnectOptions, Enqueued, Error, Finished, NewTask, NewWorkflow, QueueInfo,
-    QueueLimits, Result, Signals, StoredWorkflow, TaskId, TaskRecord, TaskStatus, WorkflowId,
-    WorkflowInfo,
+    AttemptFailure, AuditEntry, Backend, CancelOutcome, CancelRequest, ClaimRef, ClaimRequest,
+    ClaimedTask, Completion, ConnectOptions, Diagnosis, Enqueued, Error, Finished, NewAuditEntry,
+    NewTask, NewWorkflow, QueueInfo, QueueLimits, Result, Signals, Stats, StoredWorkflow,
+    TaskFilter, TaskId, TaskRecord, TaskStatus, TaskSummary, WorkerBeat, WorkerControl, WorkerInfo,
+    WorkflowId, WorkflowInfo,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use crate::connect::Target;
-use crate::ops::deps;
 use crate::ops::read::{Found, Read};
 use crate::ops::write::Claim;
+use crate::ops::{deps, json_strings};
 use crate::readers::Readers;
 use crate::time;
 use crate::watch::{self, FileWatch};
@@ -53,6 +55,10 @@ pub struct SqliteBackend {
     closed: AtomicBool,
     /// Wakes this process when another one commits (file databases only).
     _watch: Option<FileWatch>,
+    /// `sqlite:///abs/path` or `sqlite::memory:`.
+    location: String,
+    /// The database file (`None` in memory), for `diagnose`.
+    path: Option<PathBuf>,
 }
 
 impl SqliteBackend {
@@ -67,8 +73,15 @@ impl SqliteBackend {
     /// fsync per group commit.
     ///
     /// Each `sqlite::memory:` connect is a fresh, private database.
+    ///
+    /// With [`ConnectOptions::create_missing`] off, a file that does not
+    /// exist is an [`Error::Config`] naming its absolute path, and nothing
+    /// is created.
     pub async fn connect(url: &str, options: ConnectOptions) -> Result<SqliteBackend> {
         let target = Target::parse(url)?;
+        if !options.create_missing {
+            target.require_existing(url)?;
+        }
         target.create_file()?;
         let signals = Arc::new(Signals::new());
         let writer = writer::spawn(target.clone(), signals.clone()).await?;
@@ -91,6 +104,8 @@ impl SqliteBackend {
             poll_interval: options.poll_interval,
             closed: AtomicBool::new(false),
             _watch: watch,
+            location: target.location(),
+            path: target.path.clone(),
         })
     }
 
@@ -288,10 +303,25 @@ impl Backend for SqliteBackend {
         .await
     }
 
-    async fn prune(&self, before: DateTime<Utc>) -> Result<u64> {
+    async fn purge(&self, before: DateTime<Utc>, statuses: &[TaskStatus]) -> Result<u64> {
+        // Only finished states are ever deleted, whatever the caller asked.
+        let finished: Vec<String> = if statuses.is_empty() {
+            TaskStatus::ALL.to_vec()
+        } else {
+            statuses.to_vec()
+        }
+        .into_iter()
+        .filter(|status| status.is_finished())
+        .map(|status| status.as_str().to_owned())
+        .collect();
+        if finished.is_empty() {
+            return Ok(0);
+        }
+        let statuses = json_strings(&finished);
         let before = time::to_micros(before);
-        self.call("pruning finished tasks", |reply| Command::Prune {
+        self.call("purging finished tasks", |reply| Command::Purge {
             before,
+            statuses,
             reply,
         })
         .await
@@ -429,6 +459,93 @@ impl Backend for SqliteBackend {
         match self.read(Read::Schedules).await? {
             Found::Schedules(schedules) => Ok(schedules),
             _ => Err(unexpected("listing schedules")),
+        }
+    }
+
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    async fn worker_beat(&self, beat: &WorkerBeat) -> Result<WorkerControl> {
+        let beat = Box::new(beat.clone());
+        self.call("registering a worker", |reply| Command::WorkerBeat {
+            beat,
+            reply,
+        })
+        .await
+    }
+
+    async fn remove_worker(&self, id: &str) -> Result<()> {
+        let id = id.to_owned();
+        self.call("removing a worker", |reply| Command::RemoveWorker {
+            id,
+            reply,
+        })
+        .await
+    }
+
+    async fn workers(&self) -> Result<Vec<WorkerInfo>> {
+        match self.read(Read::Workers).await? {
+            Found::Workers(workers) => Ok(workers),
+            _ => Err(unexpected("listing workers")),
+        }
+    }
+
+    async fn drain_worker(&self, id: &str) -> Result<bool> {
+        // Workers in other processes read the request at their next beat.
+        let id = id.to_owned();
+        self.call("draining a worker", |reply| Command::DrainWorker {
+            id,
+            reply,
+        })
+        .await
+    }
+
+    async fn tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskSummary>> {
+        if filter.limit == 0 {
+            return Ok(Vec::new());
+        }
+        match self.read(Read::Tasks(Box::new(filter.clone()))).await? {
+            Found::Tasks(tasks) => Ok(tasks),
+            _ => Err(unexpected("listing tasks")),
+        }
+    }
+
+    async fn stats(&self) -> Result<Stats> {
+        match self.read(Read::Stats).await? {
+            Found::Stats(stats) => Ok(*stats),
+            _ => Err(unexpected("reading statistics")),
+        }
+    }
+
+    async fn record_audit(&self, entry: &NewAuditEntry) -> Result<()> {
+        let entry = Box::new(entry.clone());
+        self.call("recording an audit entry", |reply| Command::RecordAudit {
+            entry,
+            reply,
+        })
+        .await
+    }
+
+    async fn audit_log(&self, limit: usize, before: Option<i64>) -> Result<Vec<AuditEntry>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        match self.read(Read::AuditLog { limit, before }).await? {
+            Found::AuditLog(entries) => Ok(entries),
+            _ => Err(unexpected("reading the audit log")),
+        }
+    }
+
+    async fn diagnose(&self, oversized_bytes: usize) -> Result<Diagnosis> {
+        let read = Read::Diagnose {
+            location: self.location.clone(),
+            path: self.path.clone(),
+            oversized_bytes,
+        };
+        match self.read(read).await? {
+            Found::Diagnosis(diagnosis) => Ok(*diagnosis),
+            _ => Err(unexpected("diagnosing the database")),
         }
     }
 }

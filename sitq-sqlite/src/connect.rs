@@ -2,7 +2,7 @@
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
@@ -55,7 +55,17 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "workflows",
         include_str!("../migrations/0007_workflows.sql"),
     ),
+    (
+        8,
+        "operations",
+        include_str!("../migrations/0008_operations.sql"),
+    ),
 ];
+
+/// The newest schema version this build knows.
+pub(crate) fn newest_migration() -> i64 {
+    MIGRATIONS.last().map_or(0, |(version, ..)| *version)
+}
 
 /// sitq's own bookkeeping table (the shape sqlx's migrator used, so files
 /// created by earlier versions are recognised).
@@ -161,6 +171,50 @@ impl Target {
         })
     }
 
+    /// Refuses a database file that does not exist, creating nothing: for
+    /// admin tools (`ConnectOptions::create_missing` off), where a mistyped
+    /// path must not become a new, empty database. The error names the
+    /// absolute path, and the working directory a relative one resolved against.
+    pub(crate) fn require_existing(&self, url: &str) -> Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let absolute = absolute(path);
+        match std::fs::exists(&absolute) {
+            Ok(true) => Ok(()),
+            Ok(false) if path.is_relative() => {
+                let cwd = std::env::current_dir()
+                    .map(|cwd| cwd.display().to_string())
+                    .unwrap_or_else(|_| "(unknown)".into());
+                Err(Error::Config(format!(
+                    "no sitq database at {} ({url} resolves against the working directory \
+                     {cwd}); check the path, or use sqlite:///absolute/path",
+                    absolute.display()
+                )))
+            }
+            Ok(false) => Err(Error::Config(format!(
+                "no sitq database at {}; check the path",
+                absolute.display()
+            ))),
+            Err(source) => Err(Error::Io {
+                op: "looking for the SQLite database file",
+                source,
+            }),
+        }
+    }
+
+    /// Where the database is: `sqlite:///abs/path` (canonical, once the
+    /// file exists) or `sqlite::memory:`.
+    pub(crate) fn location(&self) -> String {
+        match &self.path {
+            Some(path) => {
+                let path = std::fs::canonicalize(path).unwrap_or_else(|_| absolute(path));
+                format!("sqlite://{}", path.display())
+            }
+            None => "sqlite::memory:".to_owned(),
+        }
+    }
+
     /// Creates the database file, readable by its owner only, if it is missing.
     ///
     /// Done before SQLite opens it because SQLite would create it with the
@@ -221,6 +275,12 @@ impl Target {
             .map_err(db(op))?;
         Ok(conn)
     }
+}
+
+/// `path` made absolute against the working directory (as SQLite opens it),
+/// or left as it is when there is none.
+pub(crate) fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
 /// `map_err` for a rusqlite error during `op`.
@@ -321,7 +381,6 @@ fn migrate_once(conn: &Connection) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     #[test]
     fn url_forms() -> Result<()> {

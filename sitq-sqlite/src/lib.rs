@@ -21,8 +21,11 @@
 //!   directly (finished tasks carry their outcome, so a waiter needs no
 //!   query). Across processes, a watch on the `-wal` file plus `PRAGMA
 //!   data_version` tells within milliseconds that another process committed.
+//! - **Backups.** [`backup`] copies a live database to a new file (mode
+//!   0600) with SQLite's online backup API while workers keep writing.
 
 mod backend;
+mod backup;
 mod connect;
 mod ops;
 mod readers;
@@ -32,6 +35,7 @@ mod watch;
 mod writer;
 
 pub use backend::SqliteBackend;
+pub use backup::{BackupProgress, backup};
 pub use transaction::{Transaction, transaction};
 
 /// The rusqlite sitq is built with, for the parameters and rows of a

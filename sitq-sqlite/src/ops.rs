@@ -7,11 +7,15 @@
 //! us and SQLite's C library, a row costs microseconds, and a one-row
 //! statement fails alone.
 
+pub(crate) mod audit;
 pub(crate) mod cancel;
 pub(crate) mod deps;
+pub(crate) mod diagnose;
+pub(crate) mod inspect;
 pub(crate) mod queues;
 pub(crate) mod read;
 pub(crate) mod schedules;
+pub(crate) mod workers;
 pub(crate) mod write;
 
 use sitq_core::{Finished, TaskFailure, TaskId, TaskStatus};

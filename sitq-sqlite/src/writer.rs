@@ -24,7 +24,7 @@ use crate::connect::{Target, db};
 use crate::ops::queues;
 use crate::ops::schedules;
 use crate::ops::write::{self, Effects};
-use crate::ops::{cancel, deps};
+use crate::ops::{audit, cancel, deps, workers};
 use crate::{time, watch};
 use command::{Answer, Command, answer};
 
@@ -35,9 +35,9 @@ const MAX_GROUP: usize = 512;
 /// Commands that may queue before callers wait for room (backpressure).
 const CHANNEL: usize = 4096;
 
-/// Finished rows one prune deletes per group commit, so that a large backlog
+/// Finished rows one purge deletes per group commit, so that a large backlog
 /// never holds the write lock for long.
-const PRUNE_STEP: i64 = 5_000;
+const PURGE_STEP: i64 = 5_000;
 
 /// The writer's side of the channel and what it shares with the watcher.
 pub(crate) struct Spawned {
@@ -83,9 +83,11 @@ pub(crate) async fn spawn(target: Target, signals: Arc<Signals>) -> sitq_core::R
     })
 }
 
-/// A prune that has more rows to delete in later groups.
+/// A purge that has more rows to delete in later groups.
 struct Pruning {
     before: i64,
+    /// A JSON array of the finished states to delete.
+    statuses: String,
     deleted: u64,
     reply: command::Reply<u64>,
 }
@@ -150,7 +152,7 @@ impl Writer {
         }
     }
 
-    /// Runs `commands` (and the next step of unfinished prunes) in one
+    /// Runs `commands` (and the next step of unfinished purges) in one
     /// transaction; returns the reply of a `Close` among them.
     fn group(&mut self, commands: &mut Vec<Command>) -> Option<oneshot::Sender<()>> {
         let mut close = None;
@@ -323,13 +325,38 @@ impl Writer {
                         });
                 answers.push(answer(reply, result));
             }
-            Command::Prune { before, reply } => {
+            Command::Purge {
+                before,
+                statuses,
+                reply,
+            } => {
                 let job = Pruning {
                     before,
+                    statuses,
                     deleted: 0,
                     reply,
                 };
                 self.prune(job, now, answers);
+            }
+            Command::WorkerBeat { beat, reply } => {
+                let result = guarded(conn, true, || workers::beat(conn, &beat, now));
+                answers.push(answer(reply, result.map_err(db("registering a worker"))));
+            }
+            Command::RemoveWorker { id, reply } => {
+                let result = workers::remove(conn, &id);
+                answers.push(answer(reply, result.map_err(db("removing a worker"))));
+            }
+            Command::DrainWorker { id, reply } => {
+                let result = workers::drain(conn, &id, now);
+                effects.control |= matches!(result, Ok(true));
+                answers.push(answer(reply, result.map_err(db("draining a worker"))));
+            }
+            Command::RecordAudit { entry, reply } => {
+                let result = audit::record(conn, &entry, now);
+                answers.push(answer(
+                    reply,
+                    result.map_err(db("recording an audit entry")),
+                ));
             }
             Command::SetPaused {
                 queue,
@@ -421,22 +448,22 @@ impl Writer {
         }
     }
 
-    /// One step of a prune: answers when done, else keeps it for the next group.
+    /// One step of a purge: answers when done, else keeps it for the next group.
     fn prune(&mut self, mut job: Pruning, _now: i64, answers: &mut Vec<Answer>) {
         let conn = &self.conn;
         match guarded(conn, true, || {
-            write::prune_some(conn, job.before, PRUNE_STEP)
+            write::purge_some(conn, job.before, &job.statuses, PURGE_STEP)
         }) {
             Ok(deleted) => {
                 job.deleted += deleted;
-                if deleted < PRUNE_STEP as u64 {
+                if deleted < PURGE_STEP as u64 {
                     answers.push(answer(job.reply, Ok(job.deleted)));
                 } else {
                     self.pruning.push(job);
                 }
             }
             Err(err) => {
-                let err = Error::database("pruning finished tasks", err);
+                let err = Error::database("purging finished tasks", err);
                 answers.push(answer(job.reply, Err(err)));
             }
         }
@@ -458,6 +485,9 @@ impl Writer {
         }
         if !effects.finished.is_empty() {
             self.signals.notify_outcomes(effects.finished);
+        }
+        if effects.control {
+            self.signals.notify_control();
         }
         if effects.work {
             self.signals.notify_work();
@@ -535,7 +565,11 @@ fn fail(command: Command, err: &Arc<rusqlite::Error>) {
         Command::Recover { reply } => send(reply, err),
         Command::Cancel { reply, .. } => send(reply, err),
         Command::Retry { reply, .. } => send(reply, err),
-        Command::Prune { reply, .. } => send(reply, err),
+        Command::Purge { reply, .. } => send(reply, err),
+        Command::WorkerBeat { reply, .. } => send(reply, err),
+        Command::RemoveWorker { reply, .. } => send(reply, err),
+        Command::DrainWorker { reply, .. } => send(reply, err),
+        Command::RecordAudit { reply, .. } => send(reply, err),
         Command::Read { reply, .. } => send(reply, err),
         Command::RegisterSchedules { reply, .. } => send(reply, err),
         Command::FireTick { reply, .. } => send(reply, err),

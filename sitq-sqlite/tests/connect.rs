@@ -114,3 +114,54 @@ async fn calls_after_close_fail_instead_of_hanging() {
     assert!(err.to_string().contains("enqueueing"), "{err}");
     assert!(backend.status(TaskId(1)).await.is_err());
 }
+
+#[tokio::test]
+async fn create_missing_off_refuses_a_missing_file_naming_its_absolute_path() {
+    let options = ConnectOptions::new().create_missing(false);
+
+    // Absolute: the error names the path, and nothing is created.
+    let db = TempDb::new("missing");
+    let err = SqliteBackend::connect(&db.url(), options.clone())
+        .await
+        .expect_err("a missing file is refused");
+    let text = err.to_string();
+    assert!(matches!(err, sitq_core::Error::Config(_)), "{err:?}");
+    assert!(text.contains(&db.path.display().to_string()), "{text}");
+    assert!(!db.path.exists(), "nothing was created");
+
+    // Relative: the absolute path it resolved to, and the working directory.
+    let name = format!("sitq-missing-{}.db", std::process::id());
+    let cwd = std::env::current_dir().expect("working directory");
+    let err = SqliteBackend::connect(&format!("sqlite://{name}"), options.clone())
+        .await
+        .expect_err("a missing relative file is refused");
+    let text = err.to_string();
+    assert!(
+        text.contains(&cwd.join(&name).display().to_string()),
+        "{text}"
+    );
+    assert!(text.contains("working directory"), "{text}");
+    assert!(!cwd.join(&name).exists(), "nothing was created");
+
+    // An existing file opens.
+    let created = db.connect().await;
+    created.close().await;
+    let backend = SqliteBackend::connect(&db.url(), options)
+        .await
+        .expect("an existing file opens with create_missing off");
+    backend.close().await;
+}
+
+#[tokio::test]
+async fn location_is_the_canonical_absolute_path() {
+    let db = TempDb::new("location");
+    let backend = db.connect().await;
+    let canonical = std::fs::canonicalize(&db.path).expect("canonical path");
+    assert_eq!(
+        backend.location(),
+        format!("sqlite://{}", canonical.display())
+    );
+    assert!(backend.location().starts_with("sqlite:///"));
+    backend.close().await;
+    assert_eq!(memory().await.location(), "sqlite::memory:");
+}

@@ -30,6 +30,20 @@ pub(crate) enum Read {
     Queues,
     /// A workflow and its tasks.
     Workflow(sitq_core::WorkflowId),
+    /// Every live worker.
+    Workers,
+    /// A task list.
+    Tasks(Box<sitq_core::TaskFilter>),
+    /// Counts and recent activity.
+    Stats,
+    /// A page of the audit log.
+    AuditLog { limit: usize, before: Option<i64> },
+    /// `doctor`'s checks.
+    Diagnose {
+        location: String,
+        path: Option<std::path::PathBuf>,
+        oversized_bytes: usize,
+    },
 }
 
 /// What a [`Read`] found.
@@ -53,6 +67,16 @@ pub(crate) enum Found {
     Queues(Vec<sitq_core::QueueInfo>),
     /// From [`Read::Workflow`].
     Workflow(Option<Box<sitq_core::WorkflowInfo>>),
+    /// From [`Read::Workers`].
+    Workers(Vec<sitq_core::WorkerInfo>),
+    /// From [`Read::Tasks`].
+    Tasks(Vec<sitq_core::TaskSummary>),
+    /// From [`Read::Stats`].
+    Stats(Box<sitq_core::Stats>),
+    /// From [`Read::AuditLog`].
+    AuditLog(Vec<sitq_core::AuditEntry>),
+    /// From [`Read::Diagnose`].
+    Diagnosis(Box<sitq_core::Diagnosis>),
 }
 
 impl Read {
@@ -68,6 +92,11 @@ impl Read {
             Read::Schedules => "listing schedules",
             Read::Queues => "listing queues",
             Read::Workflow(_) => "reading a workflow",
+            Read::Workers => "listing workers",
+            Read::Tasks(_) => "listing tasks",
+            Read::Stats => "reading statistics",
+            Read::AuditLog { .. } => "reading the audit log",
+            Read::Diagnose { .. } => "diagnosing the database",
         }
     }
 
@@ -111,7 +140,7 @@ impl Read {
             }
             Read::Failures(id) => {
                 let mut statement = conn.prepare_cached(
-                    "SELECT attempt, kind, message, worker_id, failed_at FROM sitq_failures \
+                    "SELECT attempt, kind, message, worker_id, failed_at, started_at FROM sitq_failures \
                      WHERE task_id = ?1 ORDER BY seq",
                 )?;
                 let rows = statement.query_map([id.0], |row| {
@@ -121,7 +150,7 @@ impl Read {
                         kind: FailureKind::parse(&kind),
                         message: row.get(2)?,
                         worker_id: row.get(3)?,
-                        started_at: None,
+                        started_at: row.get::<_, Option<i64>>(5)?.map(time::from_micros),
                         failed_at: time::from_micros(row.get(4)?),
                     })
                 })?;
@@ -145,6 +174,25 @@ impl Read {
             Read::Workflow(id) => {
                 super::deps::workflow(conn, *id).map(|info| Found::Workflow(info.map(Box::new)))
             }
+            Read::Workers => super::workers::list(conn, time::now_micros()).map(Found::Workers),
+            Read::Tasks(filter) => super::inspect::tasks(conn, filter).map(Found::Tasks),
+            Read::Stats => super::inspect::stats(conn, time::now_micros())
+                .map(|stats| Found::Stats(Box::new(stats))),
+            Read::AuditLog { limit, before } => {
+                super::audit::log(conn, *limit, *before).map(Found::AuditLog)
+            }
+            Read::Diagnose {
+                location,
+                path,
+                oversized_bytes,
+            } => super::diagnose::diagnose(
+                conn,
+                location,
+                path.as_deref(),
+                *oversized_bytes,
+                time::now_micros(),
+            )
+            .map(|diagnosis| Found::Diagnosis(Box::new(diagnosis))),
         }
     }
 }

@@ -25,6 +25,8 @@ pub(crate) struct Effects {
     pub(crate) cancelled: Vec<TaskId>,
     /// Tasks retried: outcomes kept for waiters must be forgotten.
     pub(crate) retried: Vec<TaskId>,
+    /// A worker was asked to drain: this process's workers look.
+    pub(crate) control: bool,
 }
 
 impl Effects {
@@ -34,6 +36,7 @@ impl Effects {
         self.work |= other.work;
         self.cancelled.extend(other.cancelled);
         self.retried.extend(other.retried);
+        self.control |= other.control;
     }
 }
 
@@ -444,6 +447,10 @@ fn snooze_delay(delay: Duration) -> Duration {
     delay.min(sitq_core::Context::MAX_SNOOZE)
 }
 
+/// What a failure outcome's update returns: the stored status, the name,
+/// the worker, whether the task has dependents, and when the attempt started.
+type FailedRow = (String, String, Option<String>, bool, Option<i64>);
+
 /// Records a failure outcome (`Retry`, `Failed`, `Cancelled`) and adds it to
 /// the failure history; whether it applied. A task with a cancel request
 /// ends `cancelled` whatever the outcome said: a cancel is never retried.
@@ -476,9 +483,9 @@ fn complete_failure(
              dependents_resolved = CASE WHEN ?3 = 'pending' AND cancel_requested_at IS NULL \
                  THEN dependents_resolved ELSE NOT has_dependents END \
          WHERE id = ?1 AND attempts = ?2 AND status = 'running' \
-         RETURNING status, name, worker_id, has_dependents",
+         RETURNING status, name, worker_id, has_dependents, started_at",
     )?;
-    let row: Option<(String, String, Option<String>, bool)> = statement
+    let row: Option<FailedRow> = statement
         .query_row(
             params![
                 completion.claim.id.0,
@@ -489,18 +496,29 @@ fn complete_failure(
                 run_at,
                 now,
             ],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+            |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                ))
+            },
         )
         .optional()?;
-    let Some((stored, name, worker_id, has_dependents)) = row else {
+    let Some((stored, name, worker_id, has_dependents, started_at)) = row else {
         return Ok(false);
     };
     record_failure(
         conn,
-        completion.claim.id,
-        completion.claim.attempt,
+        Attempt {
+            id: completion.claim.id,
+            attempt: completion.claim.attempt,
+            worker_id: worker_id.as_deref(),
+            started_at,
+        },
         failure,
-        worker_id.as_deref(),
         now,
     )?;
     let stored = status_of(&stored)?;
@@ -531,25 +549,34 @@ pub(crate) fn status_of(text: &str) -> rusqlite::Result<TaskStatus> {
     status(text, 0)
 }
 
+/// Which attempt failed, for [`record_failure`].
+struct Attempt<'a> {
+    id: TaskId,
+    attempt: u32,
+    worker_id: Option<&'a str>,
+    /// The task row's `started_at`: when this attempt started.
+    started_at: Option<i64>,
+}
+
 /// Adds one failed attempt to the failure history.
 fn record_failure(
     conn: &Connection,
-    id: TaskId,
-    attempt: u32,
+    attempt: Attempt<'_>,
     failure: &TaskFailure,
-    worker_id: Option<&str>,
     now: i64,
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "INSERT INTO sitq_failures (task_id, attempt, kind, message, worker_id, failed_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO sitq_failures \
+             (task_id, attempt, kind, message, worker_id, started_at, failed_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![
-        id.0,
-        attempt,
+        attempt.id.0,
+        attempt.attempt,
         failure.kind.as_str(),
         failure.message,
-        worker_id,
+        attempt.worker_id,
+        attempt.started_at,
         now
     ])?;
     Ok(())
@@ -594,7 +621,7 @@ pub(crate) fn recover_expired(
                  || ' (killed or cut off)' END \
          WHERE status = 'running' AND lease_until < ?1 \
          RETURNING id, name, status, attempts, result, error_kind, error, \
-             started_at IS NOT NULL, worker_id, has_dependents",
+             started_at IS NOT NULL, worker_id, has_dependents, started_at",
     )?;
     let rows = statement.query_map(params![now, FailureKind::LeaseExpired.as_str()], |row| {
         Ok((
@@ -602,22 +629,22 @@ pub(crate) fn recover_expired(
             row.get::<_, bool>(7)?,
             row.get::<_, Option<String>>(8)?,
             row.get::<_, bool>(9)?,
+            row.get::<_, Option<i64>>(10)?,
         ))
     })?;
     let rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
     let mut recovered = 0;
     let mut resolve = Vec::new();
-    for (finished, started, worker_id, has_dependents) in rows {
+    for (finished, started, worker_id, has_dependents, started_at) in rows {
         recovered += 1;
         if started && let Some(failure) = &finished.failure {
-            record_failure(
-                conn,
-                finished.id,
-                finished.attempts,
-                failure,
-                worker_id.as_deref(),
-                now,
-            )?;
+            let attempt = Attempt {
+                id: finished.id,
+                attempt: finished.attempts,
+                worker_id: worker_id.as_deref(),
+                started_at,
+            };
+            record_failure(conn, attempt, failure, now)?;
         }
         // Either way a running task stopped: a sequence or a concurrency
         // limit it held may let others run.
@@ -646,18 +673,24 @@ fn concurrency_limited(conn: &Connection) -> rusqlite::Result<Vec<String>> {
         .collect()
 }
 
-/// Deletes at most `limit` finished tasks that finished before `before`,
-/// with their failure history; how many.
+/// Deletes at most `limit` tasks in `statuses` (a JSON array of finished
+/// states) that finished before `before`, with their failure history; how many.
 ///
-/// Bounded so that pruning a large backlog never holds the write lock for
+/// Bounded so that purging a large backlog never holds the write lock for
 /// long: the writer calls it again in its next transactions.
-pub(crate) fn prune_some(conn: &Connection, before: i64, limit: i64) -> rusqlite::Result<u64> {
+pub(crate) fn purge_some(
+    conn: &Connection,
+    before: i64,
+    statuses: &str,
+    limit: i64,
+) -> rusqlite::Result<u64> {
     // A task some unfinished dependent waits for stays: its result may be
     // an input, and its status what the dependent's retry counts. Asked
     // only of rows with dependents (SQLite stops an OR at its first true term).
     let mut statement = conn.prepare_cached(
         "DELETE FROM sitq_tasks WHERE id IN (SELECT id FROM sitq_tasks \
              WHERE finished_at < ?1 AND status IN ('succeeded', 'failed', 'cancelled') \
+               AND status IN (SELECT value FROM json_each(?3)) \
                AND (has_dependents = 0 OR NOT EXISTS (SELECT 1 FROM sitq_deps AS d \
                    JOIN sitq_tasks AS t ON t.id = d.task_id \
                    WHERE d.dep_id = sitq_tasks.id \
@@ -666,7 +699,7 @@ pub(crate) fn prune_some(conn: &Connection, before: i64, limit: i64) -> rusqlite
          RETURNING id, workflow_id",
     )?;
     let rows = statement
-        .query_map(params![before, limit], |row| {
+        .query_map(params![before, limit, statuses], |row| {
             Ok((row.get::<_, i64>(0)?, row.get::<_, Option<i64>>(1)?))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;

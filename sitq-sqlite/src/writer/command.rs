@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use sitq_core::schedule::{ScheduleDefinition, TickFire};
 use sitq_core::{
-    CancelOutcome, CancelRequest, ClaimRef, ClaimedTask, Completion, Enqueued, Error, NewTask,
-    NewWorkflow, Result, ScheduleInfo, StoredWorkflow, TaskId,
+    CancelOutcome, CancelRequest, ClaimRef, ClaimedTask, Completion, Enqueued, Error,
+    NewAuditEntry, NewTask, NewWorkflow, Result, ScheduleInfo, StoredWorkflow, TaskId, WorkerBeat,
+    WorkerControl,
 };
 use tokio::sync::oneshot;
 
@@ -61,8 +62,27 @@ pub(crate) enum Command {
     },
     /// `Backend::retry`.
     Retry { id: TaskId, reply: Reply<()> },
-    /// `Backend::prune`, with `before` in stored form.
-    Prune { before: i64, reply: Reply<u64> },
+    /// `Backend::purge` (and so `prune`), with `before` in stored form and
+    /// the statuses a JSON array of finished states.
+    Purge {
+        before: i64,
+        statuses: String,
+        reply: Reply<u64>,
+    },
+    /// `Backend::worker_beat`.
+    WorkerBeat {
+        beat: Box<WorkerBeat>,
+        reply: Reply<WorkerControl>,
+    },
+    /// `Backend::remove_worker`.
+    RemoveWorker { id: String, reply: Reply<()> },
+    /// `Backend::drain_worker`.
+    DrainWorker { id: String, reply: Reply<bool> },
+    /// `Backend::record_audit`.
+    RecordAudit {
+        entry: Box<NewAuditEntry>,
+        reply: Reply<()>,
+    },
     /// `Backend::set_queue_paused`.
     SetPaused {
         queue: String,
