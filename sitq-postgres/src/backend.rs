@@ -8,18 +8,23 @@
 //! Every operation is one statement, hence one transaction and one round
 //! trip; those that change tasks send their own `NOTIFY` from inside it.
 
+mod admin;
 mod claim;
 mod complete;
 pub(crate) mod deps;
+mod diagnose;
 mod enqueue;
 pub(crate) mod failure;
 mod inspect;
+mod purge;
 mod queues;
 mod reserve;
 mod resolve;
 mod schedules;
 pub(crate) mod unique;
+mod workers;
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -30,10 +35,11 @@ use chrono::{DateTime, Utc};
 use sitq_core::ScheduleInfo;
 use sitq_core::schedule::{ScheduleDefinition, TickFire};
 use sitq_core::{
-    AttemptFailure, Backend, CancelOutcome, CancelRequest, ClaimRef, ClaimRequest, ClaimedTask,
-    Completion, ConnectOptions, Enqueued, Error, Finished, NewTask, NewWorkflow, QueueInfo,
-    QueueLimits, Result, Signals, StoredWorkflow, TaskId, TaskRecord, TaskStatus, WorkflowId,
-    WorkflowInfo,
+    AttemptFailure, AuditEntry, Backend, CancelOutcome, CancelRequest, ClaimRef, ClaimRequest,
+    ClaimedTask, Completion, ConnectOptions, Diagnosis, Enqueued, Error, Finished, NewAuditEntry,
+    NewTask, NewWorkflow, QueueInfo, QueueLimits, Result, Signals, Stats, StoredWorkflow,
+    TaskFilter, TaskId, TaskRecord, TaskStatus, TaskSummary, WorkerBeat, WorkerControl, WorkerInfo,
+    WorkflowId, WorkflowInfo,
 };
 use sqlx::postgres::PgPool;
 
@@ -52,6 +58,8 @@ pub struct PostgresBackend {
     signals: Arc<Signals>,
     poll_interval: Duration,
     listener: Listener,
+    /// `postgres://host:port/database`, for [`Backend::location`].
+    location: String,
     /// Whether the last claim found a queue with limits (see `claim::claim`).
     limits_seen: AtomicBool,
 }
@@ -75,6 +83,7 @@ impl PostgresBackend {
             signals,
             poll_interval: options.poll_interval,
             listener,
+            location: settings.location(),
             limits_seen: AtomicBool::new(false),
         })
     }
@@ -219,8 +228,8 @@ impl Backend for PostgresBackend {
         Ok(outcome)
     }
 
-    async fn prune(&self, before: DateTime<Utc>) -> Result<u64> {
-        inspect::prune(&self.pool, before).await
+    async fn purge(&self, before: DateTime<Utc>, statuses: &[TaskStatus]) -> Result<u64> {
+        purge::purge(&self.pool, before, statuses).await
     }
 
     async fn set_queue_paused(&self, queue: &str, paused: bool) -> Result<()> {
@@ -309,6 +318,51 @@ impl Backend for PostgresBackend {
     async fn schedules(&self) -> Result<Vec<ScheduleInfo>> {
         schedules::list(&self.pool).await
     }
+
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    async fn worker_beat(&self, beat: &WorkerBeat) -> Result<WorkerControl> {
+        workers::beat(&self.pool, beat).await
+    }
+
+    async fn remove_worker(&self, id: &str) -> Result<()> {
+        workers::remove(&self.pool, id).await
+    }
+
+    async fn workers(&self) -> Result<Vec<WorkerInfo>> {
+        workers::list(&self.pool).await
+    }
+
+    async fn drain_worker(&self, id: &str) -> Result<bool> {
+        let drained = workers::drain(&self.pool, id).await?;
+        if drained {
+            // The listener hears the NOTIFY too; this one is sooner.
+            self.signals.notify_control();
+        }
+        Ok(drained)
+    }
+
+    async fn tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskSummary>> {
+        admin::tasks(&self.pool, filter).await
+    }
+
+    async fn stats(&self) -> Result<Stats> {
+        admin::stats(&self.pool).await
+    }
+
+    async fn record_audit(&self, entry: &NewAuditEntry) -> Result<()> {
+        admin::record_audit(&self.pool, entry).await
+    }
+
+    async fn audit_log(&self, limit: usize, before: Option<i64>) -> Result<Vec<AuditEntry>> {
+        admin::audit_log(&self.pool, limit, before).await
+    }
+
+    async fn diagnose(&self, oversized_bytes: usize) -> Result<Diagnosis> {
+        diagnose::diagnose(&self.pool, self.location.clone(), oversized_bytes).await
+    }
 }
 
 /// The longest lease or delay sent to the server: far beyond any real use,
@@ -332,4 +386,14 @@ fn count(value: i32, what: &'static str) -> Result<u32> {
 /// An API count for an `INT` column; counts beyond `i32::MAX` mean "unlimited" anyway.
 fn to_int(value: u32) -> i32 {
     i32::try_from(value).unwrap_or(i32::MAX)
+}
+
+/// `text` as PostgreSQL's text can hold it: a NUL character (which it
+/// refuses) written as `\0`.
+fn without_nul(text: &str) -> Cow<'_, str> {
+    if text.contains('\0') {
+        Cow::Owned(text.replace('\0', "\\0"))
+    } else {
+        Cow::Borrowed(text)
+    }
 }

@@ -90,6 +90,23 @@ impl Settings {
         })
     }
 
+    /// Where the database is, without user or password:
+    /// `postgres://host:port/database`.
+    pub(crate) fn location(&self) -> String {
+        let host = self.connect.get_host();
+        let host = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host.to_owned()
+        };
+        // PostgreSQL's default database is the user's name.
+        let database = self
+            .connect
+            .get_database()
+            .unwrap_or(self.connect.get_username());
+        format!("postgres://{host}:{}/{database}", self.connect.get_port())
+    }
+
     /// The pool for every call except listening. Connections are opened on
     /// demand, so the pool recovers by itself when the server comes back.
     pub(crate) fn pool(&self, max_connections: Option<u32>) -> PgPool {
@@ -181,12 +198,37 @@ pub(crate) fn db_error(op: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
 /// advisory lock (per database) before it looks at the migrations table, and
 /// releases it when done.
 pub(crate) async fn migrate(pool: &PgPool) -> Result<()> {
-    let mut migrator: Migrator = sqlx::migrate!("./migrations");
-    migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
-    migrator.run(pool).await.map_err(|error| match error {
+    migrator().run(pool).await.map_err(|error| match error {
         sqlx::migrate::MigrateError::Execute(error) => db_error("migrating the sitq schema")(error),
         other => Error::database("migrating the sitq schema", other),
     })
+}
+
+/// sitq's migrations, recorded in [`MIGRATIONS_TABLE`].
+fn migrator() -> Migrator {
+    let mut migrator: Migrator = sqlx::migrate!("./migrations");
+    migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+    migrator
+}
+
+/// The newest migration this build has.
+pub(crate) fn latest_migration() -> i64 {
+    migrator()
+        .iter()
+        .map(|migration| migration.version)
+        .max()
+        .unwrap_or(0)
+}
+
+/// The newest migration applied to the database, from [`MIGRATIONS_TABLE`];
+/// 0 when none is.
+pub(crate) async fn applied_migration(pool: &PgPool) -> Result<i64> {
+    sqlx::query_scalar(
+        "SELECT coalesce(max(version), 0)::bigint FROM sitq_migrations WHERE success",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(db_error("reading the schema version"))
 }
 
 /// `url` with its password replaced, for error messages.

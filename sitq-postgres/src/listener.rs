@@ -68,7 +68,7 @@ impl Listener {
     }
 }
 
-/// A listener subscribed to both channels.
+/// A listener subscribed to every sitq channel.
 async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener
@@ -77,6 +77,7 @@ async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
             notify::FINISHED,
             notify::CANCEL,
             notify::RETRY,
+            notify::CONTROL,
         ])
         .await?;
     Ok(listener)
@@ -98,9 +99,11 @@ async fn run(
             None => match listen(&pool).await {
                 Ok(active) => {
                     tracing::info!("sitq listener reconnected");
-                    // Anything enqueued or cancelled while we were away went unheard.
+                    // Anything enqueued, cancelled or drained while we were
+                    // away went unheard.
                     signals.notify_work();
                     signals.notify_cancel_check();
+                    signals.notify_control();
                     active
                 }
                 Err(error) => {
@@ -129,6 +132,7 @@ async fn run(
                         tracing::info!("sitq listener connection was lost and re-established");
                         signals.notify_work();
                         signals.notify_cancel_check();
+                        signals.notify_control();
                     }
                     Err(error) => {
                         tracing::warn!(%error, retry_in = ?backoff, "sitq listener connection failed");
@@ -158,6 +162,7 @@ fn dispatch(signals: &Signals, notification: &PgNotification) {
         notify::WORK => signals.notify_work(),
         notify::FINISHED => signals.notify_finished(notify::parse_finished(notification.payload())),
         notify::CANCEL => signals.notify_cancel(notify::parse_finished(notification.payload())),
+        notify::CONTROL => signals.notify_control(),
         notify::RETRY => {
             for id in notify::parse_finished(notification.payload()) {
                 signals.forget_outcome(id);

@@ -25,6 +25,18 @@ pub(crate) const CANCEL: &str = CANCEL_CHANNEL!();
 /// it kept for the task's waiters.
 pub(crate) const RETRY: &str = RETRY_CHANNEL!();
 
+/// Worker control: a worker was asked to drain; the payload is its id
+/// (listeners do not read it: every worker of the process checks its own
+/// row).
+pub(crate) const CONTROL: &str = CONTROL_CHANNEL!();
+
+/// The name of [`CONTROL`], for SQL text built with `concat!`.
+macro_rules! CONTROL_CHANNEL {
+    () => {
+        "sitq_control"
+    };
+}
+
 /// The name of [`CANCEL`], for SQL text built with `concat!`.
 macro_rules! CANCEL_CHANNEL {
     () => {
@@ -39,7 +51,7 @@ macro_rules! RETRY_CHANNEL {
     };
 }
 
-pub(crate) use {CANCEL_CHANNEL, RETRY_CHANNEL};
+pub(crate) use {CANCEL_CHANNEL, CONTROL_CHANNEL, RETRY_CHANNEL};
 
 /// PostgreSQL rejects payloads of 8000 bytes or more; stay well below.
 #[cfg(test)]

@@ -119,13 +119,13 @@ WITH changed AS (
         AS c(id, attempt, outcome, result, error_kind, error, delay)
     WHERE t.id = c.id AND t.attempts = c.attempt AND t.status = 'running'
     RETURNING t.id, c.attempt AS attempts, t.status, t.name, c.outcome, t.error_kind, t.error,
-              t.worker_id, t.has_dependents, ",
+              t.worker_id, t.started_at, t.has_dependents, ",
     releases_column!(),
     "
 ), history AS (
-    INSERT INTO sitq_failures (task_id, attempt, kind, message, worker_id)
+    INSERT INTO sitq_failures (task_id, attempt, kind, message, worker_id, started_at)
     SELECT changed.id, changed.attempts, changed.error_kind, coalesce(changed.error, ''),
-           changed.worker_id
+           changed.worker_id, changed.started_at
     FROM changed
     WHERE changed.error_kind IS NOT NULL
       AND (changed.outcome NOT IN ('succeeded', 'snooze') OR changed.status = 'cancelled')
@@ -472,15 +472,15 @@ WITH expired AS MATERIALIZED (
     FROM expired
     WHERE t.id = expired.id
     RETURNING t.id, t.status, t.name, t.attempts, t.error_kind, t.error,
-              t.started_at IS NOT NULL AS started, t.worker_id, t.has_dependents, ",
+              t.started_at, t.worker_id, t.has_dependents, ",
     releases_column!(),
     "
 ), history AS (
-    INSERT INTO sitq_failures (task_id, attempt, kind, message, worker_id)
+    INSERT INTO sitq_failures (task_id, attempt, kind, message, worker_id, started_at)
     SELECT changed.id, changed.attempts, changed.error_kind, coalesce(changed.error, ''),
-           changed.worker_id
+           changed.worker_id, changed.started_at
     FROM changed
-    WHERE changed.started
+    WHERE changed.started_at IS NOT NULL
 ), ",
     notified_cte!(releasing),
     "

@@ -324,15 +324,23 @@ pub(super) async fn retry(pool: &PgPool, id: TaskId) -> Result<()> {
     }
 }
 
-/// A failure history row: attempt, kind, message, worker, when.
-type FailureRow = (i32, String, String, Option<String>, DateTime<Utc>);
+/// A failure history row: attempt, kind, message, worker, when it started
+/// and when it failed.
+type FailureRow = (
+    i32,
+    String,
+    String,
+    Option<String>,
+    Option<DateTime<Utc>>,
+    DateTime<Utc>,
+);
 
 /// The failure history of task `id`, oldest first.
 pub(super) async fn failures(pool: &PgPool, id: TaskId) -> Result<Vec<AttemptFailure>> {
     const OP: &str = "reading a task's failure history";
     let rows: Vec<FailureRow> = sqlx::query_as(
         "
-SELECT attempt, kind, message, worker_id, failed_at
+SELECT attempt, kind, message, worker_id, started_at, failed_at
 FROM sitq_failures WHERE task_id = $1 ORDER BY seq",
     )
     .bind(id.0)
@@ -342,12 +350,12 @@ FROM sitq_failures WHERE task_id = $1 ORDER BY seq",
     Ok(rows
         .into_iter()
         .map(
-            |(attempt, kind, message, worker_id, failed_at)| AttemptFailure {
+            |(attempt, kind, message, worker_id, started_at, failed_at)| AttemptFailure {
                 attempt: u32::try_from(attempt).unwrap_or(0),
                 kind: FailureKind::parse(&kind),
                 message,
                 worker_id,
-                started_at: None,
+                started_at,
                 failed_at,
             },
         )
@@ -405,141 +413,8 @@ WHERE id = ANY($1) AND status IN ('succeeded', 'failed', 'cancelled')",
         .collect()
 }
 
-/// The most rows one pruning statement deletes: a large backlog is deleted
-/// in steps, each a short transaction, instead of one that holds its locks
-/// (and bloats the WAL) for as long as it takes.
-const PRUNE_STEP: i64 = 5_000;
-
-/// Deleting the tasks `deleted` returns drops their failure history, their
-/// dependency edges, and workflows left without tasks, in the same
-/// statement, which ends `SELECT count(*)`: the caller adds the rest.
-macro_rules! pruned_ctes {
-    () => {
-        "
-), history AS (
-    DELETE FROM sitq_failures WHERE task_id IN (SELECT id FROM deleted)
-), edges AS (
-    DELETE FROM sitq_deps WHERE task_id IN (SELECT id FROM deleted)
-), workflows AS (
-    DELETE FROM sitq_workflows AS w
-    WHERE w.id IN (SELECT workflow_id FROM deleted WHERE workflow_id IS NOT NULL)
-      AND NOT EXISTS (
-          SELECT 1 FROM sitq_tasks AS rest
-          WHERE rest.workflow_id = w.id AND rest.id NOT IN (SELECT id FROM deleted))
-)
-SELECT count(*)"
-    };
-}
-
-/// One step of [`prune`] for tasks nothing depends on; it also says whether
-/// tasks with dependents are due (one probe of `sitq_tasks_depended`, so a
-/// prune with none stays one statement). The outer `WHERE`
-/// repeats the filter, so a row changed since the subquery picked it is
-/// rechecked on its new version, not deleted: retried, or given a dependent
-/// (`has_dependents`, set under the row lock the enqueue of a dependent
-/// takes) — those are for [`PRUNE_DEPENDED`].
-const PRUNE_PLAIN: &str = concat!(
-    "
-WITH deleted AS (
-    DELETE FROM sitq_tasks AS t
-    WHERE id IN (
-        SELECT id FROM sitq_tasks
-        WHERE status IN ('succeeded', 'failed', 'cancelled') AND finished_at < $1
-          AND NOT has_dependents
-        LIMIT $2
-    ) AND status IN ('succeeded', 'failed', 'cancelled') AND finished_at < $1
-      AND NOT has_dependents
-    RETURNING id, workflow_id",
-    pruned_ctes!(),
-    ",
-       EXISTS (
-           SELECT 1 FROM sitq_tasks
-           WHERE has_dependents AND finished_at < $1
-             AND status IN ('succeeded', 'failed', 'cancelled'))
-FROM deleted"
-);
-
-/// Locks up to `$2` finished tasks with dependents, none of them unfinished
-/// (as far as this snapshot shows), in id order: the order in which the
-/// enqueue of a dependent locks its dependencies.
-const LOCK_DEPENDED: &str = "
-SELECT id FROM sitq_tasks AS c
-WHERE status IN ('succeeded', 'failed', 'cancelled') AND finished_at < $1 AND has_dependents
-  AND NOT EXISTS (
-      SELECT 1 FROM sitq_deps AS d JOIN sitq_tasks AS x ON x.id = d.task_id
-      WHERE d.dep_id = c.id AND x.status IN ('pending', 'blocked', 'running'))
-ORDER BY id
-LIMIT $2
-FOR UPDATE";
-
-/// Deletes the locked tasks `$1` that still have no unfinished dependent: a
-/// statement of its own, after the locks, so it sees every dependent whose
-/// enqueue committed while the lock waited (one that was enqueued on a task
-/// about to go would otherwise lose its result).
-const PRUNE_DEPENDED: &str = concat!(
-    "
-WITH deleted AS (
-    DELETE FROM sitq_tasks AS t
-    WHERE id = ANY($1)
-      AND NOT EXISTS (
-          SELECT 1 FROM sitq_deps AS d JOIN sitq_tasks AS x ON x.id = d.task_id
-          WHERE d.dep_id = t.id AND x.status IN ('pending', 'blocked', 'running'))
-    RETURNING id, workflow_id",
-    pruned_ctes!(),
-    " FROM deleted"
-);
-
-/// Deletes finished tasks that finished before `before`, [`PRUNE_STEP`] rows
-/// per statement: first those nothing depends on, one statement per step;
-/// then, if any are due, those with dependents, a lock and a delete per
-/// step. A task stays
-/// while a dependent of it is unfinished (it may need its result).
-pub(super) async fn prune(pool: &PgPool, before: DateTime<Utc>) -> Result<u64> {
-    const OP: &str = "pruning finished tasks";
-    let step = u64::try_from(PRUNE_STEP).unwrap_or(u64::MAX);
-    let mut total = 0;
-    let depended = loop {
-        let (deleted, depended): (i64, bool) = sqlx::query_as(PRUNE_PLAIN)
-            .bind(before)
-            .bind(PRUNE_STEP)
-            .fetch_one(pool)
-            .await
-            .map_err(db_error(OP))?;
-        let deleted = u64::try_from(deleted).unwrap_or(0);
-        total += deleted;
-        if deleted < step {
-            break depended;
-        }
-    };
-    if !depended {
-        return Ok(total);
-    }
-    loop {
-        let mut tx = pool.begin().await.map_err(db_error(OP))?;
-        let locked: Vec<i64> = sqlx::query_scalar(LOCK_DEPENDED)
-            .bind(before)
-            .bind(PRUNE_STEP)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_error(OP))?;
-        if locked.is_empty() {
-            return Ok(total);
-        }
-        let full = locked.len() as u64 >= step;
-        let deleted: i64 = sqlx::query_scalar(PRUNE_DEPENDED)
-            .bind(locked)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_error(OP))?;
-        tx.commit().await.map_err(db_error(OP))?;
-        total += u64::try_from(deleted).unwrap_or(0);
-        if !full {
-            return Ok(total);
-        }
-    }
-}
-
-fn parse_status(status: &str, op: &'static str) -> Result<TaskStatus> {
+/// A stored status; an unknown one means a corrupt row (or a newer sitq).
+pub(super) fn parse_status(status: &str, op: &'static str) -> Result<TaskStatus> {
     status
         .parse()
         .map_err(|error| Error::database(op, format!("stored status: {error}")))
