@@ -4,8 +4,13 @@ mod cancels;
 mod completer;
 mod execute;
 mod maintenance;
+#[cfg(feature = "prometheus")]
+mod prometheus;
+mod registry;
 mod runner;
+mod scaling;
 mod scheduler;
+mod telemetry;
 
 #[cfg(all(test, feature = "testing"))]
 #[path = "../tests/support/memory.rs"]
@@ -13,12 +18,19 @@ mod memory;
 #[cfg(all(test, feature = "testing"))]
 mod tests;
 
+#[cfg(feature = "prometheus")]
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sitq_core::schedule::{Firing, Schedule, ScheduleRegistration};
-use sitq_core::{Error, Queue, Registry, Result, Task};
+use sitq_core::{Error, Queue, Registry, Result, Task, WORKER_BEAT, WORKER_TTL, WorkerBeat};
+use tokio::sync::watch;
 
+use self::registry::Registration;
+use self::scaling::{Gauge, ScaleTiming};
+use self::telemetry::QueueGauges;
 use crate::shutdown::{self, ShutdownHandle, ShutdownSignal};
 
 /// Runs registered tasks from a queue.
@@ -32,9 +44,11 @@ use crate::shutdown::{self, ShutdownHandle, ShutdownSignal};
 #[derive(Debug)]
 pub struct Worker {
     queue: Queue,
-    concurrency: usize,
-    prefetch: usize,
-    prefetch_set: bool,
+    /// The bounds of the number of slots; equal for a fixed size.
+    min_slots: usize,
+    max_slots: usize,
+    /// `None`: twice the current number of slots.
+    prefetch: Option<usize>,
     queues: Vec<String>,
     lease: Duration,
     shutdown_timeout: Option<Duration>,
@@ -46,6 +60,13 @@ pub struct Worker {
     handle: ShutdownHandle,
     cancel_grace: Duration,
     schedules: Vec<Schedule>,
+    /// How often the registry row is refreshed ([`WORKER_BEAT`]; shorter in tests).
+    beat_every: Duration,
+    scale_timing: ScaleTiming,
+    queue_metrics: bool,
+    queue_gauges_every: Duration,
+    #[cfg(feature = "prometheus")]
+    metrics_listener: Option<SocketAddr>,
 }
 
 impl Worker {
@@ -54,9 +75,9 @@ impl Worker {
         let (handle, shutdown) = shutdown::channel();
         Worker {
             queue,
-            concurrency: 16,
-            prefetch: 32,
-            prefetch_set: false,
+            min_slots: 16,
+            max_slots: 16,
+            prefetch: None,
             queues: Vec::new(),
             lease: Duration::from_secs(30),
             shutdown_timeout: Some(Duration::from_secs(30)),
@@ -68,15 +89,34 @@ impl Worker {
             handle,
             cancel_grace: DEFAULT_CANCEL_GRACE,
             schedules: Vec::new(),
+            beat_every: WORKER_BEAT,
+            scale_timing: ScaleTiming::default(),
+            queue_metrics: false,
+            queue_gauges_every: telemetry::QUEUE_GAUGES_EVERY,
+            #[cfg(feature = "prometheus")]
+            metrics_listener: None,
         }
     }
 
-    /// How many tasks run at once (default 16; at least 1).
+    /// How many tasks run at once (default 16; at least 1). Replaces a
+    /// [`concurrency_range`](Worker::concurrency_range).
     pub fn concurrency(mut self, concurrency: usize) -> Worker {
-        self.concurrency = concurrency.max(1);
-        if !self.prefetch_set {
-            self.prefetch = self.concurrency * 2;
-        }
+        self.min_slots = concurrency.max(1);
+        self.max_slots = self.min_slots;
+        self
+    }
+
+    /// Lets the worker scale how many tasks it runs at once between the
+    /// bounds, e.g. `2..=32`, starting at the lower one: it adds a slot
+    /// about every 100 ms while its queues have a backlog (every slot busy,
+    /// and claimed tasks waiting or the last claim full), and drops the
+    /// slots that stayed unused for 30 s. The current number is in the
+    /// worker registry and the `sitq_worker_slots` gauge. Replaces a fixed
+    /// [`concurrency`](Worker::concurrency); a lower bound of 0 counts as 1.
+    pub fn concurrency_range(mut self, range: RangeInclusive<usize>) -> Worker {
+        let (min, max) = range.into_inner();
+        self.min_slots = min.max(1);
+        self.max_slots = max.max(self.min_slots);
         self
     }
 
@@ -85,9 +125,52 @@ impl Worker {
     /// refilled without a database round trip; the cost is that a busy worker
     /// holds up to this many waiting tasks that another worker could have
     /// run. Set it low (even 0) for long tasks spread over many workers.
+    /// With a [`concurrency_range`](Worker::concurrency_range) it is the
+    /// prefetch at the upper bound, scaled down with the slots.
     pub fn prefetch(mut self, prefetch: usize) -> Worker {
-        self.prefetch = prefetch;
-        self.prefetch_set = true;
+        self.prefetch = Some(prefetch);
+        self
+    }
+
+    /// How many tasks to claim ahead when `slots` slots run: proportional
+    /// to them.
+    pub(crate) fn prefetch_for(&self, slots: usize) -> usize {
+        match self.prefetch {
+            None => slots * 2,
+            Some(prefetch) => (prefetch * slots).div_ceil(self.max_slots),
+        }
+    }
+
+    /// Whether the worker sets the queue gauges `sitq_queue_depth{queue,status}`
+    /// and `sitq_queue_oldest_pending_seconds{queue}` from the database's
+    /// counts every 5 s (default: only with a
+    /// [`metrics_listener`](Worker::metrics_listener); turn it on when the
+    /// program installs its own `metrics` recorder). Each read counts the
+    /// tasks table: one worker per database is enough.
+    pub fn queue_metrics(mut self, on: bool) -> Worker {
+        self.queue_metrics = on;
+        self
+    }
+
+    /// Serves the worker's metrics for Prometheus at `http://addr/metrics`
+    /// (feature `prometheus`): [`run`](Worker::run) installs
+    /// `metrics-exporter-prometheus` as the process's `metrics` recorder
+    /// with an HTTP listener on `addr`, and turns on
+    /// [`queue_metrics`](Worker::queue_metrics). It fails with
+    /// [`Error::Config`] when `addr` cannot be bound or the process has a
+    /// recorder already (install one exporter per process).
+    ///
+    /// The metrics: `sitq_tasks_started_total{queue,task}`,
+    /// `sitq_tasks_completed_total{queue,task,outcome}` (outcome
+    /// `succeeded`, `failed`, `retried`, `cancelled`, `snoozed`), the
+    /// histograms `sitq_task_duration_seconds{queue,task}` and
+    /// `sitq_task_queue_wait_seconds{queue,task}` (enqueue to start), and
+    /// the gauges `sitq_worker_slots{state}` (`busy`, `idle`),
+    /// `sitq_queue_depth{queue,status}` and
+    /// `sitq_queue_oldest_pending_seconds{queue}`.
+    #[cfg(feature = "prometheus")]
+    pub fn metrics_listener(mut self, addr: SocketAddr) -> Worker {
+        self.metrics_listener = Some(addr);
         self
     }
 
@@ -153,7 +236,8 @@ impl Worker {
         self
     }
 
-    /// The id stored with every attempt this worker runs.
+    /// The id stored with every attempt this worker runs, and its id in the
+    /// worker registry.
     pub fn id(&self) -> &str {
         &self.worker_id
     }
@@ -231,13 +315,60 @@ impl Worker {
                 return Err(err);
             }
         };
-        tracing::info!(worker.id = %self.worker_id, tasks = registry.len(), concurrency = self.concurrency, "worker starting");
+        if let Err(err) = self.install_exporter() {
+            self.shutdown.finish();
+            return Err(err);
+        }
+        telemetry::describe();
+        let backend = self.queue.backend().clone();
+        // Sorted, as the registry row wants them.
+        let names: Vec<String> = registry.names().into_iter().map(str::to_owned).collect();
+        tracing::info!(
+            worker.id = %self.worker_id,
+            database = %backend.location(),
+            tasks = %names.join(", "),
+            queues = %if self.queues.is_empty() { "all".to_owned() } else { self.queues.join(", ") },
+            concurrency = %self.concurrency_text(),
+            "worker starting"
+        );
         let shutdown = &self.shutdown;
+        let gauge = Gauge::default();
+        gauge.set(self.min_slots, 0);
+        let mut registration = Registration::new(
+            backend.clone(),
+            WorkerBeat {
+                id: self.worker_id.clone(),
+                host: registry::hostname(),
+                pid: std::process::id(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                queues: self.queues.clone(),
+                tasks: names,
+                concurrency: 0,
+                running: 0,
+                ttl: WORKER_TTL,
+            },
+            gauge.clone(),
+            self.beat_every,
+            shutdown.requester(),
+        );
+        // Before the first claim: a drain asked for already stops at once.
+        registration.beat().await;
+        let (stop_side, side_stop) = watch::channel(false);
+        let beats = tokio::spawn(registration.run(side_stop.clone()));
+        let queue_gauges = self.metrics_wanted().then(|| {
+            tokio::spawn(
+                QueueGauges {
+                    backend: backend.clone(),
+                    every: self.queue_gauges_every,
+                }
+                .run(side_stop),
+            )
+        });
         let scheduler =
             scheduler::spawn(self.queue.backend().clone(), firing, shutdown.subscribe());
         let mut forced = shutdown.subscribe_forced();
         let result = tokio::select! {
-            result = runner::Runner::new(&self, registry).run(shutdown) => result,
+            result = runner::Runner::new(&self, registry, gauge).run(shutdown) => result,
             // Dropping the claim loop aborts its attempts (their JoinSet) and
             // lets the result writer and maintenance end on their own:
             // abandoned claims run again once their leases expire.
@@ -256,9 +387,47 @@ impl Worker {
             }
             let _ = scheduler.await;
         }
+        let _ = stop_side.send(true);
+        if let Some(queue_gauges) = queue_gauges {
+            let _ = queue_gauges.await;
+        }
+        if matches!(result, Err(Error::ForcedShutdown)) {
+            // At once: the row expires on its own within WORKER_TTL.
+            beats.abort();
+        } else {
+            let _ = beats.await;
+        }
         shutdown.finish();
         tracing::info!(worker.id = %self.worker_id, "worker stopped");
         result
+    }
+
+    /// `8`, or `2..=32` for a range.
+    fn concurrency_text(&self) -> String {
+        if self.min_slots == self.max_slots {
+            self.min_slots.to_string()
+        } else {
+            format!("{}..={}", self.min_slots, self.max_slots)
+        }
+    }
+
+    /// Whether the queue gauges are wanted.
+    fn metrics_wanted(&self) -> bool {
+        #[cfg(feature = "prometheus")]
+        if self.metrics_listener.is_some() {
+            return true;
+        }
+        self.queue_metrics
+    }
+
+    /// Installs the Prometheus exporter, if asked for.
+    fn install_exporter(&self) -> Result<()> {
+        #[cfg(feature = "prometheus")]
+        if let Some(addr) = self.metrics_listener {
+            prometheus::install(addr)?;
+            tracing::info!(%addr, "serving metrics for Prometheus at http://{addr}/metrics");
+        }
+        Ok(())
     }
 }
 
@@ -366,12 +535,7 @@ fn inventory_schedules() -> impl Iterator<Item = &'static ScheduleRegistration> 
 }
 
 fn default_worker_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|host| host.trim().to_owned())
-        .filter(|host| !host.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".to_owned());
+    let host = registry::hostname();
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.subsec_nanos())

@@ -16,9 +16,14 @@ const EXAMPLES: &[&str] = &["quickstart", "cron", "unique", "cancel", "etl"];
 /// How long one example may take.
 const EXAMPLE_LIMIT: Duration = Duration::from_secs(60);
 
+/// The example Prometheus alerting rules the README points to, checked with
+/// `promtool` when it is installed.
+const ALERT_RULES: &str = "deploy/prometheus/sitq-alerts.yml";
+
 /// Runs [`CARGO_TEST`] plus `extra` with `SITQ_TEST_POSTGRES_URL` pointing at
 /// a throw-away cluster, which is stopped and deleted afterwards whatever the
-/// outcome. When the whole workspace is tested, the [`EXAMPLES`] run too.
+/// outcome. When the whole workspace is tested, the [`EXAMPLES`] run too,
+/// and `promtool` checks the [`ALERT_RULES`].
 pub(crate) fn run(extra: &[OsString]) -> Result<(), String> {
     let cluster = TempCluster::start()?;
     let mut command = process::cargo();
@@ -34,9 +39,31 @@ pub(crate) fn run(extra: &[OsString]) -> Result<(), String> {
     drop(cluster);
     result?;
     if whole_workspace {
+        check_alert_rules()?;
         run_examples()?;
     }
     Ok(())
+}
+
+/// `promtool check rules` on [`ALERT_RULES`]; skipped, and said so, when
+/// promtool is not installed (Debian: `apt-get install prometheus`).
+fn check_alert_rules() -> Result<(), String> {
+    let mut command = std::process::Command::new("promtool");
+    command
+        .args(["check", "rules", ALERT_RULES])
+        .current_dir(process::project_root());
+    eprintln!("xtask: {}", process::display(&command));
+    match command.status() {
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => Err(format!(
+            "`promtool check rules {ALERT_RULES}` failed ({status})"
+        )),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("xtask: skipped checking {ALERT_RULES}: promtool is not on PATH");
+            Ok(())
+        }
+        Err(error) => Err(format!("could not run promtool: {error}")),
+    }
 }
 
 /// Each of [`EXAMPLES`] as `cargo run --example NAME` runs it, from the
@@ -111,6 +138,12 @@ mod tests {
             cargo_test_args(&args(&["--package=sitq-core"])),
             args(&["test", "--all-features", "--package=sitq-core"])
         );
+    }
+
+    /// Checks the real file when promtool is installed, else says it skipped.
+    #[test]
+    fn the_alert_rules_pass_promtool() {
+        super::check_alert_rules().expect("promtool check rules");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::time::Duration;
 use sitq_core::{Backend, ClaimRef, Completion};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// Claims this worker holds: claimed and not yet finished, or finished with
 /// the outcome not yet stored. Heartbeats extend exactly these.
@@ -100,11 +101,20 @@ pub(crate) async fn run(
             let finished: HashSet<ClaimRef> = done.iter().map(|c| c.claim).collect();
             started.retain(|claim| !finished.contains(claim));
         }
-        // One round trip each, side by side (on SQLite, one group commit).
-        tokio::join!(
-            mark_started(&*backend, std::mem::take(&mut started)),
-            store(&*backend, &done, lease),
+        let span = tracing::debug_span!(
+            "sitq.complete",
+            completed = done.len(),
+            started = started.len()
         );
+        // One round trip each, side by side (on SQLite, one group commit).
+        async {
+            tokio::join!(
+                mark_started(&*backend, std::mem::take(&mut started)),
+                store(&*backend, &done, lease),
+            )
+        }
+        .instrument(span)
+        .await;
         let mut held = lock(&held);
         for completion in done.drain(..) {
             held.remove(&completion.claim);

@@ -22,6 +22,8 @@ use super::cancels::Cancels;
 use super::completer::{self, Held, Message};
 use super::execute;
 use super::maintenance::Maintenance;
+use super::scaling::{Gauge, Load, Scaler};
+use super::telemetry;
 use crate::Worker;
 use crate::shutdown::ShutdownSignal;
 
@@ -43,13 +45,19 @@ pub(super) struct Runner<'w> {
     controls: HashMap<ClaimRef, ContextControl>,
     /// Cancel notices, looked at before a reserved claim starts.
     cancel_notices: broadcast::Receiver<CancelNotice>,
+    /// How many attempts may run at once.
+    scaler: Scaler,
+    /// Tells the registry and the metrics the slots and how many are busy.
+    gauge: Gauge,
+    /// Whether the last claim got every task it asked for.
+    last_claim_full: bool,
 }
 
 /// A claim under way: what it asked for, how many start at once, and what it got.
 type Claiming = JoinHandle<(usize, usize, Result<Vec<ClaimedTask>>)>;
 
 impl<'w> Runner<'w> {
-    pub(super) fn new(worker: &'w Worker, registry: Arc<Registry>) -> Self {
+    pub(super) fn new(worker: &'w Worker, registry: Arc<Registry>, gauge: Gauge) -> Self {
         Runner {
             worker,
             backend: worker.queue.backend().clone(),
@@ -62,15 +70,43 @@ impl<'w> Runner<'w> {
             ids: HashMap::new(),
             controls: HashMap::new(),
             cancel_notices: worker.queue.backend().signals().subscribe_cancels(),
+            scaler: Scaler::new(worker.min_slots, worker.max_slots, worker.scale_timing),
+            gauge,
+            last_claim_full: false,
         }
+    }
+
+    fn load(&self) -> Load {
+        Load {
+            busy: self.attempts.len(),
+            buffered: !self.ready.is_empty(),
+            last_claim_full: self.last_claim_full,
+        }
+    }
+
+    /// Starts buffered tasks, scaling the slots first when they are ranged,
+    /// and tells the gauge.
+    fn fill_and_scale(&mut self, outcomes: &mpsc::UnboundedSender<Message>) {
+        self.fill_slots(outcomes);
+        let before = self.scaler.slots();
+        if self.scaler.observe(Instant::now(), self.load()) {
+            let slots = self.scaler.slots();
+            tracing::debug!(from = before, to = slots, "scaled the worker's slots");
+            self.fill_slots(outcomes);
+        }
+        self.gauge.set(self.scaler.slots(), self.attempts.len());
+    }
+
+    /// Tasks to claim and hold now: slots plus their prefetch.
+    fn capacity(&self) -> usize {
+        let slots = self.scaler.slots();
+        slots + self.worker.prefetch_for(slots)
     }
 
     pub(super) async fn run(mut self, shutdown: &ShutdownSignal) -> Result<()> {
         let worker = self.worker;
         let backend = self.backend.clone();
         let poll = backend.poll_interval();
-        // Tasks claimed ahead of free slots, so claims come in batches.
-        let capacity = worker.concurrency + worker.prefetch;
 
         // Unbounded: each claim yields at most one start mark and one outcome.
         let (outcomes_tx, outcomes_rx) = mpsc::unbounded_channel();
@@ -114,22 +150,33 @@ impl<'w> Runner<'w> {
         let mut claiming: Option<Claiming> = None;
 
         while !*stop.borrow() {
-            self.fill_slots(&outcomes_tx);
-            let wanted = capacity - self.attempts.len() - self.ready.len();
+            self.fill_and_scale(&outcomes_tx);
+            let slots = self.scaler.slots();
+            // Tasks claimed ahead of free slots, so claims come in batches.
+            let wanted = self
+                .capacity()
+                .saturating_sub(self.attempts.len() + self.ready.len());
             // Claim when slots would otherwise idle, or when a worthwhile batch is free.
             if maybe_work
                 && !self.names.is_empty()
                 && claiming.is_none()
                 && wanted > 0
-                && (self.ready.is_empty() || wanted >= worker.prefetch.div_ceil(2))
+                && (self.ready.is_empty() || wanted >= worker.prefetch_for(slots).div_ceil(2))
             {
                 work.borrow_and_update();
                 // Free slots start at once; the rest of the batch is reserved.
-                let start = worker.concurrency.saturating_sub(self.attempts.len());
+                let start = slots.saturating_sub(self.attempts.len());
                 claiming = Some(self.claim(wanted, start.min(wanted)));
             }
+            let rescale_at = self.scaler.next_check(self.load());
             tokio::select! {
                 _ = stop.changed() => {}
+                () = async {
+                    match rescale_at {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
                 Some(joined) = self.attempts.join_next_with_id() => {
                     if let Some(completion) = self.finished(joined)
                         && outcomes_tx.send(Message::Done(completion)).is_err()
@@ -147,6 +194,7 @@ impl<'w> Runner<'w> {
                     match claimed {
                         Ok((requested, start, Ok(tasks))) => {
                             claim_pause = Duration::from_millis(50);
+                            self.last_claim_full = tasks.len() >= requested;
                             if tasks.len() < requested {
                                 // Drained for now: wait for a signal, a due task, or the poll.
                                 maybe_work = false;
@@ -219,17 +267,25 @@ impl<'w> Runner<'w> {
         let queues = self.worker.queues.clone();
         let names = self.names.clone();
         let lease = self.worker.lease;
-        tokio::spawn(async move {
-            let request = ClaimRequest {
-                worker_id: &worker_id,
-                queues: &queues,
-                names: &names,
-                limit,
-                start,
-                lease,
-            };
-            (limit, start, backend.claim(request).await)
-        })
+        let span = tracing::debug_span!("sitq.claim", worker.id = %worker_id, limit, start, claimed = tracing::field::Empty);
+        tokio::spawn(
+            async move {
+                let request = ClaimRequest {
+                    worker_id: &worker_id,
+                    queues: &queues,
+                    names: &names,
+                    limit,
+                    start,
+                    lease,
+                };
+                let claimed = backend.claim(request).await;
+                if let Ok(tasks) = &claimed {
+                    tracing::Span::current().record("claimed", tasks.len());
+                }
+                (limit, start, claimed)
+            }
+            .instrument(span),
+        )
     }
 
     /// Holds freshly claimed tasks (their leases are heartbeated from now
@@ -276,7 +332,7 @@ impl<'w> Runner<'w> {
     /// started through the result writer (batched, not awaited).
     fn fill_slots(&mut self, outcomes: &mpsc::UnboundedSender<Message>) {
         let mut notices_applied = false;
-        while self.attempts.len() < self.worker.concurrency {
+        while self.attempts.len() < self.scaler.slots() {
             if !notices_applied && self.ready.front().is_some_and(|(_, reserved)| *reserved) {
                 self.drop_cancelled_reservations();
                 notices_applied = true;
@@ -356,12 +412,21 @@ impl<'w> Runner<'w> {
         let claim = task.claim_ref();
         let registry = self.registry.clone();
         let worker_id = self.worker.worker_id.clone();
-        let span = tracing::info_span!("run", task.name = %task.name, task.id = %task.id, attempt = task.attempt);
+        let span = tracing::info_span!(
+            "sitq.attempt",
+            task.name = %task.name,
+            task.id = %task.id,
+            attempt = task.attempt,
+            queue = %task.queue,
+            worker.id = %worker_id,
+        );
         let (context, control) = sitq_core::Context::for_attempt(&task);
         let grace = self.worker.cancel_grace;
         let attempt_control = control.clone();
         let abort = self.attempts.spawn(
             async move {
+                telemetry::attempt_started(&task);
+                let began = std::time::Instant::now();
                 let attempt = execute::run_attempt(
                     &registry,
                     &task,
@@ -372,6 +437,7 @@ impl<'w> Runner<'w> {
                 let outcome =
                     execute::cancellable(attempt, &attempt_control, grace, task.attempt).await;
                 super::log_outcome(&outcome);
+                telemetry::attempt_finished(&task, &outcome, began.elapsed());
                 Completion { claim, outcome }
             }
             .instrument(span),
@@ -519,6 +585,7 @@ impl<'w> Runner<'w> {
                 return;
             }
             self.fill_slots(outcomes);
+            self.gauge.set(self.scaler.slots(), self.attempts.len());
         }
     }
 }

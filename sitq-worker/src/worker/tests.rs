@@ -1,6 +1,8 @@
 //! The worker against an in-memory backend (feature `testing`, which brings
 //! the `async-trait` the backend needs).
 
+mod operations;
+
 use std::sync::Arc;
 use std::time::Duration;
 

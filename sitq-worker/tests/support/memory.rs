@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -12,8 +13,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sitq_core::{
     AttemptFailure, Backend, CancelOutcome, CancelRequest, Cancellation, ClaimRef, ClaimRequest,
-    ClaimedTask, Completion, Error, Finished, NewTask, Outcome, Result, Signals, TaskDefaults,
-    TaskFuture, TaskId, TaskRecord, TaskRegistration, TaskStatus,
+    ClaimedTask, Completion, Error, Finished, NewTask, Outcome, Result, Signals, Stats,
+    StatusCount, TaskDefaults, TaskFuture, TaskId, TaskRecord, TaskRegistration, TaskStatus,
+    WorkerBeat, WorkerControl, WorkerInfo,
 };
 
 /// Tasks in a vector, claimed in order.
@@ -25,7 +27,21 @@ pub struct Memory {
     pub claims: std::sync::atomic::AtomicUsize,
     /// Whether `next_run_at` says a task is due now (else it knows of none).
     pub due_now: std::sync::atomic::AtomicBool,
+    /// The worker registry.
+    workers: Mutex<BTreeMap<String, Registered>>,
+    /// Every beat received, oldest first.
+    beats: Mutex<Vec<WorkerBeat>>,
+    /// Workers removed from the registry, in order.
+    removed: Mutex<Vec<String>>,
+    /// When set, `worker_beat` fails (a database outage).
+    pub fail_beats: std::sync::atomic::AtomicBool,
+    /// How many claims were made before the first beat came.
+    claims_at_first_beat: Mutex<Option<usize>>,
 }
+
+/// A worker's last beat, when it first came, when it expires, and whether
+/// it was asked to drain.
+type Registered = (WorkerBeat, DateTime<Utc>, DateTime<Utc>, bool);
 
 impl Memory {
     fn tasks(&self) -> MutexGuard<'_, Vec<TaskRecord>> {
@@ -59,6 +75,22 @@ impl Memory {
         drop(tasks);
         self.signals.notify_work();
         id
+    }
+
+    /// Every beat received so far, oldest first.
+    pub fn beats(&self) -> Vec<WorkerBeat> {
+        lock(&self.beats).clone()
+    }
+
+    /// How many claims were made before the first beat came (`None`
+    /// before it).
+    pub fn claims_at_first_beat(&self) -> Option<usize> {
+        *lock(&self.claims_at_first_beat)
+    }
+
+    /// Workers removed from the registry so far.
+    pub fn removed(&self) -> Vec<String> {
+        lock(&self.removed).clone()
     }
 
     /// The stored status of `id`.
@@ -289,6 +321,106 @@ impl Backend for Memory {
         Ok(Vec::new())
     }
 
+    fn location(&self) -> String {
+        "memory".to_owned()
+    }
+
+    async fn worker_beat(&self, beat: &WorkerBeat) -> Result<WorkerControl> {
+        if self.fail_beats.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Error::Config(
+                "the memory backend's registry is down".into(),
+            ));
+        }
+        lock(&self.beats).push(beat.clone());
+        lock(&self.claims_at_first_beat)
+            .get_or_insert_with(|| self.claims.load(std::sync::atomic::Ordering::Relaxed));
+        let now = Utc::now();
+        let expires = now + chrono::Duration::from_std(beat.ttl).unwrap_or_default();
+        let mut workers = lock(&self.workers);
+        workers.retain(|id, (_, _, expires_at, _)| id == &beat.id || *expires_at >= now);
+        let entry = workers
+            .entry(beat.id.clone())
+            .or_insert_with(|| (beat.clone(), now, expires, false));
+        entry.0 = beat.clone();
+        entry.2 = expires;
+        Ok(WorkerControl { drain: entry.3 })
+    }
+
+    async fn remove_worker(&self, id: &str) -> Result<()> {
+        lock(&self.workers).remove(id);
+        lock(&self.removed).push(id.to_owned());
+        Ok(())
+    }
+
+    async fn workers(&self) -> Result<Vec<WorkerInfo>> {
+        let now = Utc::now();
+        Ok(lock(&self.workers)
+            .values()
+            .filter(|(_, _, expires_at, _)| *expires_at >= now)
+            .map(|(beat, started_at, expires_at, draining)| WorkerInfo {
+                id: beat.id.clone(),
+                host: beat.host.clone(),
+                pid: beat.pid,
+                version: beat.version.clone(),
+                queues: beat.queues.clone(),
+                tasks: beat.tasks.clone(),
+                concurrency: beat.concurrency,
+                running: beat.running,
+                started_at: *started_at,
+                last_seen: now,
+                expires_at: *expires_at,
+                draining: *draining,
+            })
+            .collect())
+    }
+
+    async fn drain_worker(&self, id: &str) -> Result<bool> {
+        let now = Utc::now();
+        let found = match lock(&self.workers).get_mut(id) {
+            Some(entry) if entry.2 >= now => {
+                entry.3 = true;
+                true
+            }
+            _ => false,
+        };
+        if found {
+            self.signals.notify_control();
+        }
+        Ok(found)
+    }
+
+    async fn stats(&self) -> Result<Stats> {
+        let now = Utc::now();
+        let mut counts: BTreeMap<(String, String, &'static str), StatusCount> = BTreeMap::new();
+        for record in self.tasks().iter() {
+            let count = counts
+                .entry((
+                    record.queue.clone(),
+                    record.name.clone(),
+                    record.status.as_str(),
+                ))
+                .or_insert_with(|| StatusCount {
+                    queue: record.queue.clone(),
+                    name: record.name.clone(),
+                    status: record.status,
+                    count: 0,
+                    oldest_due: None,
+                });
+            count.count += 1;
+            if record.status == TaskStatus::Pending && record.run_at <= now {
+                let due = count.oldest_due.get_or_insert(record.run_at);
+                *due = (*due).min(record.run_at);
+            }
+        }
+        Ok(Stats {
+            now,
+            counts: counts.into_values().collect(),
+            finished: Vec::new(),
+            failed_attempts_last_minute: 0,
+            failed_attempts_last_hour: 0,
+        })
+    }
+
     async fn register_schedules(
         &self,
         _: Vec<sitq_core::schedule::ScheduleDefinition>,
@@ -323,6 +455,10 @@ impl Backend for Memory {
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// The error of what this test double does not do.
 fn unsupported() -> sitq_core::Error {
     sitq_core::Error::Config("the in-memory test backend has no queue settings".into())
@@ -349,5 +485,83 @@ fn hang(
             std::fs::write(&marker, b"started").map_err(|err| err.to_string())?;
         }
         std::future::pending().await
+    }))
+}
+
+/// A task that runs until its gate opens; its payload names the gate (see
+/// [`Gate`]).
+pub static GATED: TaskRegistration = TaskRegistration {
+    name: "gated",
+    file: file!(),
+    line: line!(),
+    defaults: TaskDefaults::DEFAULT,
+    run: gated,
+};
+
+/// Holds [`GATED`] tasks until opened, counting how many run at once.
+/// Named, so tests running side by side each have their own.
+#[derive(Debug)]
+pub struct Gate {
+    open: tokio::sync::watch::Sender<bool>,
+    running: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+    finished: std::sync::atomic::AtomicUsize,
+}
+
+static GATES: Mutex<BTreeMap<String, std::sync::Arc<Gate>>> = Mutex::new(BTreeMap::new());
+
+impl Gate {
+    /// A closed gate named `name` (the payload of its tasks).
+    pub fn new(name: &str) -> std::sync::Arc<Gate> {
+        let gate = std::sync::Arc::new(Gate {
+            open: tokio::sync::watch::Sender::new(false),
+            running: Default::default(),
+            peak: Default::default(),
+            finished: Default::default(),
+        });
+        lock(&GATES).insert(name.to_owned(), gate.clone());
+        gate
+    }
+
+    /// Lets every task through, now and later.
+    pub fn open(&self) {
+        self.open.send_replace(true);
+    }
+
+    /// The most tasks that ran at once.
+    pub fn peak(&self) -> usize {
+        self.peak.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// How many tasks run now.
+    pub fn running(&self) -> usize {
+        self.running.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// How many tasks went through.
+    pub fn finished(&self) -> usize {
+        self.finished.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+fn gated(
+    payload: &[u8],
+    _: Option<&sitq_core::TaskInputs>,
+    _: sitq_core::Context,
+) -> Result<TaskFuture> {
+    use std::sync::atomic::Ordering::SeqCst;
+    let name = String::from_utf8_lossy(payload).into_owned();
+    let gate = lock(&GATES)
+        .get(&name)
+        .cloned()
+        .ok_or_else(|| Error::Config(format!("no gate named {name:?}")))?;
+    Ok(Box::pin(async move {
+        let now = gate.running.fetch_add(1, SeqCst) + 1;
+        gate.peak.fetch_max(now, SeqCst);
+        let mut open = gate.open.subscribe();
+        let _ = open.wait_for(|open| *open).await;
+        gate.running.fetch_sub(1, SeqCst);
+        gate.finished.fetch_add(1, SeqCst);
+        Ok(Vec::new())
     }))
 }
