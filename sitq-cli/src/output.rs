@@ -162,11 +162,6 @@ impl Table {
         self.rows.push(cells);
     }
 
-    /// Whether it has no rows.
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
     /// The table as lines, none wider than [`WIDTH`].
     pub fn render(&self) -> String {
         let count = self.columns.len();
