@@ -66,15 +66,20 @@ pub fn clap_exit(err: &clap::Error) -> ExitCode {
             }
         }
         _ => {
+            // clap's message runs until its first blank line (then usage and
+            // tips follow); joined, it is one line.
             let rendered = err.render().to_string();
-            let line = rendered
+            let message = rendered
                 .lines()
-                .find(|line| !line.trim().is_empty())
-                .unwrap_or("error: invalid arguments");
-            let line = if line.starts_with("error:") {
-                line.to_owned()
+                .map(str::trim)
+                .skip_while(|line| line.is_empty())
+                .take_while(|line| !line.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let line = if message.starts_with("error:") {
+                message
             } else {
-                format!("error: {line}")
+                format!("error: {message}")
             };
             let _ = writeln!(std::io::stderr().lock(), "{line} (see --help)");
             ExitCode::from(2)
