@@ -54,15 +54,23 @@ pub fn truncate(text: &str, width: usize) -> String {
 /// Wraps `text` to lines of at most `width` characters, each prefixed with
 /// `indent`, breaking at spaces where it can; keeps the text's own line breaks.
 pub fn wrap(text: &str, indent: &str, width: usize) -> String {
-    let room = width.saturating_sub(indent.chars().count()).max(10);
+    hanging(text, indent, indent, width)
+}
+
+/// [`wrap`] with `first` before the first line and `rest` before the
+/// lines it continues on.
+pub fn hanging(text: &str, first: &str, rest: &str, width: usize) -> String {
     let mut out = String::new();
+    let mut indent = first;
     for line in text.lines() {
         let mut line: Vec<char> = line.chars().collect();
         loop {
+            let room = width.saturating_sub(indent.chars().count()).max(10);
             if line.len() <= room {
                 out.push_str(indent);
                 out.extend(line.iter());
                 out.push('\n');
+                indent = rest;
                 break;
             }
             let split = line[..=room]
@@ -73,16 +81,17 @@ pub fn wrap(text: &str, indent: &str, width: usize) -> String {
             out.push_str(indent);
             out.extend(line[..split].iter());
             out.push('\n');
-            let rest = if line.get(split) == Some(&' ') {
+            indent = rest;
+            let next = if line.get(split) == Some(&' ') {
                 split + 1
             } else {
                 split
             };
-            line = line.split_off(rest);
+            line = line.split_off(next);
         }
     }
     if out.is_empty() {
-        out.push_str(indent);
+        out.push_str(first);
         out.push('\n');
     }
     out
@@ -285,7 +294,7 @@ mod tests {
     fn wrapping() {
         let text = wrap(&"word ".repeat(40), "  ", WIDTH);
         assert!(text.lines().all(|line| line.chars().count() <= WIDTH));
-        let text = wrap(&"x".repeat(200), "  ", WIDTH);
+        let text = hanging(&"x".repeat(200), "", "      ", WIDTH);
         assert!(text.lines().all(|line| line.chars().count() <= WIDTH));
         assert_eq!(text.chars().filter(|c| *c == 'x').count(), 200);
     }

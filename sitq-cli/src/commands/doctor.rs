@@ -51,9 +51,10 @@ pub async fn run(ctx: &Ctx) -> Result<ExitCode> {
                 CheckLevel::Warn => "WARN",
                 CheckLevel::Fail => "FAIL",
             };
-            text.push_str(&wrap(
+            text.push_str(&output::hanging(
                 &format!("{level}  {}: {}", check.name, check.detail),
                 "",
+                "      ",
                 WIDTH,
             ));
         }

@@ -101,7 +101,12 @@ pub async fn run(ctx: &Ctx, id: &str) -> Result<()> {
     let now = Utc::now();
     let mut text = String::new();
     let mut field = |label: &str, value: String| {
-        text.push_str(&wrap(&format!("{label:<10} {value}"), "", WIDTH));
+        text.push_str(&output::hanging(
+            &format!("{label:<10} {value}"),
+            "",
+            "           ",
+            WIDTH,
+        ));
     };
     field("task", format!("{} {}", record.id, record.name));
     field(
@@ -153,8 +158,7 @@ pub async fn run(ctx: &Ctx, id: &str) -> Result<()> {
         );
     }
     if let Some(failure) = &record.failure {
-        text.push_str(&format!("error      {}\n", failure.kind));
-        text.push_str(&wrap(&failure.message, "  ", WIDTH));
+        field("error", format!("{}: {}", failure.kind, failure.message));
     }
     text.push_str("arguments\n");
     text.push_str(&json_block(arguments.as_ref(), arguments_error.as_deref()));
@@ -164,14 +168,14 @@ pub async fn run(ctx: &Ctx, id: &str) -> Result<()> {
     }
     text.push_str(&format!("attempts ({})\n", attempts.len()));
     for attempt in &attempts {
-        text.push_str(&attempt_lines(attempt, now));
+        text.push_str(&attempt_lines(attempt));
     }
     output::print(&text);
     Ok(())
 }
 
 /// One attempt: its outcome, worker, start and duration, then its error.
-fn attempt_lines(attempt: &Attempt, now: DateTime<Utc>) -> String {
+fn attempt_lines(attempt: &Attempt) -> String {
     let outcome = match attempt.outcome {
         AttemptOutcome::Running => "running",
         AttemptOutcome::Succeeded => "succeeded",
@@ -185,15 +189,16 @@ fn attempt_lines(attempt: &Attempt, now: DateTime<Utc>) -> String {
         line.push_str(&format!(" on {worker}"));
     }
     match (attempt.started_at, attempt.finished_at) {
-        (Some(started), _) => line.push_str(&format!(", started {}", when(started, now))),
-        (None, Some(ended)) => line.push_str(&format!(", ended {}", when(ended, now))),
+        (Some(started), _) => line.push_str(&format!(", started {}", output::instant(started))),
+        (None, Some(ended)) => line.push_str(&format!(", ended {}", output::instant(ended))),
         (None, None) => {}
     }
-    let mut text = wrap(&line, "  ", WIDTH);
+    let mut text = output::hanging(&line, "  ", "     ", WIDTH);
     if let Some(error) = &attempt.error {
-        text.push_str(&wrap(
+        text.push_str(&output::hanging(
             &format!("{}: {}", error.kind, error.message),
-            "      ",
+            "     ",
+            "       ",
             WIDTH,
         ));
     }
