@@ -7,8 +7,9 @@
 //!   double-claim a task.
 //! - **Wake-ups** travel by `LISTEN/NOTIFY`: an enqueue, a retry or a
 //!   released claim notifies `sitq_work`, a finished task notifies
-//!   `sitq_finished` with its id, and every connected process turns those
-//!   into in-process [`Signals`]. A background task keeps the listening
+//!   `sitq_finished` with its id, a drain request for a worker notifies
+//!   `sitq_control`, and every connected process turns those into
+//!   in-process [`Signals`]. A background task keeps the listening
 //!   connection alive and reconnects it with backoff; a poll every
 //!   `ConnectOptions::poll_interval` covers the gaps.
 //! - **Round trips**: every call is one statement (its `NOTIFY` included),

@@ -4,6 +4,8 @@
 //! `sitq_work` carries no payload: any enqueue, retry or released claim wakes
 //! idle workers, which then claim. `sitq_finished` carries the ids of
 //! finished tasks as comma-separated decimals, so only their waiters wake.
+//! `sitq_cancel`, `sitq_retry` and `sitq_control` (a drain request) tell
+//! workers and waiters of the other changes they act on.
 //!
 //! Every statement that changes tasks notifies by itself (a `pg_notify` in a
 //! CTE), so a change and its notification cost one round trip together, and

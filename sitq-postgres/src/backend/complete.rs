@@ -62,8 +62,9 @@ FROM changed CROSS JOIN (SELECT count(*) FROM notified) AS notified"
 
 /// [`COMPLETE`] for a batch with anything but successes (`retry`, `failed`,
 /// `cancelled`, `snooze`), so that a batch of successes pays for none of
-/// this: each failure also goes to the failure history (the `history` CTE,
-/// which PostgreSQL runs whether or not it is read), and a task with a
+/// this: each failure also goes to the failure history with the attempt's
+/// start (the `history` CTE, which PostgreSQL runs whether or not it is
+/// read), and a task with a
 /// cancel request ends `cancelled` whatever its outcome other than success
 /// (a cancel is never retried, nor snoozed). A snooze gives its attempt back
 /// and keeps the previous error. `SET` expressions see the row before the

@@ -1,4 +1,4 @@
-//! Looking at tasks, cancelling, retrying and pruning them.
+//! Looking at tasks, cancelling and retrying them.
 
 use chrono::{DateTime, Utc};
 use sitq_core::{
