@@ -143,10 +143,10 @@ impl Worker {
 
     /// Whether the worker sets the queue gauges `sitq_queue_depth{queue,status}`
     /// and `sitq_queue_oldest_pending_seconds{queue}` from the database's
-    /// counts every 5 s (default: only with a
-    /// [`metrics_listener`](Worker::metrics_listener); turn it on when the
-    /// program installs its own `metrics` recorder). Each read counts the
-    /// tasks table: one worker per database is enough.
+    /// counts every 5 s (default: only with a `metrics_listener`, feature
+    /// `prometheus`; turn it on when the program installs its own `metrics`
+    /// recorder). Each read counts the tasks table: one worker per database
+    /// is enough.
     pub fn queue_metrics(mut self, on: bool) -> Worker {
         self.queue_metrics = on;
         self
@@ -352,7 +352,14 @@ impl Worker {
             shutdown.requester(),
         );
         // Before the first claim: a drain asked for already stops at once.
-        registration.beat().await;
+        // Bounded: a database that does not answer is the claim loop's to
+        // report, and the next beats retry.
+        if tokio::time::timeout(FIRST_BEAT_WITHIN, registration.beat())
+            .await
+            .is_err()
+        {
+            tracing::warn!(worker.id = %self.worker_id, "the first worker registry beat timed out; starting anyway");
+        }
         let (stop_side, side_stop) = watch::channel(false);
         let beats = tokio::spawn(registration.run(side_stop.clone()));
         let queue_gauges = self.metrics_wanted().then(|| {
@@ -368,7 +375,7 @@ impl Worker {
             scheduler::spawn(self.queue.backend().clone(), firing, shutdown.subscribe());
         let mut forced = shutdown.subscribe_forced();
         let result = tokio::select! {
-            result = runner::Runner::new(&self, registry, gauge).run(shutdown) => result,
+            result = runner::Runner::new(&self, registry, gauge.clone()).run(shutdown) => result,
             // Dropping the claim loop aborts its attempts (their JoinSet) and
             // lets the result writer and maintenance end on their own:
             // abandoned claims run again once their leases expire.
@@ -388,14 +395,15 @@ impl Worker {
             let _ = scheduler.await;
         }
         let _ = stop_side.send(true);
-        if let Some(queue_gauges) = queue_gauges {
-            let _ = queue_gauges.await;
-        }
-        if matches!(result, Err(Error::ForcedShutdown)) {
-            // At once: the row expires on its own within WORKER_TTL.
-            beats.abort();
-        } else {
-            let _ = beats.await;
+        // A stopped worker has no slots.
+        gauge.set(0, 0);
+        let side_tasks = std::iter::once(beats).chain(queue_gauges);
+        for task in side_tasks {
+            if matches!(result, Err(Error::ForcedShutdown)) {
+                // At once: the registry row expires on its own within WORKER_TTL.
+                task.abort();
+            }
+            let _ = task.await;
         }
         shutdown.finish();
         tracing::info!(worker.id = %self.worker_id, "worker stopped");
@@ -430,6 +438,9 @@ impl Worker {
         Ok(())
     }
 }
+
+/// How long [`Worker::run`] waits for its first registry beat.
+const FIRST_BEAT_WITHIN: Duration = Duration::from_secs(5);
 
 /// [`Worker::cancel_grace`] unless set.
 const DEFAULT_CANCEL_GRACE: Duration = Duration::from_secs(5);

@@ -9,8 +9,8 @@ use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
 use sitq_core::{
-    Backoff, Context, Error, NewTask, Queue, Registry, Result, TaskDefaults, TaskFuture, TaskId,
-    TaskInputs, TaskRegistration, TaskStatus,
+    Backoff, Context, EnqueueOptions, Error, Queue, Registry, Result, TaskDefaults, TaskFuture,
+    TaskId, TaskInputs, TaskRegistration, TaskStatus,
 };
 use sitq_worker::Worker;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -65,20 +65,6 @@ impl Drop for Scratch {
             path.push(suffix);
             let _ = std::fs::remove_file(path);
         }
-    }
-}
-
-fn task(name: &str, max_attempts: u32) -> NewTask {
-    NewTask {
-        name: name.to_owned(),
-        queue: "default".to_owned(),
-        payload: Vec::new(),
-        priority: 0,
-        run_at: chrono::Utc::now(),
-        max_attempts,
-        unique: None,
-        sequence: None,
-        deps: Default::default(),
     }
 }
 
@@ -156,16 +142,31 @@ async fn a_scrape_reads_the_figures_of_known_work() {
     }
     drop(taken);
 
-    let mut tasks: Vec<NewTask> = (0..3).map(|_| task(SUCCEEDS.name, 3)).collect();
-    tasks.push(task(FAILS.name, 3));
-    let ids = queue.backend().enqueue(tasks).await.expect("enqueue");
-
     let addr = free_addr();
     let worker = exporting_worker(&queue, addr);
     let stop = worker.shutdown_handle();
     let run = tokio::spawn(worker.run());
-
     let deadline = tokio::time::Instant::now() + WITHIN;
+    // The exporter is the recorder once it answers: what happens from now
+    // on is counted.
+    while scrape(addr).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the listener never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    // Through the queue, which counts what it enqueues (3 attempts each).
+    let mut ids = Vec::new();
+    for name in [SUCCEEDS.name, SUCCEEDS.name, SUCCEEDS.name, FAILS.name] {
+        let id = queue
+            .enqueue_raw(name, Vec::new(), EnqueueOptions::new())
+            .await
+            .expect("enqueue");
+        ids.push(id);
+    }
+
     while !finished(&queue, &ids).await {
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -179,6 +180,14 @@ async fn a_scrape_reads_the_figures_of_known_work() {
     );
 
     let want: &[(&str, f64)] = &[
+        (
+            r#"sitq_tasks_enqueued_total{queue="default",task="succeeds"}"#,
+            3.0,
+        ),
+        (
+            r#"sitq_tasks_enqueued_total{queue="default",task="fails"}"#,
+            1.0,
+        ),
         (
             r#"sitq_tasks_started_total{queue="default",task="succeeds"}"#,
             3.0,

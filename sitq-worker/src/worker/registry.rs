@@ -15,13 +15,13 @@ use super::scaling::Gauge;
 
 /// Beats for one run of a worker.
 pub(crate) struct Registration {
-    pub(crate) backend: Arc<dyn Backend>,
+    backend: Arc<dyn Backend>,
     /// Every field but the ones [`Gauge`] tells.
-    pub(crate) beat: WorkerBeat,
-    pub(crate) gauge: Gauge,
-    pub(crate) every: Duration,
+    beat: WorkerBeat,
+    gauge: Gauge,
+    every: Duration,
     /// Raised to drain: the same graceful stop as a `ShutdownHandle`'s.
-    pub(crate) drain: watch::Sender<bool>,
+    drain: watch::Sender<bool>,
     /// Whether the last beat failed (a failure is logged once per streak).
     failing: bool,
     /// Whether a drain was asked for already.

@@ -138,7 +138,8 @@ pub(crate) struct Gauge {
 }
 
 impl Gauge {
-    /// Records `slots` slots, `busy` of them running an attempt.
+    /// Records `slots` slots, `busy` of them running an attempt (a stopped
+    /// worker records none).
     pub(crate) fn set(&self, slots: usize, busy: usize) {
         let (concurrency, running) = &*self.inner;
         let before = (
@@ -146,7 +147,7 @@ impl Gauge {
             running.swap(busy, Ordering::Relaxed),
         );
         if before != (slots, busy) {
-            super::telemetry::slots(slots, busy);
+            super::telemetry::slots_changed(before, (slots, busy));
         }
     }
 

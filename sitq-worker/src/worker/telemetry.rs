@@ -22,7 +22,8 @@ pub(crate) const STARTED: &str = "sitq_tasks_started_total";
 pub(crate) const COMPLETED: &str = "sitq_tasks_completed_total";
 /// How long attempts ran, by `queue` and `task`.
 pub(crate) const DURATION: &str = "sitq_task_duration_seconds";
-/// From enqueue to the start of an attempt, by `queue` and `task`.
+/// From enqueue to the start of an attempt, by `queue` and `task` (a
+/// delay, and a retried task's earlier attempts and backoff, included).
 pub(crate) const QUEUE_WAIT: &str = "sitq_task_queue_wait_seconds";
 /// This worker's slots, by `state` (`busy`, `idle`).
 pub(crate) const SLOTS: &str = "sitq_worker_slots";
@@ -45,7 +46,7 @@ pub(crate) fn describe() {
     describe_histogram!(
         QUEUE_WAIT,
         Unit::Seconds,
-        "Time from enqueue to the start of an attempt."
+        "Time from enqueue to the start of an attempt (delays and earlier attempts included)."
     );
     describe_gauge!(SLOTS, "This worker's task slots, busy or idle.");
     describe_gauge!(QUEUE_DEPTH, "Tasks in the database by queue and status.");
@@ -89,10 +90,18 @@ pub(crate) fn outcome_label(outcome: &Outcome) -> &'static str {
     }
 }
 
-/// This worker has `slots` slots, `busy` of them running an attempt.
-pub(crate) fn slots(slots: usize, busy: usize) {
-    gauge!(SLOTS, "state" => "busy").set(busy as f64);
-    gauge!(SLOTS, "state" => "idle").set(slots.saturating_sub(busy) as f64);
+/// A worker went from `before` to `after` (slots, busy). The gauges move
+/// by the difference, so several workers in one process add up.
+pub(crate) fn slots_changed(before: (usize, usize), after: (usize, usize)) {
+    let idle = |(slots, busy): (usize, usize)| slots.saturating_sub(busy) as f64;
+    let busy = after.1 as f64 - before.1 as f64;
+    if busy != 0.0 {
+        gauge!(SLOTS, "state" => "busy").increment(busy);
+    }
+    let idle = idle(after) - idle(before);
+    if idle != 0.0 {
+        gauge!(SLOTS, "state" => "idle").increment(idle);
+    }
 }
 
 /// Sets the queue gauges from [`Backend::stats`] every few seconds: tasks

@@ -145,6 +145,36 @@ async fn a_drain_request_stops_the_worker_gracefully() {
     );
 }
 
+/// A drain stored before the worker starts is read by its first beat,
+/// before any claim: it stops at once and leaves the queue untouched.
+#[tokio::test]
+async fn a_drain_stored_before_the_start_stops_it_before_any_claim() {
+    let (memory, worker) = gated_worker();
+    let id = memory.add(GATED.name, b"never runs");
+    let beat = WorkerBeat {
+        id: worker.id().to_owned(),
+        host: "elsewhere".into(),
+        pid: 1,
+        version: "0".into(),
+        queues: Vec::new(),
+        tasks: Vec::new(),
+        concurrency: 1,
+        running: 0,
+        ttl: WORKER_TTL,
+    };
+    memory.worker_beat(&beat).await.expect("beat");
+    assert!(memory.drain_worker(worker.id()).await.expect("drain"));
+    let stop = worker.shutdown_handle();
+    tokio::time::timeout(WITHIN, worker.run())
+        .await
+        .expect("the worker stops at once")
+        .expect("a drain is a clean stop");
+    assert!(stop.is_requested());
+    assert_eq!(memory.claims.load(Ordering::Relaxed), 0, "no claim");
+    assert_eq!(memory.status_of(id), Some(TaskStatus::Pending));
+    assert_eq!(memory.removed(), [beat.id]);
+}
+
 #[tokio::test]
 async fn a_failing_beat_is_logged_and_retried_never_fatal() {
     let (memory, mut worker) = gated_worker();
@@ -224,4 +254,119 @@ async fn a_ranged_worker_grows_under_a_backlog_and_shrinks_when_idle() {
         .expect("the worker stops")
         .expect("the worker task")
         .expect("run");
+}
+
+#[test]
+fn prefetch_follows_the_current_slots() {
+    let (_, worker) = gated_worker();
+    let ranged = worker.concurrency_range(2..=32);
+    assert_eq!((ranged.min_slots, ranged.max_slots), (2, 32));
+    assert_eq!(ranged.prefetch_for(2), 4, "twice the slots by default");
+    assert_eq!(ranged.prefetch_for(32), 64);
+    let ranged = ranged.prefetch(16);
+    assert_eq!(ranged.prefetch_for(32), 16, "as set at the upper bound");
+    assert_eq!(ranged.prefetch_for(8), 4, "scaled down with the slots");
+    assert_eq!(ranged.prefetch_for(1), 1, "rounded up");
+    let fixed = ranged.concurrency(8).prefetch(3);
+    assert_eq!(fixed.prefetch_for(8), 3, "a fixed size keeps its prefetch");
+    assert_eq!(fixed.prefetch(0).prefetch_for(8), 0);
+}
+
+#[test]
+fn range_bounds_are_sanitised() {
+    let (_, worker) = gated_worker();
+    let worker = worker.concurrency_range(0..=0);
+    assert_eq!((worker.min_slots, worker.max_slots), (1, 1));
+    #[allow(clippy::reversed_empty_ranges)]
+    let worker = worker.concurrency_range(5..=2);
+    assert_eq!((worker.min_slots, worker.max_slots), (5, 5));
+    let worker = worker.concurrency(3);
+    assert_eq!((worker.min_slots, worker.max_slots), (3, 3));
+}
+
+/// Captured log output: a `tracing_subscriber` writer into a buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn text(&self) -> String {
+        let bytes = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The start line names the database, tasks, queues, concurrency and id,
+/// and each attempt runs in a `sitq.attempt` span with its fields. The
+/// test's runtime has one thread, so the subscriber set for it sees the
+/// worker's tasks too.
+#[tokio::test]
+async fn logs_one_start_line_and_spans_each_attempt() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    let (memory, worker) = gated_worker();
+    let worker = worker.concurrency_range(2..=4).queues(["default"]);
+    let worker_id = worker.id().to_owned();
+    let gate = Gate::new("logs");
+    gate.open();
+    let id = memory.add(GATED.name, b"logs");
+    let stop = worker.shutdown_handle();
+    let run = tokio::spawn(worker.run());
+    until("the task ran", || {
+        memory.status_of(id) == Some(TaskStatus::Succeeded)
+    })
+    .await;
+    stop.request();
+    tokio::time::timeout(WITHIN, run)
+        .await
+        .expect("the worker stops")
+        .expect("the worker task")
+        .expect("run");
+
+    let text = captured.text();
+    let start: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains("worker starting"))
+        .collect();
+    assert_eq!(start.len(), 1, "one start line in:\n{text}");
+    for field in [
+        format!("worker.id={worker_id}"),
+        "database=memory".to_owned(),
+        "tasks=gated".to_owned(),
+        "queues=default".to_owned(),
+        "concurrency=2..=4".to_owned(),
+    ] {
+        assert!(start[0].contains(&field), "{field} in {}", start[0]);
+    }
+    let attempt = format!(
+        "sitq.attempt{{task.name=gated task.id={id} attempt=1 queue=default worker.id={worker_id}}}"
+    );
+    assert!(
+        text.lines()
+            .any(|line| line.contains(&attempt) && line.contains("succeeded")),
+        "the outcome is logged in {attempt} in:\n{text}"
+    );
 }
