@@ -40,6 +40,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::Backup { path } = &cli.command {
         return backup::run(&url, path).await.map(|()| ExitCode::SUCCESS);
     }
+    validate(&cli.command)?;
     let queue = connect(&url).await?;
     let ctx = Ctx {
         queue,
@@ -73,6 +74,39 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode> {
         Command::Backup { .. } => unreachable_backup()?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Checks what can be checked without the database (ids, states,
+/// durations, JSON), so a typo is named even when the database is also
+/// wrong, and nothing is touched.
+fn validate(command: &Command) -> Result<()> {
+    use crate::parse;
+    match command {
+        Command::Show { id } | Command::Retry { id } | Command::Cancel { id, .. } => {
+            parse::task_id(id).map(drop)
+        }
+        Command::Ls(args) => {
+            parse::statuses(&args.status)?;
+            if let Some(since) = &args.since {
+                parse::since(since, chrono::Utc::now())?;
+            }
+            if let Some(before) = &args.before {
+                parse::task_id(before)?;
+            }
+            Ok(())
+        }
+        Command::Purge { older_than, status } => {
+            parse::duration(older_than)?;
+            parse::statuses(status).map(drop)
+        }
+        Command::Enqueue(args) => {
+            if let Some(delay) = &args.delay {
+                parse::duration(delay)?;
+            }
+            enqueue::arguments(&args.args).map(drop)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `backup` is handled before connecting.

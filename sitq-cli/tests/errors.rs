@@ -107,6 +107,29 @@ async fn a_missing_sqlite_file_is_an_error_and_is_not_created() {
     assert!(!path.exists(), "no database was created");
 }
 
+/// A mistake in the command line is named before the database is opened.
+#[tokio::test]
+async fn bad_arguments_are_named_before_connecting() {
+    let url = format!(
+        "sqlite://{}",
+        temp_path("never").with_extension("db").display()
+    );
+    let cases: &[(&[&str], &str)] = &[
+        (&["ls", "--status", "done"], "unknown status"),
+        (&["show", "abc"], "bad task id"),
+        (&["purge", "--older-than", "5x"], "bad duration"),
+        (&["enqueue", "add", "--args", "{oops"], "bad --args JSON"),
+    ];
+    for (args, expected) in cases {
+        let output = sitq(&url, args).await;
+        let line = one_error_line(args, &output);
+        assert!(
+            line.contains(expected),
+            "sitq {args:?}: {line:?} lacks {expected:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn an_unreachable_postgres_server_is_one_line() {
     let output = sitq("postgres://sitq@127.0.0.1:1/nothing", &["stats"]).await;

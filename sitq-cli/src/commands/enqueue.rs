@@ -12,6 +12,15 @@ use crate::parse;
 /// The queue of a task enqueued without `--queue`.
 const DEFAULT_QUEUE: &str = "default";
 
+/// The `--args` JSON.
+pub fn arguments(text: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(text).map_err(|err| {
+        CliError::new(format!(
+            "bad --args JSON: {err} (e.g. --args '{{\"a\": 2}}')"
+        ))
+    })
+}
+
 /// Enqueues the task and prints its id; warns when no live worker runs it.
 pub async fn run(ctx: &Ctx, args: &EnqueueArgs) -> Result<()> {
     let arguments: serde_json::Value = serde_json::from_str(&args.args).map_err(|err| {
