@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 /// The sitq admin tool: inspect and operate a sitq task queue.
 #[derive(Debug, Parser)]
-#[command(name = "sitq", version, about, max_term_width = 80)]
+#[command(name = "sitq", version, max_term_width = 80)]
 pub struct Cli {
     /// The queue's database: sqlite:///absolute/path, sqlite://relative/path
     /// (from the working directory) or postgres://user@host/database.
