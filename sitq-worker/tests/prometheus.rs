@@ -55,16 +55,13 @@ fn free_addr() -> SocketAddr {
         .expect("a free port")
 }
 
-/// A scratch database file, removed on drop.
+/// A scratch directory for the database and the files beside it, removed
+/// on drop.
 struct Scratch(std::path::PathBuf);
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let mut path = self.0.clone().into_os_string();
-            path.push(suffix);
-            let _ = std::fs::remove_file(path);
-        }
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -123,9 +120,10 @@ async fn finished(queue: &Queue, ids: &[TaskId]) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scrape_reads_the_figures_of_known_work() {
-    let path =
-        std::env::temp_dir().join(format!("sitq-worker-prometheus-{}.db", std::process::id()));
-    let _scratch = Scratch(path.clone());
+    let dir = std::env::temp_dir().join(format!("sitq-worker-prometheus-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    let _scratch = Scratch(dir.clone());
+    let path = dir.join("tasks.db");
     let queue = Queue::connect(&format!("sqlite://{}", path.display()))
         .await
         .expect("connect");

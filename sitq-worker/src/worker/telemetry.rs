@@ -4,7 +4,7 @@
 //!
 //! [`Worker::metrics_listener`]: crate::Worker
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -189,13 +189,24 @@ impl Shown {
                 *entry = (*entry).min(due);
             }
         }
-        // Every queue with tasks gets an age, 0 when none is due and pending.
-        for (queue, _) in shown.depth.keys() {
+        // Every queue with tasks gets every status (0 when none: a series
+        // that is there reads better in PromQL than one that is absent) and
+        // an age, 0 when no pending task is due.
+        let queues: BTreeSet<String> = shown.depth.keys().map(|(queue, _)| queue.clone()).collect();
+        for queue in &queues {
+            for status in TaskStatus::ALL {
+                shown
+                    .depth
+                    .entry((queue.clone(), status_label(status)))
+                    .or_default();
+            }
+        }
+        for queue in queues {
             let age = oldest
-                .get(queue)
+                .get(&queue)
                 .and_then(|due| (stats.now - *due).to_std().ok())
                 .map_or(0.0, |age| age.as_secs_f64());
-            shown.oldest.insert(queue.clone(), age);
+            shown.oldest.insert(queue, age);
         }
         shown
     }
@@ -238,6 +249,9 @@ mod tests {
         assert_eq!(shown.depth.get(&("mail".into(), "pending")), Some(&5));
         assert_eq!(shown.depth.get(&("mail".into(), "failed")), Some(&1));
         assert_eq!(shown.depth.get(&("default".into(), "succeeded")), Some(&7));
+        assert_eq!(shown.depth.get(&("default".into(), "pending")), Some(&0));
+        assert_eq!(shown.depth.get(&("mail".into(), "running")), Some(&0));
+        assert_eq!(shown.depth.len(), 2 * TaskStatus::ALL.len());
         assert_eq!(shown.oldest.get("mail"), Some(&40.0));
         assert_eq!(shown.oldest.get("default"), Some(&0.0));
     }
