@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 use sitq::TaskStatus;
-use sitq_core::{Check, CheckLevel, Diagnosis, Stats, WorkerInfo};
+use sitq::admin::{Check, CheckLevel, Diagnosis, Stats, WorkerInfo};
 
 use super::Ctx;
 use crate::error::Result;

@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sitq::admin::{Attempt, AttemptOutcome};
 use sitq::{TaskFailure, TaskRecord, TaskStatus};
-use sitq_core::{Attempt, AttemptOutcome};
 
 use super::Ctx;
 use crate::error::{Result, one_line};

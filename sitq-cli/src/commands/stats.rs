@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sitq::TaskStatus;
-use sitq_core::{Stats, WorkerInfo};
+use sitq::admin::{Stats, WorkerInfo};
 
 use super::Ctx;
 use crate::error::Result;

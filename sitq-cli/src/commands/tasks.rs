@@ -1,7 +1,7 @@
 //! `sitq ls`: tasks, newest first, filtered.
 
 use chrono::Utc;
-use sitq_core::TaskFilter;
+use sitq::admin::TaskFilter;
 
 use super::Ctx;
 use crate::cli::LsArgs;
