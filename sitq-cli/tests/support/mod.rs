@@ -1,0 +1,304 @@
+//! What the CLI tests share: a fresh database per test on each backend
+//! (a SQLite file, or a PostgreSQL database of its own when
+//! `SITQ_TEST_POSTGRES_URL` is set), an in-process worker to seed it, and
+//! the `sitq` binary run against it. The PostgreSQL part is the minimum of
+//! `sitq/tests/support/mod.rs`.
+#![allow(dead_code)] // each test file uses part of it
+
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::Duration;
+
+use sitq::{Queue, ShutdownHandle, Worker};
+use tokio::task::JoinHandle;
+
+/// How long a seeded task, a worker or the binary has.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// A path in the temp directory no other test (or run) uses.
+pub fn temp_path(name: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos())
+        .unwrap_or(0);
+    std::env::temp_dir().join(format!("sitq-cli-{name}-{}-{nanos}", std::process::id()))
+}
+
+/// Which backend a test runs on.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file.
+    Sqlite,
+    /// A database on the PostgreSQL test server.
+    Postgres,
+}
+
+/// A fresh database and a queue connected to it.
+pub struct Db {
+    pub url: String,
+    pub queue: Queue,
+    pub backend: Backend,
+    pg: Option<TestDb>,
+}
+
+impl Db {
+    /// A fresh database, or `None` when the backend is not available
+    /// (PostgreSQL without a server, outside CI).
+    pub async fn create(backend: Backend, test: &str) -> Option<Db> {
+        let (url, pg) = match backend {
+            Backend::Sqlite => (
+                format!(
+                    "sqlite://{}",
+                    temp_path(test).with_extension("db").display()
+                ),
+                None,
+            ),
+            Backend::Postgres => {
+                let db = TestDb::create(test).await?;
+                (db.url.clone(), Some(db))
+            }
+        };
+        let queue = Queue::connect(&url)
+            .await
+            .expect("connect to the test database");
+        Some(Db {
+            url,
+            queue,
+            backend,
+            pg,
+        })
+    }
+
+    /// Runs `sitq ARGS --url URL` to completion.
+    pub async fn sitq(&self, args: &[&str]) -> Output {
+        sitq(&self.url, args).await
+    }
+
+    /// Runs `sitq ARGS --url URL`, expecting success; its stdout.
+    pub async fn ok(&self, args: &[&str]) -> String {
+        let output = self.sitq(args).await;
+        assert!(
+            output.status.success(),
+            "sitq {args:?} failed ({}): {}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("stdout is UTF-8")
+    }
+
+    /// Runs `sitq ARGS --json --url URL`, expecting success; its JSON.
+    pub async fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        let stdout = self.ok(&args).await;
+        serde_json::from_str(&stdout).unwrap_or_else(|err| panic!("{err} in {stdout}"))
+    }
+
+    /// The SQLite file's path.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        self.url.strip_prefix("sqlite://").map(PathBuf::from)
+    }
+
+    /// Closes the queue and drops the database (the SQLite file and its
+    /// companions, or the PostgreSQL database).
+    pub async fn finish(self) {
+        self.queue.close().await;
+        if let Some(path) = self.sqlite_path() {
+            for suffix in ["", "-wal", "-shm", "-sitq"] {
+                let mut file = path.clone().into_os_string();
+                file.push(suffix);
+                let _ = std::fs::remove_file(file);
+            }
+        }
+        if let Some(pg) = self.pg {
+            pg.drop().await;
+        }
+    }
+}
+
+/// Runs the `sitq` binary with `args` and `--url url` (and no
+/// `SITQ_DATABASE_URL` from the environment), from a blocking thread.
+pub async fn sitq(url: &str, args: &[&str]) -> Output {
+    let mut all: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+    all.extend(["--url".to_owned(), url.to_owned()]);
+    run(all, &[]).await
+}
+
+/// Runs the `sitq` binary with exactly `args` and `env`.
+pub async fn run(args: Vec<String>, env: &[(&str, &str)]) -> Output {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+        .collect();
+    let call = tokio::task::spawn_blocking(move || {
+        let mut command = assert_cmd::Command::cargo_bin("sitq").expect("the sitq binary");
+        command
+            .env_remove("SITQ_DATABASE_URL")
+            .envs(env)
+            .args(&args)
+            .timeout(WAIT);
+        command.output().expect("run sitq")
+    });
+    call.await.expect("the sitq run")
+}
+
+/// A worker running every task of this test binary, with its stop handle.
+pub struct Running {
+    pub id: String,
+    pub stop: ShutdownHandle,
+    pub task: JoinHandle<sitq::Result<()>>,
+}
+
+/// Starts a worker on `queue` in this process.
+pub fn start_worker(queue: &Queue) -> Running {
+    let worker = Worker::new(queue.clone())
+        .handle_signals(false)
+        .concurrency(4);
+    let id = worker.id().to_owned();
+    let stop = worker.shutdown_handle();
+    let task = tokio::spawn(worker.run());
+    Running { id, stop, task }
+}
+
+impl Running {
+    /// Stops the worker and waits for it.
+    pub async fn stop(self) {
+        self.stop.shutdown().await;
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("the worker stops")
+            .expect("join")
+            .expect("the worker ran");
+    }
+}
+
+/// Waits (bounded) until task `id` is finished, however it ended.
+pub async fn wait_finished(queue: &Queue, id: sitq::TaskId) {
+    let handle = queue.handle::<serde_json::Value>(id);
+    if let Err(sitq::Error::WaitTimeout { .. }) = handle.wait_timeout(WAIT).await {
+        panic!("task {id} did not finish within {WAIT:?}");
+    }
+}
+
+/// Every line of `text` fits 80 columns.
+pub fn assert_fits(text: &str) {
+    for line in text.lines() {
+        assert!(
+            line.chars().count() <= 80,
+            "a line wider than 80 columns ({}): {line:?}",
+            line.chars().count()
+        );
+    }
+}
+
+/// Defines `mod NAME { sqlite, postgres }` tests calling `NAME(db)` with a
+/// fresh database of each backend.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::support::{Backend, Db};
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let db = Db::create(Backend::Sqlite, stringify!($name)).await.expect("sqlite");
+                super::$name(&db).await;
+                db.finish().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(db) = Db::create(Backend::Postgres, stringify!($name)).await else {
+                    return;
+                };
+                super::$name(&db).await;
+                db.finish().await;
+            }
+        }
+    )*};
+}
+
+/// A database of its own on the PostgreSQL test server.
+pub struct TestDb {
+    server: String,
+    name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    const SERVER_VAR: &str = "SITQ_TEST_POSTGRES_URL";
+
+    /// A fresh database, or `None` (after saying so) when no server is
+    /// configured. Panics then if `CI=true`: skipping would hide that the
+    /// tests never ran.
+    pub async fn create(test: &str) -> Option<TestDb> {
+        use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
+
+        let server = match std::env::var(Self::SERVER_VAR) {
+            Ok(url) if !url.is_empty() => url,
+            _ if std::env::var("CI").as_deref() == Ok("true") => {
+                panic!(
+                    "{} is not set but CI=true: the PostgreSQL tests must run in CI",
+                    Self::SERVER_VAR
+                )
+            }
+            _ => {
+                eprintln!(
+                    "skipped: PostgreSQL tests need {} (or `cargo xtask test`)",
+                    Self::SERVER_VAR
+                );
+                return None;
+            }
+        };
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.subsec_nanos())
+            .unwrap_or(0);
+        let name = format!("sitq_cli_{test}_{}_{nanos}", std::process::id());
+        let mut admin = PgConnection::connect(&server)
+            .await
+            .expect("connect to the test server");
+        admin
+            .execute(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .expect("create the test database");
+        admin.close().await.ok();
+        let url = with_database(&server, &name);
+        Some(TestDb { server, name, url })
+    }
+
+    /// Drops the database, forcing out connections left behind.
+    pub async fn drop(self) {
+        use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
+
+        let mut admin = PgConnection::connect(&self.server)
+            .await
+            .expect("connect to the test server");
+        admin
+            .execute(AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )))
+            .await
+            .expect("drop the test database");
+        admin.close().await.ok();
+    }
+}
+
+/// `url` pointing at database `name` instead, keeping its query string.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(base, query)| (base, Some(query)));
+    let authority_start = base.find("://").map_or(0, |at| at + 3);
+    let authority_end = base[authority_start..]
+        .find('/')
+        .map_or(base.len(), |at| authority_start + at);
+    let mut url = format!("{}/{name}", &base[..authority_end]);
+    if let Some(query) = query {
+        url.push('?');
+        url.push_str(query);
+    }
+    url
+}
