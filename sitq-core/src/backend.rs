@@ -430,6 +430,9 @@ pub struct NewTask {
     /// The tasks it waits for, and whether it receives their results (see
     /// [`Backend::enqueue`]). Empty for most tasks.
     pub deps: Dependencies,
+    /// The producer's trace context (see [`crate::trace`]), stored as is
+    /// and handed back in [`ClaimedTask::trace`].
+    pub trace: Option<String>,
 }
 
 /// What a worker asks [`Backend::claim`] for.
@@ -472,6 +475,8 @@ pub struct ClaimedTask {
     /// when it was claimed; `None` for a task enqueued without
     /// `after_result`.
     pub inputs: Option<TaskInputs>,
+    /// The trace context stored with the task at enqueue ([`NewTask::trace`]).
+    pub trace: Option<String>,
 }
 
 impl ClaimedTask {

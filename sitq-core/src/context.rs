@@ -217,6 +217,7 @@ mod tests {
             max_attempts: 3,
             created_at: Utc::now(),
             inputs: None,
+            trace: None,
         }
     }
 

@@ -24,6 +24,7 @@ mod registry;
 pub mod schedule;
 mod signals;
 mod task;
+pub mod trace;
 mod unique;
 mod wait;
 mod workers;
@@ -62,6 +63,7 @@ pub use registry::Registry;
 pub use schedule::{CatchUp, Schedule, ScheduleInfo};
 pub use signals::{CancelNotice, FinishedWatch, Signals};
 pub use task::{Task, TaskDefaults, TaskFuture, TaskRegistration};
+pub use trace::TracePropagation;
 pub use unique::{Enqueued, MAX_UNIQUE_KEY_BYTES, UniqueKey, holder_blocks};
 pub use workers::{WORKER_BEAT, WORKER_TTL, WorkerBeat, WorkerControl, WorkerInfo};
 pub use workflow::{

@@ -22,6 +22,7 @@ pub struct EnqueueOptions {
     after: Vec<DepTarget>,
     inputs: Option<(InputMode, Vec<DepTarget>)>,
     after_finished: bool,
+    trace: Option<String>,
 }
 
 impl EnqueueOptions {
@@ -157,6 +158,19 @@ impl EnqueueOptions {
             .map(|(mode, inputs)| (*mode, inputs.as_slice()))
     }
 
+    /// Carries this trace context with the task (see [`crate::trace`])
+    /// instead of what the queue's [`TracePropagation`](crate::TracePropagation)
+    /// injects; at most [`MAX_TRACE_CONTEXT`](crate::trace::MAX_TRACE_CONTEXT) bytes.
+    pub fn trace_context(mut self, context: impl Into<String>) -> Self {
+        self.trace = Some(context.into());
+        self
+    }
+
+    /// The trace context set, if any.
+    pub fn get_trace_context(&self) -> Option<&str> {
+        self.trace.as_deref()
+    }
+
     /// Whether [`after_finished`](Self::after_finished) is set.
     pub fn get_after_finished(&self) -> bool {
         self.after_finished
@@ -240,6 +254,9 @@ impl Default for Backoff {
 /// Options for [`Queue::connect_with`](crate::Queue::connect_with).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConnectOptions {
+    /// How tasks carry the producer's trace context (default: they carry
+    /// none unless an enqueue sets one); see [`crate::trace`].
+    pub trace_propagation: Option<crate::TracePropagation>,
     /// The largest encoded payload accepted at enqueue, in bytes (default 1 MiB).
     pub max_payload_bytes: usize,
     /// Connections in the backend's pool (default: the backend's choice).
@@ -264,6 +281,7 @@ impl ConnectOptions {
             max_connections: None,
             poll_interval: Duration::from_millis(50),
             create_missing: true,
+            trace_propagation: None,
         }
     }
 
@@ -283,6 +301,13 @@ impl ConnectOptions {
     /// [`create_missing`](ConnectOptions::create_missing)).
     pub fn create_missing(mut self, create: bool) -> Self {
         self.create_missing = create;
+        self
+    }
+
+    /// Carries the producer's trace context with every task enqueued through
+    /// this queue, and links each attempt's span to it (see [`crate::trace`]).
+    pub fn trace_propagation(mut self, propagation: crate::TracePropagation) -> Self {
+        self.trace_propagation = Some(propagation);
         self
     }
 

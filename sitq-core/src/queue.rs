@@ -411,6 +411,20 @@ impl Queue {
                 "task {name} has both a unique key and dependencies; a task with dependencies cannot be deduplicated"
             )));
         }
+        let trace = match options.get_trace_context() {
+            Some(context) => {
+                crate::trace::validate(context)?;
+                Some(context.to_owned())
+            }
+            // What the program's propagation injects is trusted to be
+            // valid; one that is not is left out rather than failing the enqueue.
+            None => self
+                .inner
+                .options
+                .trace_propagation
+                .and_then(|propagation| (propagation.inject)())
+                .filter(|context| crate::trace::validate(context).is_ok()),
+        };
         Ok(NewTask {
             name: name.to_owned(),
             queue: queue.to_owned(),
@@ -421,6 +435,7 @@ impl Queue {
             unique,
             sequence: sequence.map(str::to_owned),
             deps,
+            trace,
         })
     }
 

@@ -323,6 +323,8 @@ impl Template {
             unique: None,
             sequence: None,
             deps: Default::default(),
+            // A tick has no producer whose trace it continues.
+            trace: None,
         }
     }
 }

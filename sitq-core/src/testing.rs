@@ -22,6 +22,7 @@ mod operations;
 mod queues;
 mod sequences;
 mod tasks;
+mod trace;
 mod unique;
 mod waits;
 mod workflow_tasks;
@@ -43,6 +44,7 @@ pub use operations::*;
 pub use queues::*;
 pub use sequences::*;
 pub use tasks::{Add, registry, registry_without, unique};
+pub use trace::*;
 pub use unique::*;
 pub use waits::*;
 pub use workflows::*;
@@ -210,6 +212,7 @@ macro_rules! conformance_tests {
             ops_stats_count_states_and_recent_finishes, ops_attempt_history_lists_every_try,
             ops_audit_log_records_admin_actions, ops_enqueue_by_name_with_json_arguments,
             ops_purge_by_state_and_age, ops_diagnose_finds_expired_leases_and_large_rows,
+            ops_trace_context_travels_with_the_task,
         );
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {

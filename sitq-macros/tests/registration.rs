@@ -61,6 +61,7 @@ fn context(name: &str) -> sitq::Context {
         max_attempts: 1,
         created_at: chrono::Utc::now(),
         inputs: None,
+        trace: None,
     };
     sitq::Context::for_attempt(&claimed).0
 }

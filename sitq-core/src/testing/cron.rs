@@ -52,6 +52,7 @@ fn fire(schedule: &str, tick: DateTime<Utc>) -> TickFire {
             unique: None,
             sequence: None,
             deps: Default::default(),
+            trace: None,
         },
         next_fire: Some(tick + Duration::minutes(1)),
         now: tick,

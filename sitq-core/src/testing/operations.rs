@@ -17,7 +17,12 @@ use crate::{
 };
 
 /// Claims (and starts) every due task named `name` as `worker_id`.
-async fn claim(queue: &Queue, worker_id: &str, name: &str, lease: Duration) -> Vec<ClaimedTask> {
+pub(super) async fn claim(
+    queue: &Queue,
+    worker_id: &str,
+    name: &str,
+    lease: Duration,
+) -> Vec<ClaimedTask> {
     let names = [name.to_owned()];
     queue
         .backend()
@@ -34,7 +39,7 @@ async fn claim(queue: &Queue, worker_id: &str, name: &str, lease: Duration) -> V
 }
 
 /// Records `outcome` for `task`, checking that it applied.
-async fn complete(queue: &Queue, task: &ClaimedTask, outcome: Outcome) {
+pub(super) async fn complete(queue: &Queue, task: &ClaimedTask, outcome: Outcome) {
     let applied = queue
         .backend()
         .complete(vec![Completion {
@@ -65,7 +70,7 @@ fn beat(id: &str, running: u32, ttl: Duration) -> WorkerBeat {
     }
 }
 
-const LIVE: Duration = Duration::from_secs(60);
+pub(super) const LIVE: Duration = Duration::from_secs(60);
 
 /// A worker's beat registers it with every field; a later beat refreshes
 /// it (running, last seen) and keeps its start; a removed worker is gone.

@@ -178,6 +178,7 @@ pub(super) fn claimed(rows: Vec<ClaimedRow>) -> Result<Vec<ClaimedTask>> {
                 max_attempts: count(row.max_attempts.ok_or_else(missing)?, OP)?,
                 created_at: row.created_at.ok_or_else(missing)?,
                 inputs: super::deps::input_mark(row.input_mode.unwrap_or(0)),
+                trace: None,
             },
         ));
     }

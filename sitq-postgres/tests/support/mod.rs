@@ -160,6 +160,7 @@ pub fn task(label: &str) -> NewTask {
         unique: None,
         sequence: None,
         deps: Default::default(),
+        trace: None,
     }
 }
 

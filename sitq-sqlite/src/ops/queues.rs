@@ -190,6 +190,7 @@ pub(crate) fn picked(row: &rusqlite::Row<'_>) -> rusqlite::Result<Picked> {
             created_at: time::from_micros(row.get(6)?),
             // Marks a task that receives results; filled in after the claim.
             inputs: super::deps::inputs_marker(row.get(9)?),
+            trace: None,
         },
         priority: row.get(7)?,
         run_at: row.get(8)?,

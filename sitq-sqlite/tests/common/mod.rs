@@ -68,6 +68,7 @@ pub fn task(name: &str) -> NewTask {
         unique: None,
         sequence: None,
         deps: Default::default(),
+        trace: None,
     }
 }
 

@@ -232,6 +232,7 @@ mod tests {
             max_attempts: 1,
             created_at: chrono::Utc::now(),
             inputs: None,
+            trace: None,
         };
         let (context, control) = Context::for_attempt(&task);
         let outcome = run_attempt(&registry, &task, "w", context, control);
@@ -268,6 +269,7 @@ mod tests {
             max_attempts: 3,
             created_at: chrono::Utc::now(),
             inputs: None,
+            trace: None,
         };
         Context::for_attempt(&task).1
     }

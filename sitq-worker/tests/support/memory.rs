@@ -159,6 +159,7 @@ impl Backend for Memory {
                 max_attempts: record.max_attempts,
                 created_at: record.created_at,
                 inputs: None,
+                trace: None,
             });
         }
         Ok(claimed)
