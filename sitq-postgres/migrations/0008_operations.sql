@@ -39,3 +39,8 @@ CREATE TABLE sitq_audit (
     target TEXT        NOT NULL,
     detail TEXT
 );
+
+-- The producer's trace context (an opaque text, e.g. a W3C traceparent),
+-- handed to the worker with the claim so an attempt's span links to the
+-- enqueue that caused it. NULL for most tasks.
+ALTER TABLE sitq_tasks ADD COLUMN trace_context TEXT;

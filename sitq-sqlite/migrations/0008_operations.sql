@@ -1,5 +1,5 @@
 -- Operations: the worker registry, attempt start times in the failure
--- history, and the audit log.
+-- history, the audit log, and the trace context a task carries.
 
 -- One row per live worker process, refreshed by its beat (every second) and
 -- deleted by its clean stop, or by another worker's beat once expired.
@@ -36,3 +36,8 @@ CREATE TABLE sitq_audit (
     target TEXT    NOT NULL,
     detail TEXT
 );
+
+-- The producer's trace context (an opaque text, e.g. a W3C traceparent),
+-- handed to the worker with the claim so an attempt's span links to the
+-- enqueue that caused it. NULL for most tasks.
+ALTER TABLE sitq_tasks ADD COLUMN trace_context TEXT;

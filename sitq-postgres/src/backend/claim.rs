@@ -76,13 +76,13 @@ WITH picked AS MATERIALIZED (
     FROM ranked
     WHERE t.id = ranked.id
     RETURNING t.id, t.name, t.queue, t.payload, t.attempts, t.max_attempts, t.created_at,
-              t.priority, t.run_at, t.input_mode
+              t.priority, t.run_at, t.input_mode, t.trace_context
 )
 SELECT id, name, queue, payload, attempts, max_attempts, created_at, priority, run_at,
-       input_mode, false AS limited
+       input_mode, trace_context, false AS limited
 FROM claimed
 UNION ALL
-(SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, true
+(SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, true
  FROM sitq_queues AS q WHERE ",
             $crate::backend::queues::limited!(),
             $scope,
@@ -111,6 +111,7 @@ pub(super) struct ClaimedRow {
     priority: Option<i32>,
     run_at: Option<DateTime<Utc>>,
     input_mode: Option<i16>,
+    trace_context: Option<String>,
     pub(super) limited: bool,
 }
 
@@ -178,7 +179,7 @@ pub(super) fn claimed(rows: Vec<ClaimedRow>) -> Result<Vec<ClaimedTask>> {
                 max_attempts: count(row.max_attempts.ok_or_else(missing)?, OP)?,
                 created_at: row.created_at.ok_or_else(missing)?,
                 inputs: super::deps::input_mark(row.input_mode.unwrap_or(0)),
-                trace: None,
+                trace: row.trace_context,
             },
         ));
     }

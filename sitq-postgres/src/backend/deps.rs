@@ -47,15 +47,16 @@ SELECT nextval(pg_get_serial_sequence('sitq_tasks', 'id'))
 FROM generate_series(1, $1)";
 
 /// The rows, their edges and the `NOTIFY`, in one statement. A row with a
-/// reason is stored cancelled by that dependency; `$21` is the error
-/// message with `%s` for the reason, `$22` who cancelled.
+/// reason is stored cancelled by that dependency; `$17` is the error
+/// message with `%s` for the reason, `$18` who cancelled, `$21` the trace
+/// contexts.
 const INSERT: &str = concat!(
     "
 WITH changed AS (
     INSERT INTO sitq_tasks (id, name, queue, payload, priority, max_attempts, run_at, sequence,
         status, deps_pending, after_finished, input_mode, has_dependents, dependents_resolved,
         workflow_id, finished_at, error_kind, error, cancel_requested_at, cancelled_by,
-        cancel_reason)
+        cancel_reason, trace_context)
     OVERRIDING SYSTEM VALUE
     SELECT id, name, queue, payload, priority, max_attempts, run_at, sequence,
         CASE WHEN reason IS NOT NULL THEN 'cancelled'
@@ -67,12 +68,12 @@ WITH changed AS (
         CASE WHEN reason IS NOT NULL THEN format($17, reason) END,
         CASE WHEN reason IS NOT NULL THEN now() END,
         CASE WHEN reason IS NOT NULL THEN $18 END,
-        reason
+        reason, trace_context
     FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::int[], $6::int[],
                 $7::timestamptz[], $8::text[], $9::int[], $10::bool[], $11::smallint[],
-                $12::bool[], $13::text[])
+                $12::bool[], $13::text[], $21::text[])
         AS new(id, name, queue, payload, priority, max_attempts, run_at, sequence,
-               deps_pending, after_finished, input_mode, has_dependents, reason)
+               deps_pending, after_finished, input_mode, has_dependents, reason, trace_context)
     RETURNING id, status
 ), edges AS (
     INSERT INTO sitq_deps (task_id, ord, dep_id, input)
@@ -324,6 +325,7 @@ async fn insert(
     let mut after_finished = Vec::with_capacity(count);
     let mut input_modes = Vec::with_capacity(count);
     let mut reasons = Vec::with_capacity(count);
+    let mut traces: Vec<Option<&str>> = Vec::with_capacity(count);
     let mut edge_tasks = Vec::new();
     let mut edge_ords = Vec::new();
     let mut edge_deps = Vec::new();
@@ -340,6 +342,7 @@ async fn insert(
         after_finished.push(task.deps.after_finished);
         input_modes.push(task.deps.input_mode.as_i16());
         reasons.push(plan.reason.as_deref());
+        traces.push(task.trace.as_deref());
         for (ord, (dep, input)) in task.deps.edges().enumerate() {
             let dep_id = match dep {
                 DepRef::Task(dep) => dep.0,
@@ -374,6 +377,7 @@ async fn insert(
         .bind(sitq_core::DEPENDENCY_CANCELLED_BY)
         .bind(edge_ords)
         .bind(edge_inputs)
+        .bind(traces)
         .execute(&mut *conn)
         .await
         .map_err(failure(OP))?;

@@ -15,11 +15,13 @@ use super::to_int;
 /// PostgreSQL run it.
 const INSERT: &str = "
 WITH inserted AS (
-    INSERT INTO sitq_tasks (name, queue, payload, priority, max_attempts, run_at, sequence)
-    SELECT name, queue, payload, priority, max_attempts, run_at, sequence
+    INSERT INTO sitq_tasks (name, queue, payload, priority, max_attempts, run_at, sequence,
+        trace_context)
+    SELECT name, queue, payload, priority, max_attempts, run_at, sequence, trace_context
     FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::int[], $5::int[], $6::timestamptz[],
-                $7::text[])
-        WITH ORDINALITY AS new(name, queue, payload, priority, max_attempts, run_at, sequence, ord)
+                $7::text[], $8::text[])
+        WITH ORDINALITY AS new(name, queue, payload, priority, max_attempts, run_at, sequence,
+                               trace_context, ord)
     ORDER BY ord
     RETURNING id
 ), notified AS MATERIALIZED (
@@ -41,6 +43,7 @@ pub(super) async fn enqueue(pool: &PgPool, tasks: Vec<NewTask>) -> Result<Vec<Ta
     let mut max_attempts = Vec::with_capacity(count);
     let mut run_ats = Vec::with_capacity(count);
     let mut sequences = Vec::with_capacity(count);
+    let mut traces = Vec::with_capacity(count);
     for task in tasks {
         names.push(task.name);
         queues.push(task.queue);
@@ -49,6 +52,7 @@ pub(super) async fn enqueue(pool: &PgPool, tasks: Vec<NewTask>) -> Result<Vec<Ta
         max_attempts.push(to_int(task.max_attempts));
         run_ats.push(task.run_at);
         sequences.push(task.sequence);
+        traces.push(task.trace);
     }
     let mut ids: Vec<i64> = sqlx::query_scalar(INSERT)
         .bind(names)
@@ -58,6 +62,7 @@ pub(super) async fn enqueue(pool: &PgPool, tasks: Vec<NewTask>) -> Result<Vec<Ta
         .bind(max_attempts)
         .bind(run_ats)
         .bind(sequences)
+        .bind(traces)
         .fetch_all(pool)
         .await
         .map_err(db_error("enqueueing tasks"))?;

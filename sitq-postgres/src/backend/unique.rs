@@ -40,12 +40,14 @@ WHERE unique_key IS NOT NULL
 /// Step 2: the rows, in batch order; keyed rows whose key is held are skipped.
 const INSERT: &str = "
 INSERT INTO sitq_tasks
-    (name, queue, payload, priority, max_attempts, run_at, unique_key, unique_for, sequence)
-SELECT name, queue, payload, priority, max_attempts, run_at, unique_key, unique_for, sequence
+    (name, queue, payload, priority, max_attempts, run_at, unique_key, unique_for, sequence,
+     trace_context)
+SELECT name, queue, payload, priority, max_attempts, run_at, unique_key, unique_for, sequence,
+    trace_context
 FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::int[], $5::int[], $6::timestamptz[],
-            $7::text[], $8::bigint[], $9::text[])
+            $7::text[], $8::bigint[], $9::text[], $10::text[])
     WITH ORDINALITY AS new(name, queue, payload, priority, max_attempts, run_at, unique_key,
-                           unique_for, sequence, ord)
+                           unique_for, sequence, trace_context, ord)
 ORDER BY ord
 ON CONFLICT (name, unique_key) WHERE unique_key IS NOT NULL DO NOTHING
 RETURNING id, name, unique_key";
@@ -253,6 +255,7 @@ async fn insert(
     let mut keys: Vec<Option<&str>> = Vec::with_capacity(count);
     let mut windows: Vec<Option<i64>> = Vec::with_capacity(count);
     let mut sequences: Vec<Option<&str>> = Vec::with_capacity(count);
+    let mut traces: Vec<Option<&str>> = Vec::with_capacity(count);
     for &i in indices {
         let task = &tasks[i];
         names.push(task.name.as_str());
@@ -268,6 +271,7 @@ async fn insert(
                 .and_then(|unique| unique.window_micros()),
         );
         sequences.push(task.sequence.as_deref());
+        traces.push(task.trace.as_deref());
     }
     sqlx::query_as(INSERT)
         .bind(names)
@@ -279,6 +283,7 @@ async fn insert(
         .bind(keys)
         .bind(windows)
         .bind(sequences)
+        .bind(traces)
         .fetch_all(&mut *conn)
         .await
         .map_err(failure(OP))

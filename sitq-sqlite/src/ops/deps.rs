@@ -40,9 +40,9 @@ const INSERT: &str = "INSERT INTO sitq_tasks \
      (created_at, name, queue, payload, priority, max_attempts, run_at, sequence, status, \
       workflow_id, deps_pending, after_finished, input_mode, has_dependents, \
       dependents_resolved, finished_at, error_kind, error, cancel_requested_at, cancelled_by, \
-      cancel_reason) \
+      cancel_reason, trace_context) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-      ?16, ?19, ?20)";
+      ?16, ?19, ?20, ?21)";
 
 /// Whether `tasks` need this module's insert: some has dependencies.
 pub(crate) fn any_deps(tasks: &[NewTask]) -> bool {
@@ -213,6 +213,7 @@ pub(crate) fn insert(
             error,
             failed.as_ref().map(|_| DEPENDENCY_CANCELLED_BY),
             failed,
+            task.trace,
         ])?;
         let id = TaskId(conn.last_insert_rowid());
         for (ord, (dep, input)) in edges.iter().enumerate() {

@@ -190,7 +190,7 @@ pub(crate) fn picked(row: &rusqlite::Row<'_>) -> rusqlite::Result<Picked> {
             created_at: time::from_micros(row.get(6)?),
             // Marks a task that receives results; filled in after the claim.
             inputs: super::deps::inputs_marker(row.get(9)?),
-            trace: None,
+            trace: row.get(10)?,
         },
         priority: row.get(7)?,
         run_at: row.get(8)?,
@@ -221,7 +221,7 @@ macro_rules! pick_sql {
     ($filters:literal) => {
         concat!(
             "SELECT id, name, queue, payload, attempts, max_attempts, created_at, priority, run_at, \
-                 input_mode \
+                 input_mode, trace_context \
              FROM sitq_tasks \
              WHERE status = 'pending' AND run_at <= ?1 \
                AND name IN (SELECT value FROM json_each(?2)) ",

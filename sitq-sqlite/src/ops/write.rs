@@ -41,8 +41,8 @@ impl Effects {
 }
 
 const INSERT: &str = "INSERT INTO sitq_tasks \
-     (created_at, name, queue, payload, priority, max_attempts, run_at, sequence) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+     (created_at, name, queue, payload, priority, max_attempts, run_at, sequence, trace_context) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 
 /// Inserts `tasks` as pending; their ids, in order.
 pub(crate) fn insert(
@@ -62,6 +62,7 @@ pub(crate) fn insert(
             task.max_attempts,
             time::to_micros(task.run_at),
             task.sequence,
+            task.trace,
         ])?;
         ids.push(TaskId(conn.last_insert_rowid()));
     }
@@ -70,8 +71,8 @@ pub(crate) fn insert(
 
 const INSERT_UNIQUE: &str = "INSERT INTO sitq_tasks \
      (created_at, name, queue, payload, priority, max_attempts, run_at, sequence, unique_key, \
-      unique_for) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+      unique_for, trace_context) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 
 /// Inserts `tasks`, honouring unique keys (see `Backend::enqueue_unique`):
 /// a task whose key is held by a row that blocks it is not stored, and its
@@ -106,6 +107,7 @@ pub(crate) fn insert_unique(
                 task.max_attempts,
                 run_at,
                 task.sequence,
+                task.trace,
             ])?;
             enqueued.push(Enqueued {
                 id: TaskId(conn.last_insert_rowid()),
@@ -148,6 +150,7 @@ pub(crate) fn insert_unique(
             task.sequence,
             unique.key,
             unique.window_micros(),
+            task.trace,
         ])?;
         enqueued.push(Enqueued {
             id: TaskId(conn.last_insert_rowid()),

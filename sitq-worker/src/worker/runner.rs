@@ -419,7 +419,16 @@ impl<'w> Runner<'w> {
             attempt = task.attempt,
             queue = %task.queue,
             worker.id = %worker_id,
+            trace.parent = tracing::field::Empty,
         );
+        // The producer's trace context, stored with the task: shown on the
+        // span, and made its parent by the program's propagation.
+        if let Some(context) = &task.trace {
+            span.record("trace.parent", tracing::field::display(context));
+            if let Some(propagation) = self.worker.queue.options().trace_propagation {
+                (propagation.extract)(&span, context);
+            }
+        }
         let (context, control) = sitq_core::Context::for_attempt(&task);
         let grace = self.worker.cancel_grace;
         let attempt_control = control.clone();
