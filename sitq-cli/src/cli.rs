@@ -39,7 +39,7 @@ pub enum Command {
     /// --json: {"now", "counts": [{queue, name, status, count, oldest_due}],
     /// "finished": [{queue, status, last_minute, last_hour}],
     /// "failed_attempts_last_minute", "failed_attempts_last_hour",
-    /// "paused_queues": [name], "workers": [worker as in `workers --json`]}
+    /// "paused_queues": ["queue"], "workers": [worker as in `workers --json`]}
     Stats,
     /// Lists tasks, newest first.
     ///
