@@ -7,7 +7,9 @@ use chrono::Utc;
 
 use crate::audit::{AuditEntry, MAX_AUDIT_DETAIL, NewAuditEntry};
 use crate::cancel::{CancelOutcome, CancelRequest};
-use crate::inspect::{Attempt, Diagnosis, MAX_LIST, Stats, TaskFilter, TaskSummary};
+use crate::inspect::{
+    ActivityBucket, Attempt, Diagnosis, MAX_LIST, Stats, TaskFilter, TaskLinks, TaskSummary,
+};
 use crate::options::EnqueueOptions;
 use crate::queue::Queue;
 use crate::record::{TaskId, TaskStatus};
@@ -58,6 +60,52 @@ impl Queue {
         Ok(Attempt::history(&record, &failures))
     }
 
+    /// What finished over the last `window`, in buckets `bucket` wide:
+    /// every bucket from the one holding `now - window` to the one holding
+    /// now, oldest first, empty ones included. Buckets start at multiples
+    /// of `bucket` since the Unix epoch, so they stay put from one call to
+    /// the next. At most 1,000 buckets.
+    pub async fn activity(
+        &self,
+        window: Duration,
+        bucket: Duration,
+    ) -> Result<Vec<ActivityBucket>> {
+        let width = i64::try_from(bucket.as_micros()).unwrap_or(i64::MAX);
+        let span = i64::try_from(window.as_micros()).unwrap_or(i64::MAX);
+        if width < 1_000_000 || span / width > 1_000 {
+            return Err(Error::Config(format!(
+                "activity buckets are at least a second wide and at most 1000 to a window; got {bucket:?} over {window:?}"
+            )));
+        }
+        let now = Utc::now().timestamp_micros();
+        let first = (now.saturating_sub(span)).div_euclid(width) * width;
+        let since = chrono::DateTime::from_timestamp_micros(first).ok_or_else(|| {
+            Error::Config(format!("a window of {window:?} reaches before the epoch"))
+        })?;
+        let found = self.backend().activity(since, bucket).await?;
+        let count = (now - first) / width + 1;
+        let mut buckets: Vec<ActivityBucket> = (0..count)
+            .filter_map(|k| chrono::DateTime::from_timestamp_micros(first + k * width))
+            .map(|start| ActivityBucket {
+                start,
+                ..ActivityBucket::default()
+            })
+            .collect();
+        for bucket in found {
+            let k = (bucket.start.timestamp_micros() - first).div_euclid(width);
+            if let Some(slot) = usize::try_from(k).ok().and_then(|k| buckets.get_mut(k)) {
+                *slot = bucket;
+            }
+        }
+        Ok(buckets)
+    }
+
+    /// The task's workflow, dependencies and dependents.
+    /// [`Error::NotFound`] for an unknown id.
+    pub async fn links(&self, id: TaskId) -> Result<TaskLinks> {
+        self.backend().links(id).await?.ok_or(Error::NotFound(id))
+    }
+
     /// The audit log, newest first: at most `limit` entries with an id
     /// below `before`.
     pub async fn audit_log(&self, limit: usize, before: Option<i64>) -> Result<Vec<AuditEntry>> {
@@ -101,6 +149,14 @@ impl Audited {
     pub async fn retry(&self, id: TaskId) -> Result<()> {
         self.queue.retry(id).await?;
         self.record("retry", format!("task {id}"), None).await
+    }
+
+    /// Deletes a finished task with its history ([`Backend::delete`](crate::Backend::delete)),
+    /// recorded. [`Error::NotDeletable`] for one that has not finished or
+    /// that an unfinished dependent waits for.
+    pub async fn delete(&self, id: TaskId) -> Result<()> {
+        self.queue.backend().delete(id).await?;
+        self.record("delete", format!("task {id}"), None).await
     }
 
     /// [`Queue::cancel_with`] on behalf of the actor, with an optional

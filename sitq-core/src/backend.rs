@@ -11,7 +11,7 @@ use crate::Result;
 use crate::audit::{AuditEntry, NewAuditEntry};
 use crate::cancel::{CancelOutcome, CancelRequest};
 use crate::dependency::{Dependencies, TaskInputs};
-use crate::inspect::{Diagnosis, Stats, TaskFilter, TaskSummary};
+use crate::inspect::{ActivityBucket, Diagnosis, Stats, TaskFilter, TaskLinks, TaskSummary};
 use crate::options::ConnectOptions;
 use crate::queue_settings::{QueueInfo, QueueLimits};
 use crate::record::{AttemptFailure, TaskFailure, TaskId, TaskRecord, TaskStatus};
@@ -389,6 +389,37 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     async fn audit_log(&self, limit: usize, before: Option<i64>) -> Result<Vec<AuditEntry>> {
         let _ = (limit, before);
         Err(unsupported(self.name(), "an audit log"))
+    }
+
+    /// What finished from `since` on, in buckets `bucket` wide (bucket `k`
+    /// starts at `since + k * bucket`), at most one entry per bucket and
+    /// none for a bucket where nothing finished, oldest first (see
+    /// [`ActivityBucket`]). Served by indexes on the finish and failure
+    /// times, so it costs what the window holds, not the table.
+    async fn activity(
+        &self,
+        since: DateTime<Utc>,
+        bucket: Duration,
+    ) -> Result<Vec<ActivityBucket>> {
+        let _ = (since, bucket);
+        Err(unsupported(self.name(), "activity charts"))
+    }
+
+    /// The task's workflow, the tasks it depends on and those that depend
+    /// on it; `None` for an unknown id.
+    async fn links(&self, id: TaskId) -> Result<Option<TaskLinks>> {
+        let _ = id;
+        Err(unsupported(self.name(), "dependency links"))
+    }
+
+    /// Deletes one finished task with its failure history and dependency
+    /// rows, in one transaction. Refuses ([`Error::NotDeletable`](crate::Error::NotDeletable))
+    /// a task that has not finished, and a finished one that an unfinished
+    /// dependent still waits for; [`Error::NotFound`](crate::Error::NotFound)
+    /// for an unknown id.
+    async fn delete(&self, id: TaskId) -> Result<()> {
+        let _ = id;
+        Err(unsupported(self.name(), "deleting a task"))
     }
 
     /// Checks the database for `doctor`: schema version, expired leases,

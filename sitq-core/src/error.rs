@@ -141,6 +141,16 @@ pub enum Error {
         /// Its status.
         status: crate::TaskStatus,
     },
+    /// [`Audited::delete`](crate::Audited::delete) of a task that cannot
+    /// be deleted; nothing changed.
+    #[error("task {id} cannot be deleted: {reason}")]
+    NotDeletable {
+        /// The task's id.
+        id: TaskId,
+        /// Why: it has not finished (cancel it first), or an unfinished
+        /// dependent still waits for it.
+        reason: String,
+    },
     /// No live worker has this id (it stopped, or its registry row expired).
     #[error("no live worker with id {0:?}; `sitq workers` lists the live ones")]
     WorkerNotFound(String),

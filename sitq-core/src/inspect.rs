@@ -247,3 +247,96 @@ pub struct Diagnosis {
     /// The backend's own checks (journal mode, file permissions, …).
     pub checks: Vec<Check>,
 }
+
+/// What finished in one time bucket ([`Queue::activity`](crate::Queue::activity)):
+/// the figures behind a dashboard's throughput, failure-rate and queue-wait charts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ActivityBucket {
+    /// When the bucket starts; it ends where the next one starts.
+    pub start: DateTime<Utc>,
+    /// Tasks that succeeded in the bucket.
+    pub succeeded: u64,
+    /// Tasks that failed for good in the bucket.
+    pub failed: u64,
+    /// Tasks cancelled in the bucket.
+    pub cancelled: u64,
+    /// Attempts that failed in the bucket, retried or not (from the failure
+    /// history, so a task that failed twice then succeeded counts two).
+    pub failed_attempts: u64,
+    /// The mean wait from due (`run_at`) to the start of the last attempt,
+    /// in microseconds, over the tasks that finished in the bucket after
+    /// running; `None` when none did.
+    pub mean_wait_micros: Option<u64>,
+}
+
+impl ActivityBucket {
+    /// The share of attempts that failed: failed attempts over failed
+    /// attempts plus successes; `None` when there was neither.
+    pub fn failure_rate(&self) -> Option<f64> {
+        let total = self.failed_attempts + self.succeeded;
+        (total > 0).then(|| self.failed_attempts as f64 / total as f64)
+    }
+
+    /// [`mean_wait_micros`](Self::mean_wait_micros) as a duration.
+    pub fn mean_wait(&self) -> Option<Duration> {
+        self.mean_wait_micros.map(Duration::from_micros)
+    }
+}
+
+/// A task's place in a dependency graph ([`Queue::links`](crate::Queue::links)).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TaskLinks {
+    /// The workflow the task belongs to, if any.
+    pub workflow: Option<crate::WorkflowId>,
+    /// The tasks it depends on, in the order it declared them (a task that
+    /// was purged since is left out).
+    pub dependencies: Vec<TaskSummary>,
+    /// The tasks that depend on it, by id.
+    pub dependents: Vec<TaskSummary>,
+}
+
+/// The error a backend's [`delete`](crate::Backend::delete) returns for a
+/// task that is `status` (when it has not finished) or that an unfinished
+/// dependent waits for, so both backends say the same.
+pub fn not_deletable(id: TaskId, status: TaskStatus) -> crate::Error {
+    let reason = if status.is_finished() {
+        "an unfinished task depends on it (delete or finish that one first)".to_owned()
+    } else {
+        format!("it is {status}; only finished tasks can be deleted (cancel it first)")
+    };
+    crate::Error::NotDeletable { id, reason }
+}
+
+/// Finished tasks in one activity bucket, as a backend reads them: the
+/// bucket's number `k` (it starts at `since + k * width`), the counts of
+/// succeeded, failed and cancelled tasks, and the mean wait in microseconds.
+pub type FinishedInBucket = (i64, [u64; 3], Option<u64>);
+
+/// The [`ActivityBucket`]s a backend's [`activity`](crate::Backend::activity)
+/// returns, from its two grouped reads: `finished` tasks and `failed`
+/// attempts (bucket number, count) per bucket. Oldest first, one per
+/// bucket with anything in it.
+pub fn activity_buckets(
+    since: DateTime<Utc>,
+    width: Duration,
+    finished: impl IntoIterator<Item = FinishedInBucket>,
+    failed: impl IntoIterator<Item = (i64, u64)>,
+) -> Vec<ActivityBucket> {
+    let micros = i64::try_from(width.as_micros()).unwrap_or(i64::MAX);
+    let mut buckets: std::collections::BTreeMap<i64, ActivityBucket> = Default::default();
+    let empty = |k: i64| ActivityBucket {
+        start: since + chrono::Duration::microseconds(k.saturating_mul(micros)),
+        ..ActivityBucket::default()
+    };
+    for (k, [succeeded, failed, cancelled], wait) in finished {
+        let bucket = buckets.entry(k).or_insert_with(|| empty(k));
+        bucket.succeeded = succeeded;
+        bucket.failed = failed;
+        bucket.cancelled = cancelled;
+        bucket.mean_wait_micros = wait;
+    }
+    for (k, attempts) in failed {
+        buckets.entry(k).or_insert_with(|| empty(k)).failed_attempts = attempts;
+    }
+    buckets.into_values().collect()
+}

@@ -48,8 +48,8 @@ pub use dependency::{
 pub use error::{BoxError, Error, Result};
 pub use handle::TaskHandle;
 pub use inspect::{
-    Attempt, AttemptOutcome, Check, CheckLevel, Diagnosis, FinishedCount, OversizedRow, Stats,
-    StatusCount, TaskFilter, TaskSummary,
+    ActivityBucket, Attempt, AttemptOutcome, Check, CheckLevel, Diagnosis, FinishedCount,
+    OversizedRow, Stats, StatusCount, TaskFilter, TaskLinks, TaskSummary,
 };
 pub use options::{Backoff, ConnectOptions, EnqueueOptions};
 pub use queue::Queue;

@@ -18,6 +18,7 @@ mod cases;
 mod claims;
 mod context;
 mod cron;
+mod dashboard;
 mod operations;
 mod queues;
 mod sequences;
@@ -40,6 +41,7 @@ pub use cases::*;
 pub use claims::*;
 pub use context::*;
 pub use cron::*;
+pub use dashboard::*;
 pub use operations::*;
 pub use queues::*;
 pub use sequences::*;
@@ -213,6 +215,11 @@ macro_rules! conformance_tests {
             ops_audit_log_records_admin_actions, ops_enqueue_by_name_with_json_arguments,
             ops_purge_by_state_and_age, ops_diagnose_finds_expired_leases_and_large_rows,
             ops_trace_context_travels_with_the_task,
+        );
+        // What the dashboard adds: activity, links, delete (testing/dashboard.rs).
+        $crate::conformance_tests!(@cases $harness;
+            ops_activity_counts_finishes_by_bucket, ops_links_list_dependencies_and_dependents,
+            ops_delete_removes_one_finished_task,
         );
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {

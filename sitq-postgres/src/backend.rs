@@ -35,11 +35,11 @@ use chrono::{DateTime, Utc};
 use sitq_core::ScheduleInfo;
 use sitq_core::schedule::{ScheduleDefinition, TickFire};
 use sitq_core::{
-    AttemptFailure, AuditEntry, Backend, CancelOutcome, CancelRequest, ClaimRef, ClaimRequest,
-    ClaimedTask, Completion, ConnectOptions, Diagnosis, Enqueued, Error, Finished, NewAuditEntry,
-    NewTask, NewWorkflow, QueueInfo, QueueLimits, Result, Signals, Stats, StoredWorkflow,
-    TaskFilter, TaskId, TaskRecord, TaskStatus, TaskSummary, WorkerBeat, WorkerControl, WorkerInfo,
-    WorkflowId, WorkflowInfo,
+    ActivityBucket, AttemptFailure, AuditEntry, Backend, CancelOutcome, CancelRequest, ClaimRef,
+    ClaimRequest, ClaimedTask, Completion, ConnectOptions, Diagnosis, Enqueued, Error, Finished,
+    NewAuditEntry, NewTask, NewWorkflow, QueueInfo, QueueLimits, Result, Signals, Stats,
+    StoredWorkflow, TaskFilter, TaskId, TaskLinks, TaskRecord, TaskStatus, TaskSummary, WorkerBeat,
+    WorkerControl, WorkerInfo, WorkflowId, WorkflowInfo,
 };
 use sqlx::postgres::PgPool;
 
@@ -350,6 +350,22 @@ impl Backend for PostgresBackend {
 
     async fn stats(&self) -> Result<Stats> {
         admin::stats(&self.pool).await
+    }
+
+    async fn activity(
+        &self,
+        since: DateTime<Utc>,
+        bucket: Duration,
+    ) -> Result<Vec<ActivityBucket>> {
+        admin::activity(&self.pool, since, bucket).await
+    }
+
+    async fn links(&self, id: TaskId) -> Result<Option<TaskLinks>> {
+        admin::links(&self.pool, id).await
+    }
+
+    async fn delete(&self, id: TaskId) -> Result<()> {
+        purge::delete(&self.pool, id).await
     }
 
     async fn record_audit(&self, entry: &NewAuditEntry) -> Result<()> {

@@ -10,11 +10,11 @@ use chrono::{DateTime, Utc};
 use sitq_core::ScheduleInfo;
 use sitq_core::schedule::{ScheduleDefinition, TickFire};
 use sitq_core::{
-    AttemptFailure, AuditEntry, Backend, CancelOutcome, CancelRequest, ClaimRef, ClaimRequest,
-    ClaimedTask, Completion, ConnectOptions, Diagnosis, Enqueued, Error, Finished, NewAuditEntry,
-    NewTask, NewWorkflow, QueueInfo, QueueLimits, Result, Signals, Stats, StoredWorkflow,
-    TaskFilter, TaskId, TaskRecord, TaskStatus, TaskSummary, WorkerBeat, WorkerControl, WorkerInfo,
-    WorkflowId, WorkflowInfo,
+    ActivityBucket, AttemptFailure, AuditEntry, Backend, CancelOutcome, CancelRequest, ClaimRef,
+    ClaimRequest, ClaimedTask, Completion, ConnectOptions, Diagnosis, Enqueued, Error, Finished,
+    NewAuditEntry, NewTask, NewWorkflow, QueueInfo, QueueLimits, Result, Signals, Stats,
+    StoredWorkflow, TaskFilter, TaskId, TaskLinks, TaskRecord, TaskStatus, TaskSummary, WorkerBeat,
+    WorkerControl, WorkerInfo, WorkflowId, WorkflowInfo,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -516,6 +516,34 @@ impl Backend for SqliteBackend {
             Found::Stats(stats) => Ok(*stats),
             _ => Err(unexpected("reading statistics")),
         }
+    }
+
+    async fn activity(
+        &self,
+        since: DateTime<Utc>,
+        bucket: Duration,
+    ) -> Result<Vec<ActivityBucket>> {
+        let width = i64::try_from(bucket.as_micros()).unwrap_or(i64::MAX).max(1);
+        let read = Read::Activity {
+            since: time::to_micros(since),
+            width,
+        };
+        match self.read(read).await? {
+            Found::Activity(buckets) => Ok(buckets),
+            _ => Err(unexpected("reading recent activity")),
+        }
+    }
+
+    async fn links(&self, id: TaskId) -> Result<Option<TaskLinks>> {
+        match self.read(Read::Links(id)).await? {
+            Found::Links(links) => Ok(links),
+            _ => Err(unexpected("reading a task's dependencies")),
+        }
+    }
+
+    async fn delete(&self, id: TaskId) -> Result<()> {
+        self.call("deleting a task", |reply| Command::Delete { id, reply })
+            .await
     }
 
     async fn record_audit(&self, entry: &NewAuditEntry) -> Result<()> {

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rusqlite::Connection;
+use sitq_core::inspect::not_deletable;
 use sitq_core::{Error, Signals};
 use tokio::sync::{mpsc, oneshot};
 
@@ -351,6 +352,16 @@ impl Writer {
                 effects.control |= matches!(result, Ok(true));
                 answers.push(answer(reply, result.map_err(db("draining a worker"))));
             }
+            Command::Delete { id, reply } => {
+                let result = guarded(conn, true, || cancel::delete(conn, id))
+                    .map_err(db("deleting a task"))
+                    .and_then(|deleted| match deleted {
+                        cancel::Deleted::Done => Ok(()),
+                        cancel::Deleted::NotFound => Err(Error::NotFound(id)),
+                        cancel::Deleted::Refused(status) => Err(not_deletable(id, status)),
+                    });
+                answers.push(answer(reply, result));
+            }
             Command::RecordAudit { entry, reply } => {
                 let result = audit::record(conn, &entry, now);
                 answers.push(answer(
@@ -570,6 +581,7 @@ fn fail(command: Command, err: &Arc<rusqlite::Error>) {
         Command::RemoveWorker { reply, .. } => send(reply, err),
         Command::DrainWorker { reply, .. } => send(reply, err),
         Command::RecordAudit { reply, .. } => send(reply, err),
+        Command::Delete { reply, .. } => send(reply, err),
         Command::Read { reply, .. } => send(reply, err),
         Command::RegisterSchedules { reply, .. } => send(reply, err),
         Command::FireTick { reply, .. } => send(reply, err),

@@ -1,10 +1,11 @@
-//! What the admin tools read: task lists, statistics and the audit log.
+//! What the admin tools read: task lists, statistics, activity by time
+//! bucket, a task's dependency links and the audit log.
 
 use chrono::{DateTime, Utc};
-use sitq_core::inspect::{MAX_LIST, SUMMARY_ERROR_CHARS};
+use sitq_core::inspect::{MAX_LIST, SUMMARY_ERROR_CHARS, activity_buckets};
 use sitq_core::{
-    AuditEntry, Error, FailureKind, FinishedCount, NewAuditEntry, Result, Stats, StatusCount,
-    TaskFilter, TaskId, TaskSummary,
+    ActivityBucket, AuditEntry, Error, FailureKind, FinishedCount, NewAuditEntry, Result, Stats,
+    StatusCount, TaskFilter, TaskId, TaskLinks, TaskSummary, WorkflowId,
 };
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
@@ -208,4 +209,137 @@ ORDER BY id DESC LIMIT $2",
 /// A count from SQL (never negative) as the API's `u64`.
 fn unsigned(count: i64) -> u64 {
     u64::try_from(count).unwrap_or(0)
+}
+
+/// Tasks finished from `$1` on by bucket of `$2` seconds (through
+/// `sitq_tasks_finished`): the bucket's number, its counts by outcome and
+/// the mean wait in microseconds from due to the last attempt's start.
+const ACTIVITY_TASKS: &str = "
+SELECT floor(extract(epoch FROM finished_at - $1) / $2)::bigint AS k,
+       count(*) FILTER (WHERE status = 'succeeded'),
+       count(*) FILTER (WHERE status = 'failed'),
+       count(*) FILTER (WHERE status = 'cancelled'),
+       avg(greatest(extract(epoch FROM started_at - run_at), 0) * 1000000)
+           FILTER (WHERE started_at IS NOT NULL)::float8
+FROM sitq_tasks
+WHERE status IN ('succeeded', 'failed', 'cancelled') AND finished_at >= $1
+GROUP BY 1";
+
+/// Failed attempts from `$1` on by bucket of `$2` seconds (through
+/// `sitq_failures_failed_at`).
+const ACTIVITY_FAILURES: &str = "
+SELECT floor(extract(epoch FROM failed_at - $1) / $2)::bigint AS k, count(*)
+FROM sitq_failures WHERE failed_at >= $1 GROUP BY 1";
+
+/// A row of [`ACTIVITY_TASKS`].
+type ActivityRow = (i64, i64, i64, i64, Option<f64>);
+
+/// What finished from `since` on, by bucket `width` wide, read in one
+/// snapshot.
+pub(super) async fn activity(
+    pool: &PgPool,
+    since: DateTime<Utc>,
+    width: std::time::Duration,
+) -> Result<Vec<ActivityBucket>> {
+    const OP: &str = "reading recent activity";
+    let seconds = width.as_secs_f64().max(1e-6);
+    let mut tx = pool.begin().await.map_err(db_error(OP))?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error(OP))?;
+    let tasks: Vec<ActivityRow> = sqlx::query_as(ACTIVITY_TASKS)
+        .bind(since)
+        .bind(seconds)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error(OP))?;
+    let failures: Vec<(i64, i64)> = sqlx::query_as(ACTIVITY_FAILURES)
+        .bind(since)
+        .bind(seconds)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error(OP))?;
+    tx.commit().await.map_err(db_error(OP))?;
+    let unsigned = |n: i64| n.max(0).unsigned_abs();
+    Ok(activity_buckets(
+        since,
+        width,
+        tasks
+            .into_iter()
+            .map(|(k, succeeded, failed, cancelled, wait)| {
+                let counts = [unsigned(succeeded), unsigned(failed), unsigned(cancelled)];
+                (k, counts, wait.map(|wait| wait as u64))
+            }),
+        failures.into_iter().map(|(k, count)| (k, unsigned(count))),
+    ))
+}
+
+/// The columns [`summary`] decodes, the error cut to 500 characters
+/// ([`SUMMARY_ERROR_CHARS`]), for a query over `sitq_tasks AS t`.
+macro_rules! summary_columns {
+    () => {
+        "SELECT t.id, t.name, t.queue, t.status, t.priority, t.attempts, t.max_attempts,
+       t.created_at, t.run_at, t.started_at, t.finished_at, t.worker_id, t.error_kind,
+       substr(t.error, 1, 500) AS error"
+    };
+}
+
+/// A task's dependencies, in the order it declared them.
+const DEPENDENCIES: &str = concat!(
+    summary_columns!(),
+    "
+FROM sitq_deps AS d JOIN sitq_tasks AS t ON t.id = d.dep_id
+WHERE d.task_id = $1 ORDER BY d.ord"
+);
+
+/// The tasks that depend on a task, by id.
+const DEPENDENTS: &str = concat!(
+    summary_columns!(),
+    "
+FROM sitq_tasks AS t
+WHERE t.id IN (SELECT task_id FROM sitq_deps WHERE dep_id = $1) ORDER BY t.id"
+);
+
+/// Task `id`'s workflow, dependencies (in declared order) and dependents,
+/// read in one snapshot; `None` when there is no such task.
+pub(super) async fn links(pool: &PgPool, id: TaskId) -> Result<Option<TaskLinks>> {
+    const OP: &str = "reading a task's dependencies";
+    const _: () = assert!(SUMMARY_ERROR_CHARS == 500, "summary_columns! cuts at 500");
+    let mut tx = pool.begin().await.map_err(db_error(OP))?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error(OP))?;
+    let workflow: Option<Option<i64>> =
+        sqlx::query_scalar("SELECT workflow_id FROM sitq_tasks WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error(OP))?;
+    let Some(workflow) = workflow else {
+        return Ok(None);
+    };
+    let dependencies = sqlx::query(DEPENDENCIES)
+        .bind(id.0)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error(OP))?;
+    let dependents = sqlx::query(DEPENDENTS)
+        .bind(id.0)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error(OP))?;
+    tx.commit().await.map_err(db_error(OP))?;
+    Ok(Some(TaskLinks {
+        workflow: workflow.map(WorkflowId),
+        dependencies: dependencies
+            .iter()
+            .map(|row| summary(row, OP))
+            .collect::<Result<_>>()?,
+        dependents: dependents
+            .iter()
+            .map(|row| summary(row, OP))
+            .collect::<Result<_>>()?,
+    }))
 }

@@ -1,11 +1,15 @@
 //! Deleting old finished tasks (pruning, and purges by state), in bounded
-//! steps, keeping a task while an unfinished dependent may need its result.
+//! steps, and single finished tasks, keeping a task while an unfinished
+//! dependent may need its result.
 
 use chrono::{DateTime, Utc};
-use sitq_core::{Result, TaskStatus};
+use sitq_core::inspect::not_deletable;
+use sitq_core::{Error, Result, TaskId, TaskStatus};
 use sqlx::postgres::PgPool;
 
 use crate::connect::db_error;
+
+use super::inspect::parse_status;
 
 /// The most rows one pruning statement deletes: a large backlog is deleted
 /// in steps, each a short transaction, instead of one that holds its locks
@@ -169,4 +173,50 @@ pub(super) async fn purge(
             return Ok(total);
         }
     }
+}
+
+/// Deletes task `$1` with its history, edges and emptied workflow.
+const DELETE_ONE: &str = concat!(
+    "
+WITH deleted AS (
+    DELETE FROM sitq_tasks WHERE id = $1 RETURNING id, workflow_id",
+    pruned_ctes!(),
+    " FROM deleted"
+);
+
+/// Deletes one finished task that no unfinished task depends on (see
+/// `Backend::delete`). The task's row is locked first, the lock the enqueue
+/// of a dependent takes on its dependencies, so the check for unfinished
+/// dependents, a statement of its own after the lock, sees every dependent
+/// whose enqueue committed meanwhile.
+pub(super) async fn delete(pool: &PgPool, id: TaskId) -> Result<()> {
+    const OP: &str = "deleting a task";
+    let mut tx = pool.begin().await.map_err(db_error(OP))?;
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM sitq_tasks WHERE id = $1 FOR UPDATE")
+            .bind(id.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error(OP))?;
+    let Some(status) = status else {
+        return Err(Error::NotFound(id));
+    };
+    let status = parse_status(&status, OP)?;
+    let waited_for: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM sitq_deps AS d JOIN sitq_tasks AS x ON x.id = d.task_id \
+             WHERE d.dep_id = $1 AND x.status IN ('pending', 'blocked', 'running'))",
+    )
+    .bind(id.0)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db_error(OP))?;
+    if !status.is_finished() || waited_for {
+        return Err(not_deletable(id, status));
+    }
+    sqlx::query(DELETE_ONE)
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error(OP))?;
+    tx.commit().await.map_err(db_error(OP))
 }

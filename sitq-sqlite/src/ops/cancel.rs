@@ -1,4 +1,4 @@
-//! Cancel and retry: the admin's writes on one task. Each runs inside the
+//! Cancel, retry and delete: the admin's writes on one task. Each runs inside the
 //! writer's open `BEGIN IMMEDIATE` transaction.
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -141,4 +141,43 @@ pub(crate) fn retry(
         None => Ok(Retried::NotFound),
         Some(text) => Ok(Retried::Refused(status_of(&text)?)),
     }
+}
+
+/// What [`delete`] found.
+#[derive(Debug)]
+pub(crate) enum Deleted {
+    /// Gone, with its history.
+    Done,
+    /// No such task.
+    NotFound,
+    /// Unfinished, or finished with an unfinished dependent waiting for it.
+    Refused(TaskStatus),
+}
+
+/// Deletes one finished task with its failure history and dependency rows
+/// (and its workflow, when it was the last task of one).
+pub(crate) fn delete(conn: &Connection, id: TaskId) -> rusqlite::Result<Deleted> {
+    let found: Option<(String, Option<i64>)> = conn
+        .prepare_cached("SELECT status, workflow_id FROM sitq_tasks WHERE id = ?1")?
+        .query_row([id.0], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    let Some((text, workflow)) = found else {
+        return Ok(Deleted::NotFound);
+    };
+    let status = status_of(&text)?;
+    let waited_for = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM sitq_deps AS d JOIN sitq_tasks AS t ON t.id = d.task_id \
+                 WHERE d.dep_id = ?1 AND t.status IN ('pending', 'blocked', 'running'))",
+        )?
+        .query_row([id.0], |row| row.get::<_, bool>(0))?;
+    if !status.is_finished() || waited_for {
+        return Ok(Deleted::Refused(status));
+    }
+    conn.prepare_cached("DELETE FROM sitq_tasks WHERE id = ?1")?
+        .execute([id.0])?;
+    conn.prepare_cached("DELETE FROM sitq_failures WHERE task_id = ?1")?
+        .execute([id.0])?;
+    deps::pruned(conn, &format!("[{}]", id.0), workflow.into_iter())?;
+    Ok(Deleted::Done)
 }

@@ -1,8 +1,13 @@
-//! What the admin tools read: task lists and statistics.
+//! What the admin tools read: task lists, statistics, activity by time
+//! bucket and a task's dependency links.
 
-use rusqlite::{Connection, params};
-use sitq_core::inspect::{FinishedCount, MAX_LIST, SUMMARY_ERROR_CHARS, StatusCount};
-use sitq_core::{FailureKind, Stats, TaskFilter, TaskId, TaskSummary};
+use rusqlite::{Connection, OptionalExtension, params};
+use sitq_core::inspect::{
+    FinishedCount, MAX_LIST, SUMMARY_ERROR_CHARS, StatusCount, activity_buckets,
+};
+use sitq_core::{
+    ActivityBucket, FailureKind, Stats, TaskFilter, TaskId, TaskLinks, TaskSummary, WorkflowId,
+};
 
 use super::{count, json_strings, status};
 use crate::time;
@@ -145,4 +150,92 @@ fn read_stats(conn: &Connection, now: i64) -> rusqlite::Result<Stats> {
         failed_attempts_last_minute: last_minute.unwrap_or(0).max(0).unsigned_abs(),
         failed_attempts_last_hour: last_hour.max(0).unsigned_abs(),
     })
+}
+
+/// What finished from `since` on, by bucket `width` wide (both in stored
+/// units): one range over the partial index on `finished_at` and one over
+/// the failure history's `failed_at`, merged by bucket.
+pub(crate) fn activity(
+    conn: &Connection,
+    since: i64,
+    width: i64,
+) -> rusqlite::Result<Vec<ActivityBucket>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT (finished_at - ?1) / ?2, sum(status = 'succeeded'), sum(status = 'failed'), \
+             sum(status = 'cancelled'), \
+             avg(CASE WHEN started_at IS NOT NULL THEN max(started_at - run_at, 0) END) \
+         FROM sitq_tasks \
+         WHERE finished_at >= ?1 AND status IN ('succeeded', 'failed', 'cancelled') \
+         GROUP BY 1",
+    )?;
+    let finished = statement
+        .query_map(params![since, width], |row| {
+            let counts = [
+                unsigned(row.get(1)?),
+                unsigned(row.get(2)?),
+                unsigned(row.get(3)?),
+            ];
+            let wait = row.get::<_, Option<f64>>(4)?.map(|wait| wait as u64);
+            Ok((row.get(0)?, counts, wait))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut statement = conn.prepare_cached(
+        "SELECT (failed_at - ?1) / ?2, count(*) FROM sitq_failures \
+         WHERE failed_at >= ?1 GROUP BY 1",
+    )?;
+    let failed = statement
+        .query_map(params![since, width], |row| {
+            Ok((row.get(0)?, unsigned(row.get(1)?)))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let width = std::time::Duration::from_micros(width.max(0).unsigned_abs());
+    Ok(activity_buckets(
+        time::from_micros(since),
+        width,
+        finished,
+        failed,
+    ))
+}
+
+fn unsigned(count: i64) -> u64 {
+    count.max(0).unsigned_abs()
+}
+
+/// The columns [`summary`] decodes, for a query over `sitq_tasks AS t`
+/// (the error cut to [`SUMMARY_ERROR_CHARS`]).
+const SUMMARY_COLUMNS: &str = "t.id, t.name, t.queue, t.status, t.priority, t.attempts, \
+     t.max_attempts, t.created_at, t.run_at, t.started_at, t.finished_at, t.worker_id, \
+     t.error_kind, substr(t.error, 1, 500)";
+
+/// Task `id`'s workflow, dependencies (in declared order) and dependents;
+/// `None` when there is no such task.
+pub(crate) fn links(conn: &Connection, id: TaskId) -> rusqlite::Result<Option<TaskLinks>> {
+    let workflow: Option<Option<i64>> = conn
+        .prepare_cached("SELECT workflow_id FROM sitq_tasks WHERE id = ?1")?
+        .query_row([id.0], |row| row.get(0))
+        .optional()?;
+    let Some(workflow) = workflow else {
+        return Ok(None);
+    };
+    let dependencies = conn
+        .prepare_cached(&format!(
+            "SELECT {SUMMARY_COLUMNS} FROM sitq_deps AS d JOIN sitq_tasks AS t ON t.id = d.dep_id \
+             WHERE d.task_id = ?1 ORDER BY d.ord"
+        ))?
+        .query_map([id.0], summary)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut dependents = conn
+        .prepare_cached(&format!(
+            "SELECT {SUMMARY_COLUMNS} FROM sitq_tasks AS t \
+             WHERE t.id IN (SELECT task_id FROM sitq_deps WHERE dep_id = ?1) ORDER BY t.id"
+        ))?
+        .query_map([id.0], summary)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    dependents.dedup_by_key(|task| task.id);
+    const _: () = assert!(SUMMARY_ERROR_CHARS == 500, "SUMMARY_COLUMNS cuts at 500");
+    Ok(Some(TaskLinks {
+        workflow: workflow.map(WorkflowId),
+        dependencies,
+        dependents,
+    }))
 }

@@ -36,6 +36,10 @@ pub(crate) enum Read {
     Tasks(Box<sitq_core::TaskFilter>),
     /// Counts and recent activity.
     Stats,
+    /// What finished from `since` on, by bucket `width` wide (stored units).
+    Activity { since: i64, width: i64 },
+    /// A task's workflow, dependencies and dependents.
+    Links(TaskId),
     /// A page of the audit log.
     AuditLog { limit: usize, before: Option<i64> },
     /// `doctor`'s checks.
@@ -73,6 +77,10 @@ pub(crate) enum Found {
     Tasks(Vec<sitq_core::TaskSummary>),
     /// From [`Read::Stats`].
     Stats(Box<sitq_core::Stats>),
+    /// From [`Read::Activity`].
+    Activity(Vec<sitq_core::ActivityBucket>),
+    /// From [`Read::Links`].
+    Links(Option<sitq_core::TaskLinks>),
     /// From [`Read::AuditLog`].
     AuditLog(Vec<sitq_core::AuditEntry>),
     /// From [`Read::Diagnose`].
@@ -95,6 +103,8 @@ impl Read {
             Read::Workers => "listing workers",
             Read::Tasks(_) => "listing tasks",
             Read::Stats => "reading statistics",
+            Read::Activity { .. } => "reading recent activity",
+            Read::Links(_) => "reading a task's dependencies",
             Read::AuditLog { .. } => "reading the audit log",
             Read::Diagnose { .. } => "diagnosing the database",
         }
@@ -178,6 +188,10 @@ impl Read {
             Read::Tasks(filter) => super::inspect::tasks(conn, filter).map(Found::Tasks),
             Read::Stats => super::inspect::stats(conn, time::now_micros())
                 .map(|stats| Found::Stats(Box::new(stats))),
+            Read::Activity { since, width } => {
+                super::inspect::activity(conn, *since, *width).map(Found::Activity)
+            }
+            Read::Links(id) => super::inspect::links(conn, *id).map(Found::Links),
             Read::AuditLog { limit, before } => {
                 super::audit::log(conn, *limit, *before).map(Found::AuditLog)
             }

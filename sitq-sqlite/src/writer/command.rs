@@ -78,6 +78,8 @@ pub(crate) enum Command {
     RemoveWorker { id: String, reply: Reply<()> },
     /// `Backend::drain_worker`.
     DrainWorker { id: String, reply: Reply<bool> },
+    /// `Backend::delete`.
+    Delete { id: TaskId, reply: Reply<()> },
     /// `Backend::record_audit`.
     RecordAudit {
         entry: Box<NewAuditEntry>,
