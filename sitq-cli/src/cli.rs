@@ -127,6 +127,11 @@ pub enum Command {
     /// checks: [{name, level, detail}], unserved: [{queue, name, pending}],
     /// ok}
     Doctor,
+    /// Serves the web dashboard and its JSON API (/api) until Ctrl-C.
+    ///
+    /// Binds to loopback by default; any other address needs a token
+    /// (bearer, or basic auth with the token as the password).
+    Dashboard(DashboardArgs),
     /// The audit log of admin actions, newest first.
     ///
     /// --json: [{id, at, actor, action, target, detail}]
@@ -163,6 +168,24 @@ pub struct LsArgs {
     /// Only tasks with an id below this one (the next page).
     #[arg(long, value_name = "ID")]
     pub before: Option<String>,
+}
+
+/// `sitq dashboard` options.
+#[derive(Debug, Args)]
+pub struct DashboardArgs {
+    /// The address to listen on (port 0: any free port, printed at start).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
+    pub bind: std::net::SocketAddr,
+    /// Require this token on every request (needed beyond loopback).
+    #[arg(long, env = "SITQ_DASHBOARD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Hide and refuse every action (retry, cancel, delete, pause, resume,
+    /// enqueue).
+    #[arg(long)]
+    pub read_only: bool,
+    /// How often pages reload themselves, e.g. 10s; 0 turns it off.
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub refresh: String,
 }
 
 /// `sitq workers` actions.

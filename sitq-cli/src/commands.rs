@@ -4,6 +4,7 @@
 mod actions;
 mod audit;
 mod backup;
+mod dashboard;
 mod doctor;
 mod enqueue;
 mod queues;
@@ -72,6 +73,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode> {
         Command::Enqueue(args) => enqueue::run(ctx, &args).await?,
         Command::Doctor => return doctor::run(ctx).await,
         Command::Audit { limit, before } => audit::run(ctx, limit, before).await?,
+        Command::Dashboard(args) => dashboard::run(ctx, &args).await?,
         Command::Backup { .. } => {
             return Err(CliError::new("backup runs without a queue connection"));
         }
@@ -101,6 +103,10 @@ fn validate(command: &Command) -> Result<()> {
         Command::Purge { older_than, status } => {
             parse::duration(older_than)?;
             parse::statuses(status).map(drop)
+        }
+        Command::Dashboard(args) => {
+            parse::duration(&args.refresh)?;
+            sitq_web::check_bind(&args.bind, args.token.as_deref()).map_err(CliError::new)
         }
         Command::Enqueue(args) => {
             if let Some(delay) = &args.delay {

@@ -25,25 +25,8 @@ impl fmt::Display for CliError {
 /// error's cause is in its source, not in its message).
 impl From<sitq::Error> for CliError {
     fn from(err: sitq::Error) -> CliError {
-        CliError(one_line(&err))
+        CliError(sitq_core::inspect::one_line(&err))
     }
-}
-
-/// An error and its sources as one line: `outer: inner: root`, newlines
-/// folded into spaces.
-pub fn one_line(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        // Some errors repeat their source in their own message.
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The result of a command.

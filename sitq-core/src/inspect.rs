@@ -6,7 +6,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::record::{AttemptFailure, FailureKind, TaskId, TaskRecord, TaskStatus};
+use crate::record::{
+    AttemptFailure, Cancellation, FailureKind, TaskFailure, TaskId, TaskRecord, TaskStatus,
+};
 
 /// The most tasks one [`Backend::tasks`](crate::Backend::tasks) call returns.
 pub const MAX_LIST: usize = 10_000;
@@ -339,4 +341,223 @@ pub fn activity_buckets(
         buckets.entry(k).or_insert_with(|| empty(k)).failed_attempts = attempts;
     }
     buckets.into_values().collect()
+}
+
+/// A task as the admin tools show it: its record without the encoded
+/// payload and result ([`TaskDetail`] carries those as JSON).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TaskView {
+    /// Its id.
+    pub id: TaskId,
+    /// Its registered name.
+    pub name: String,
+    /// Its queue.
+    pub queue: String,
+    /// Its status.
+    pub status: TaskStatus,
+    /// Its priority.
+    pub priority: i32,
+    /// Attempts started.
+    pub attempts: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// Times it snoozed.
+    pub snoozes: u32,
+    /// When it was enqueued.
+    pub created_at: DateTime<Utc>,
+    /// When it is (or was) due.
+    pub run_at: DateTime<Utc>,
+    /// When its last attempt started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it finished.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The worker of its last attempt.
+    pub worker_id: Option<String>,
+    /// Its last failure.
+    pub failure: Option<TaskFailure>,
+    /// The request to cancel it, if any.
+    pub cancellation: Option<Cancellation>,
+}
+
+impl From<&TaskRecord> for TaskView {
+    fn from(record: &TaskRecord) -> TaskView {
+        TaskView {
+            id: record.id,
+            name: record.name.clone(),
+            queue: record.queue.clone(),
+            status: record.status,
+            priority: record.priority,
+            attempts: record.attempts,
+            max_attempts: record.max_attempts,
+            snoozes: record.snoozes,
+            created_at: record.created_at,
+            run_at: record.run_at,
+            started_at: record.started_at,
+            finished_at: record.finished_at,
+            worker_id: record.worker_id.clone(),
+            failure: record.failure.clone(),
+            cancellation: record.cancellation.clone(),
+        }
+    }
+}
+
+/// One task whole, as `sitq show --json` and the dashboard's
+/// `GET /api/tasks/{id}` give it: the record, the arguments and result
+/// decoded to JSON without the task's Rust types, and every attempt.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TaskDetail {
+    /// The record.
+    pub task: TaskView,
+    /// The arguments as JSON, or `None` when they could not be read.
+    pub arguments: Option<serde_json::Value>,
+    /// Why the arguments could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arguments_error: Option<String>,
+    /// The result as JSON once the task succeeded, else `None`.
+    pub result: Option<serde_json::Value>,
+    /// Why the result could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result_error: Option<String>,
+    /// Every attempt, oldest first.
+    pub attempts: Vec<Attempt>,
+}
+
+impl TaskDetail {
+    /// The detail of `record` with its `attempts`; a payload or result that
+    /// does not decode is named, never an error for the whole task.
+    pub fn new(record: &TaskRecord, attempts: Vec<Attempt>) -> TaskDetail {
+        let split = |value: crate::Result<Option<serde_json::Value>>| match value {
+            Ok(value) => (value, None),
+            Err(err) => (None, Some(one_line(&err))),
+        };
+        let (arguments, arguments_error) = split(record.arguments_json().map(Some));
+        let (result, result_error) = split(record.result_json());
+        TaskDetail {
+            task: TaskView::from(record),
+            arguments,
+            arguments_error,
+            result,
+            result_error,
+            attempts,
+        }
+    }
+}
+
+/// An error and its sources on one line, each source once (some errors
+/// repeat their source in their own message), whitespace collapsed.
+pub fn one_line(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A duration as operators type it: `90s`, `30m`, `1h30m`, `7d`, `250ms`,
+/// `2w`; a bare number is seconds. `None` for anything else (no sign, no
+/// fraction, no overflow). The admin tool and the dashboard read their
+/// durations with this, so both accept the same.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return None;
+        }
+        let number: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit_ms: u64 = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 604_800_000,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total = total.checked_add(Duration::from_millis(number.checked_mul(unit_ms)?))?;
+    }
+    Some(total)
+}
+
+/// An instant as operators type it: a [`parse_duration`] ago (`1h`) or an
+/// RFC 3339 time. `None` for anything else or a time before the epoch.
+pub fn parse_since(text: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    if let Ok(at) = DateTime::parse_from_rfc3339(text.trim()) {
+        return Some(at.with_timezone(&Utc));
+    }
+    let ago = chrono::Duration::from_std(parse_duration(text)?).ok()?;
+    now.checked_sub_signed(ago)
+}
+
+/// Task states given as a comma list (`failed,pending`), each once in the
+/// order given; `Err` names the first unknown one.
+pub fn parse_statuses<'a>(
+    texts: impl IntoIterator<Item = &'a str>,
+) -> std::result::Result<Vec<TaskStatus>, String> {
+    let mut statuses = Vec::new();
+    for part in texts
+        .into_iter()
+        .flat_map(|text| text.split(','))
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+    {
+        let status = part.parse::<TaskStatus>().map_err(|_| part.to_owned())?;
+        if !statuses.contains(&status) {
+            statuses.push(status);
+        }
+    }
+    Ok(statuses)
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(7 * 86_400)));
+        for bad in ["", "h", "1x", "1.5h", "-1h", "99999999999999999999w"] {
+            assert_eq!(parse_duration(bad), None, "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn instants_and_states() {
+        let now = Utc::now();
+        assert_eq!(
+            parse_since("1h", now),
+            Some(now - chrono::Duration::hours(1))
+        );
+        assert!(parse_since("2026-01-31T12:00:00Z", now).is_some());
+        assert_eq!(parse_since("yesterday", now), None);
+        assert_eq!(
+            parse_statuses(["failed,pending", "failed"]),
+            Ok(vec![TaskStatus::Failed, TaskStatus::Pending])
+        );
+        assert_eq!(parse_statuses(["done"]), Err("done".to_owned()));
+    }
 }

@@ -49,7 +49,7 @@ pub use error::{BoxError, Error, Result};
 pub use handle::TaskHandle;
 pub use inspect::{
     ActivityBucket, Attempt, AttemptOutcome, Check, CheckLevel, Diagnosis, FinishedCount,
-    OversizedRow, Stats, StatusCount, TaskFilter, TaskLinks, TaskSummary,
+    OversizedRow, Stats, StatusCount, TaskDetail, TaskFilter, TaskLinks, TaskSummary, TaskView,
 };
 pub use options::{Backoff, ConnectOptions, EnqueueOptions};
 pub use queue::Queue;

@@ -270,7 +270,7 @@ impl TaskRecord {
 }
 
 /// A request to cancel a task, as stored.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Cancellation {
     /// When it was asked for (the backend's clock).
     pub requested_at: DateTime<Utc>,

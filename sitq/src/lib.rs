@@ -17,8 +17,8 @@ pub use sitq_core::{QueueInfo, QueueLimits, RateLimit};
 /// history, the audit log, diagnosis (the `sitq` admin tool is built on these).
 pub mod admin {
     pub use sitq_core::{
-        Attempt, AttemptOutcome, AuditEntry, Audited, Check, CheckLevel, Diagnosis, FinishedCount,
-        OversizedRow, Stats, StatusCount, TaskFilter, TaskSummary, WORKER_BEAT, WORKER_TTL,
+        ActivityBucket, Attempt, AttemptOutcome, AuditEntry, Audited, Check, CheckLevel, Diagnosis, FinishedCount,
+        OversizedRow, Stats, StatusCount, TaskDetail, TaskFilter, TaskLinks, TaskSummary, TaskView, WORKER_BEAT, WORKER_TTL,
         WorkerInfo,
     };
 }

@@ -2,102 +2,30 @@
 //! every attempt with its worker, duration and error.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
-use sitq::admin::{Attempt, AttemptOutcome};
-use sitq::{TaskFailure, TaskRecord, TaskStatus};
+use sitq::TaskStatus;
+use sitq::admin::{Attempt, AttemptOutcome, TaskDetail};
 
 use super::Ctx;
-use crate::error::{Result, one_line};
+use crate::error::Result;
 use crate::output::{self, WIDTH, wrap};
 use crate::parse;
-
-/// `show --json`.
-#[derive(Serialize)]
-struct ShowJson<'a> {
-    task: TaskView<'a>,
-    /// The arguments as JSON, or `null` when they could not be read.
-    arguments: Option<serde_json::Value>,
-    /// Why the arguments could not be read.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    arguments_error: Option<String>,
-    /// The result as JSON once the task succeeded, else `null`.
-    result: Option<serde_json::Value>,
-    /// Why the result could not be read.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    result_error: Option<String>,
-    attempts: &'a [Attempt],
-}
-
-/// A [`TaskRecord`] without its encoded payload and result.
-#[derive(Serialize)]
-struct TaskView<'a> {
-    id: sitq::TaskId,
-    name: &'a str,
-    queue: &'a str,
-    status: TaskStatus,
-    priority: i32,
-    attempts: u32,
-    max_attempts: u32,
-    snoozes: u32,
-    created_at: DateTime<Utc>,
-    run_at: DateTime<Utc>,
-    started_at: Option<DateTime<Utc>>,
-    finished_at: Option<DateTime<Utc>>,
-    worker_id: Option<&'a str>,
-    failure: Option<&'a TaskFailure>,
-    cancellation: Option<CancellationView<'a>>,
-}
-
-#[derive(Serialize)]
-struct CancellationView<'a> {
-    requested_at: DateTime<Utc>,
-    by: &'a str,
-    reason: Option<&'a str>,
-}
-
-impl<'a> TaskView<'a> {
-    fn new(record: &'a TaskRecord) -> TaskView<'a> {
-        TaskView {
-            id: record.id,
-            name: &record.name,
-            queue: &record.queue,
-            status: record.status,
-            priority: record.priority,
-            attempts: record.attempts,
-            max_attempts: record.max_attempts,
-            snoozes: record.snoozes,
-            created_at: record.created_at,
-            run_at: record.run_at,
-            started_at: record.started_at,
-            finished_at: record.finished_at,
-            worker_id: record.worker_id.as_deref(),
-            failure: record.failure.as_ref(),
-            cancellation: record.cancellation.as_ref().map(|c| CancellationView {
-                requested_at: c.requested_at,
-                by: &c.by,
-                reason: c.reason.as_deref(),
-            }),
-        }
-    }
-}
 
 /// Prints task `id`.
 pub async fn run(ctx: &Ctx, id: &str) -> Result<()> {
     let id = parse::task_id(id)?;
     let record = ctx.queue.get(id).await?;
-    let attempts = ctx.queue.attempts(id).await?;
-    let (arguments, arguments_error) = split(record.arguments_json().map(Some));
-    let (result, result_error) = split(record.result_json());
+    let detail = TaskDetail::new(&record, ctx.queue.attempts(id).await?);
     if ctx.json {
-        return output::print_json(&ShowJson {
-            task: TaskView::new(&record),
-            arguments,
-            arguments_error,
-            result,
-            result_error,
-            attempts: &attempts,
-        });
+        return output::print_json(&detail);
     }
+    let TaskDetail {
+        arguments,
+        arguments_error,
+        result,
+        result_error,
+        attempts,
+        ..
+    } = detail;
     let now = Utc::now();
     let mut text = String::new();
     let mut field = |label: &str, value: String| {
@@ -217,16 +145,5 @@ fn json_block(value: Option<&serde_json::Value>, error: Option<&str>) -> String 
         }
         (None, Some(error)) => wrap(&format!("(unreadable: {error})"), "  ", WIDTH),
         (None, None) => "  -\n".to_owned(),
-    }
-}
-
-/// A stored value that may not decode: shown with why, never an error for
-/// the whole command.
-fn split(
-    value: sitq::Result<Option<serde_json::Value>>,
-) -> (Option<serde_json::Value>, Option<String>) {
-    match value {
-        Ok(value) => (value, None),
-        Err(err) => (None, Some(one_line(&err))),
     }
 }

@@ -87,14 +87,12 @@ impl ChildTest {
 
 /// A database of its own on the PostgreSQL test server, dropped by
 /// [`TestDb::drop`].
-#[cfg(feature = "postgres")]
 pub struct TestDb {
     server: String,
     name: String,
     pub url: String,
 }
 
-#[cfg(feature = "postgres")]
 impl TestDb {
     const SERVER_VAR: &str = "SITQ_TEST_POSTGRES_URL";
 
