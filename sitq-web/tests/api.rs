@@ -282,10 +282,7 @@ async fn actions(db: &Db) {
     let (status, _) = post(&server, "/api/queues/reports/resume", None).await;
     assert_eq!(status, StatusCode::OK);
     // Resumed, and with nothing left in it, it is listed as active or not at all.
-    assert_ne!(
-        paused(db.queue.queues().await.expect("queues")),
-        Some(true)
-    );
+    assert_ne!(paused(db.queue.queues().await.expect("queues")), Some(true));
 
     let (status, body) = post(&server, "/api/tasks/999999/retry", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");

@@ -17,9 +17,9 @@ pub use sitq_core::{QueueInfo, QueueLimits, RateLimit};
 /// history, the audit log, diagnosis (the `sitq` admin tool is built on these).
 pub mod admin {
     pub use sitq_core::{
-        ActivityBucket, Attempt, AttemptOutcome, AuditEntry, Audited, Check, CheckLevel, Diagnosis, FinishedCount,
-        OversizedRow, Stats, StatusCount, TaskDetail, TaskFilter, TaskLinks, TaskSummary, TaskView, WORKER_BEAT, WORKER_TTL,
-        WorkerInfo,
+        ActivityBucket, Attempt, AttemptOutcome, AuditEntry, Audited, Check, CheckLevel, Diagnosis,
+        FinishedCount, OversizedRow, Stats, StatusCount, TaskDetail, TaskFilter, TaskLinks,
+        TaskSummary, TaskView, WORKER_BEAT, WORKER_TTL, WorkerInfo,
     };
 }
 pub use sitq_worker::{ShutdownHandle, Worker};

@@ -6,6 +6,9 @@
 #[path = "../../../sitq/tests/support/mod.rs"]
 mod shared;
 
+#[allow(unused_imports)] // the browser test uses it
+pub use shared::temp_path;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
