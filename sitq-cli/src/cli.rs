@@ -108,8 +108,8 @@ pub enum Command {
     },
     /// Cron schedules, with their last and next fire.
     ///
-    /// --json: [{name, task, queue, expression, zone, defined_at, last_fire,
-    /// next_fire, last_seen}]
+    /// --json: [{name, task, queue, expression, zone, catch_up, defined_at,
+    /// last_fire, next_fire, last_seen}]
     Schedules,
     /// Enqueues a task by name with JSON arguments; prints its id.
     Enqueue(EnqueueArgs),

@@ -1,47 +1,20 @@
 //! `sitq queues` and `sitq schedules`.
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
+use chrono::Utc;
+use sitq_web::views::{QueueView, ScheduleView};
 
 use super::Ctx;
 use crate::error::Result;
 use crate::output::{self, Column, Table};
 
-/// A queue, as `queues --json` prints it.
-#[derive(Serialize)]
-struct QueueJson {
-    name: String,
-    paused: bool,
-    pending: u64,
-    running: u64,
-    concurrency_limit: Option<u32>,
-    rate_limit: Option<RateJson>,
-}
-
-#[derive(Serialize)]
-struct RateJson {
-    count: u32,
-    period_ms: u128,
-}
-
 /// Lists the queues.
 pub async fn queues(ctx: &Ctx) -> Result<()> {
-    let queues: Vec<QueueJson> = ctx
+    let queues: Vec<QueueView> = ctx
         .queue
         .queues()
         .await?
         .into_iter()
-        .map(|queue| QueueJson {
-            concurrency_limit: queue.limits.get_concurrency(),
-            rate_limit: queue.limits.get_rate().map(|rate| RateJson {
-                count: rate.count,
-                period_ms: rate.period.as_millis(),
-            }),
-            name: queue.name,
-            paused: queue.paused,
-            pending: queue.pending,
-            running: queue.running,
-        })
+        .map(QueueView::from)
         .collect();
     if ctx.json {
         return output::print_json(&queues);
@@ -87,38 +60,14 @@ pub async fn queues(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-/// A schedule, as `schedules --json` prints it.
-#[derive(Serialize)]
-struct ScheduleJson {
-    name: String,
-    task: String,
-    queue: String,
-    expression: String,
-    zone: String,
-    defined_at: DateTime<Utc>,
-    last_fire: Option<DateTime<Utc>>,
-    next_fire: Option<DateTime<Utc>>,
-    last_seen: DateTime<Utc>,
-}
-
 /// Lists the cron schedules.
 pub async fn schedules(ctx: &Ctx) -> Result<()> {
-    let schedules: Vec<ScheduleJson> = ctx
+    let schedules: Vec<ScheduleView> = ctx
         .queue
         .schedules()
         .await?
         .into_iter()
-        .map(|schedule| ScheduleJson {
-            name: schedule.name,
-            task: schedule.task,
-            queue: schedule.queue,
-            expression: schedule.expression,
-            zone: schedule.zone,
-            defined_at: schedule.defined_at,
-            last_fire: schedule.last_fire,
-            next_fire: schedule.next_fire,
-            last_seen: schedule.last_seen,
-        })
+        .map(ScheduleView::from)
         .collect();
     if ctx.json {
         return output::print_json(&schedules);

@@ -1,9 +1,12 @@
 //! What the CLI tests share: a fresh database per test on each backend
 //! (a SQLite file, or a PostgreSQL database of its own when
 //! `SITQ_TEST_POSTGRES_URL` is set), an in-process worker to seed it, and
-//! the `sitq` binary run against it. The PostgreSQL part is the minimum of
+//! the `sitq` binary run against it. The databases come from
 //! `sitq/tests/support/mod.rs`.
 #![allow(dead_code)] // each test file uses part of it
+
+#[path = "../../../sitq/tests/support/mod.rs"]
+mod shared;
 
 use std::path::PathBuf;
 use std::process::Output;
@@ -17,11 +20,7 @@ pub const WAIT: Duration = Duration::from_secs(60);
 
 /// A path in the temp directory no other test (or run) uses.
 pub fn temp_path(name: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_nanos())
-        .unwrap_or(0);
-    std::env::temp_dir().join(format!("sitq-cli-{name}-{}-{nanos}", std::process::id()))
+    shared::temp_path(&format!("cli-{name}"))
 }
 
 /// Which backend a test runs on.
@@ -38,7 +37,7 @@ pub struct Db {
     pub url: String,
     pub queue: Queue,
     pub backend: Backend,
-    pg: Option<TestDb>,
+    pg: Option<shared::TestDb>,
 }
 
 impl Db {
@@ -54,7 +53,7 @@ impl Db {
                 None,
             ),
             Backend::Postgres => {
-                let db = TestDb::create(test).await?;
+                let db = shared::TestDb::create(&format!("cli_{test}")).await?;
                 (db.url.clone(), Some(db))
             }
         };
@@ -217,88 +216,4 @@ macro_rules! backend_tests {
             }
         }
     )*};
-}
-
-/// A database of its own on the PostgreSQL test server.
-pub struct TestDb {
-    server: String,
-    name: String,
-    pub url: String,
-}
-
-impl TestDb {
-    const SERVER_VAR: &str = "SITQ_TEST_POSTGRES_URL";
-
-    /// A fresh database, or `None` (after saying so) when no server is
-    /// configured. Panics then if `CI=true`: skipping would hide that the
-    /// tests never ran.
-    pub async fn create(test: &str) -> Option<TestDb> {
-        use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
-
-        let server = match std::env::var(Self::SERVER_VAR) {
-            Ok(url) if !url.is_empty() => url,
-            _ if std::env::var("CI").as_deref() == Ok("true") => {
-                panic!(
-                    "{} is not set but CI=true: the PostgreSQL tests must run in CI",
-                    Self::SERVER_VAR
-                )
-            }
-            _ => {
-                eprintln!(
-                    "skipped: PostgreSQL tests need {} (or `cargo xtask test`)",
-                    Self::SERVER_VAR
-                );
-                return None;
-            }
-        };
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|elapsed| elapsed.subsec_nanos())
-            .unwrap_or(0);
-        let name = format!("sitq_cli_{test}_{}_{nanos}", std::process::id());
-        let mut admin = PgConnection::connect(&server)
-            .await
-            .expect("connect to the test server");
-        admin
-            .execute(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .await
-            .expect("create the test database");
-        admin.close().await.ok();
-        let url = with_database(&server, &name);
-        Some(TestDb { server, name, url })
-    }
-
-    /// Drops the database, forcing out connections left behind.
-    pub async fn drop(self) {
-        use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
-
-        let mut admin = PgConnection::connect(&self.server)
-            .await
-            .expect("connect to the test server");
-        admin
-            .execute(AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            )))
-            .await
-            .expect("drop the test database");
-        admin.close().await.ok();
-    }
-}
-
-/// `url` pointing at database `name` instead, keeping its query string.
-pub fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(base, query)| (base, Some(query)));
-    let authority_start = base.find("://").map_or(0, |at| at + 3);
-    let authority_end = base[authority_start..]
-        .find('/')
-        .map_or(base.len(), |at| authority_start + at);
-    let mut url = format!("{}/{name}", &base[..authority_end]);
-    if let Some(query) = query {
-        url.push('?');
-        url.push_str(query);
-    }
-    url
 }
