@@ -39,10 +39,10 @@ usage: sitq-bench [options]
                         SITQ_BENCH_POSTGRES_URL names a server)
   --synchronous S       SQLite synchronous: normal | full (default normal)
   --samples S           latency samples per series (default 2000; 200 with --quick)
-  --filler F            finished rows in the large scale table (default 990000;
-                        90000 with --quick)
+  --filler F            finished rows in the large scale table and the dashboard's
+                        (default 990000; 90000 with --quick)
   --only W,W            run only these workloads: enqueue, burn-down, e2e,
-                        user, latency, idle, workflow, scale
+                        user, latency, idle, workflow, scale, dashboard
   --pg-fsync on|off     the fsync the PostgreSQL server was started with
                         (`cargo xtask bench` starts its throw-away server so;
                         default on); the run reports the server's own setting

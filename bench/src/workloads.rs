@@ -2,6 +2,7 @@
 //! where one exists.
 
 mod burn_down;
+mod dashboard;
 mod end_to_end;
 mod enqueue;
 mod idle;
@@ -48,11 +49,13 @@ pub enum Workload {
     /// A 10,000-task fan-out with one fan-in, and a 1,000-step chain,
     /// beside independent tasks.
     Workflow,
+    /// The dashboard's overview page over a table of a million tasks.
+    Dashboard,
 }
 
 impl Workload {
     /// Every workload, in run order.
-    pub const ALL: [Workload; 8] = [
+    pub const ALL: [Workload; 9] = [
         Workload::Enqueue,
         Workload::BurnDown,
         Workload::EndToEnd,
@@ -61,6 +64,7 @@ impl Workload {
         Workload::Idle,
         Workload::Workflow,
         Workload::Scale,
+        Workload::Dashboard,
     ];
 
     /// The name on the command line.
@@ -74,6 +78,7 @@ impl Workload {
             Workload::User => "user",
             Workload::Idle => "idle",
             Workload::Workflow => "workflow",
+            Workload::Dashboard => "dashboard",
         }
     }
 
@@ -120,6 +125,7 @@ impl Bench<'_> {
                 Workload::User => user::run(self).await,
                 Workload::Idle => idle::run(self).await,
                 Workload::Workflow => workflow::run(self).await,
+                Workload::Dashboard => dashboard::run(self).await,
             };
             if let Err(err) = outcome {
                 let note = format!("{} {} failed: {err}", self.backend(), workload.as_str());

@@ -124,6 +124,7 @@ impl Dashboard {
             read_only: self.read_only,
             actor: self.actor,
             refresh: self.refresh,
+            overview: pages::overview::Cache::default(),
         });
         let pages = Router::new()
             .route("/", get(pages::overview::page))
@@ -180,6 +181,8 @@ struct State {
     read_only: bool,
     actor: String,
     refresh: Duration,
+    /// The overview's last whole-table reads.
+    overview: pages::overview::Cache,
 }
 
 type Shared = axum::extract::State<Arc<State>>;

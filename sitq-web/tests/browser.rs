@@ -3,8 +3,8 @@
 //! filters the task list, opens the failed task, presses Retry and sees the
 //! task pending again in the database; the markup in the task's error is
 //! shown as text. Screenshots of each page go to `$SITQ_SCREENSHOTS` (the
-//! README's is `SITQ_SCREENSHOTS=docs cargo test -p sitq-web --test
-//! browser`), else to the temp directory.
+//! README's, from the repository's root: `SITQ_SCREENSHOTS=$PWD/docs cargo
+//! test -p sitq-web --test browser`), else to the temp directory.
 //!
 //! Without chromium and chromedriver the test says so and passes, unless
 //! `CI=true`: then it fails, so CI never skips it silently.

@@ -25,6 +25,7 @@ const ALERT_RULES: &str = "deploy/prometheus/sitq-alerts.yml";
 /// outcome. When the whole workspace is tested, the [`EXAMPLES`] run too,
 /// and `promtool` checks the [`ALERT_RULES`].
 pub(crate) fn run(extra: &[OsString]) -> Result<(), String> {
+    check_browser()?;
     let cluster = TempCluster::start()?;
     let mut command = process::cargo();
     let args = cargo_test_args(extra);
@@ -42,6 +43,38 @@ pub(crate) fn run(extra: &[OsString]) -> Result<(), String> {
         check_alert_rules()?;
         run_examples()?;
     }
+    Ok(())
+}
+
+/// The programs the dashboard's browser test (`sitq-web/tests/browser.rs`)
+/// drives, found on `PATH` as that test finds them.
+const BROWSER: [(&str, &[&str]); 2] = [
+    ("chromium", &["chromium", "chromium-browser", "google-chrome"]),
+    ("chromedriver", &["chromedriver"]),
+];
+
+/// With `CI=true` a missing browser is an error before anything is built;
+/// otherwise the browser test skips, and this says so up front.
+fn check_browser() -> Result<(), String> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let missing: Vec<&str> = BROWSER
+        .iter()
+        .filter(|(_, names)| {
+            !std::env::split_paths(&path)
+                .any(|dir| names.iter().any(|name| dir.join(name).is_file()))
+        })
+        .map(|(what, _)| *what)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let what = missing.join(" and ");
+    if std::env::var("CI").as_deref() == Ok("true") {
+        return Err(format!(
+            "CI=true but {what} is not on PATH: the dashboard's browser test needs it (.ci/run installs Debian's chromium and chromium-driver)"
+        ));
+    }
+    eprintln!("xtask: {what} not on PATH: the dashboard's browser test will skip (apt-get install chromium chromium-driver)");
     Ok(())
 }
 

@@ -125,7 +125,7 @@ pub async fn measure(
 
 /// Runs one `filler` task to completion in this process; its id, a
 /// finished row to copy.
-async fn finished_template(queue: &sitq::Queue) -> Result<i64> {
+pub(super) async fn finished_template(queue: &sitq::Queue) -> Result<i64> {
     let handle = filler::enqueue(queue).await?;
     let worker = Worker::new(queue.clone())
         .concurrency(1)
