@@ -67,18 +67,35 @@ fn client() -> reqwest::Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refuses_a_public_address_without_a_token() {
-    let db = Db::create(Backend::Sqlite, "dash-refuse").await.expect("sqlite");
+    let db = Db::create(Backend::Sqlite, "dash-refuse")
+        .await
+        .expect("sqlite");
     let output = run(
-        vec!["dashboard".into(), "--bind".into(), "0.0.0.0:0".into(), "--url".into(), db.url.clone()],
+        vec![
+            "dashboard".into(),
+            "--bind".into(),
+            "0.0.0.0:0".into(),
+            "--url".into(),
+            db.url.clone(),
+        ],
         &[],
     )
     .await;
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.starts_with("error: refusing to serve the dashboard on 0.0.0.0:0 without a token"), "{stderr}");
+    assert!(
+        stderr.starts_with("error: refusing to serve the dashboard on 0.0.0.0:0 without a token"),
+        "{stderr}"
+    );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     let output = run(
-        vec!["dashboard".into(), "--refresh".into(), "often".into(), "--url".into(), db.url.clone()],
+        vec![
+            "dashboard".into(),
+            "--refresh".into(),
+            "often".into(),
+            "--url".into(),
+            db.url.clone(),
+        ],
         &[],
     )
     .await;
@@ -88,43 +105,86 @@ async fn refuses_a_public_address_without_a_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_on_loopback_and_stops_on_sigterm() {
-    let db = Db::create(Backend::Sqlite, "dash-serve").await.expect("sqlite");
-    let url = db.url.clone();
-    let serving = tokio::task::spawn_blocking(move || Serving::start(&url, &["--bind", "127.0.0.1:0", "--read-only"], &[]))
+    let db = Db::create(Backend::Sqlite, "dash-serve")
         .await
-        .expect("start");
-    let response = client().get(format!("{}api/stats", serving.url)).send().await.expect("GET");
+        .expect("sqlite");
+    let url = db.url.clone();
+    let serving = tokio::task::spawn_blocking(move || {
+        Serving::start(&url, &["--bind", "127.0.0.1:0", "--read-only"], &[])
+    })
+    .await
+    .expect("start");
+    let response = client()
+        .get(format!("{}api/stats", serving.url))
+        .send()
+        .await
+        .expect("GET");
     assert_eq!(response.status(), reqwest::StatusCode::OK);
-    let page = client().get(&serving.url).send().await.expect("GET").text().await.expect("body");
-    assert!(page.contains("Overview") && page.contains("read-only"), "{page}");
+    let page = client()
+        .get(&serving.url)
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        page.contains("Overview") && page.contains("read-only"),
+        "{page}"
+    );
     let refused = client()
         .post(format!("{}api/tasks", serving.url))
         .json(&serde_json::json!({"name": "add", "args": {"a": 1, "b": 2}}))
         .send()
         .await
         .expect("POST");
-    assert_eq!(refused.status(), reqwest::StatusCode::FORBIDDEN, "--read-only");
-    let status = tokio::task::spawn_blocking(move || serving.stop()).await.expect("stop");
+    assert_eq!(
+        refused.status(),
+        reqwest::StatusCode::FORBIDDEN,
+        "--read-only"
+    );
+    let status = tokio::task::spawn_blocking(move || serving.stop())
+        .await
+        .expect("stop");
     assert!(status.success(), "{status}");
     db.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn takes_the_token_from_the_environment() {
-    let db = Db::create(Backend::Sqlite, "dash-token").await.expect("sqlite");
+    let db = Db::create(Backend::Sqlite, "dash-token")
+        .await
+        .expect("sqlite");
     let url = db.url.clone();
     let serving = tokio::task::spawn_blocking(move || {
-        Serving::start(&url, &["--bind", "0.0.0.0:0"], &[("SITQ_DASHBOARD_TOKEN", "from-env")])
+        Serving::start(
+            &url,
+            &["--bind", "0.0.0.0:0"],
+            &[("SITQ_DASHBOARD_TOKEN", "from-env")],
+        )
     })
     .await
     .expect("start");
-    let port = serving.url.rsplit(':').next().unwrap_or_default().trim_end_matches('/').to_owned();
+    let port = serving
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('/')
+        .to_owned();
     let base = format!("http://127.0.0.1:{port}/api/stats");
     let anonymous = client().get(&base).send().await.expect("GET");
     assert_eq!(anonymous.status(), reqwest::StatusCode::UNAUTHORIZED);
-    let with_token = client().get(&base).bearer_auth("from-env").send().await.expect("GET");
+    let with_token = client()
+        .get(&base)
+        .bearer_auth("from-env")
+        .send()
+        .await
+        .expect("GET");
     assert_eq!(with_token.status(), reqwest::StatusCode::OK);
-    let status = tokio::task::spawn_blocking(move || serving.stop()).await.expect("stop");
+    let status = tokio::task::spawn_blocking(move || serving.stop())
+        .await
+        .expect("stop");
     assert!(status.success(), "{status}");
     db.finish().await;
 }

@@ -19,6 +19,7 @@ mod claims;
 mod context;
 mod cron;
 mod dashboard;
+mod maintenance;
 mod operations;
 mod queues;
 mod sequences;
@@ -42,6 +43,7 @@ pub use claims::*;
 pub use context::*;
 pub use cron::*;
 pub use dashboard::*;
+pub use maintenance::*;
 pub use operations::*;
 pub use queues::*;
 pub use sequences::*;
@@ -207,7 +209,8 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@cases $harness;
             workflow_dependent_is_blocked_until_its_dependencies_succeed, workflow_dependency_that_finished_resolves_at_once, workflow_failure_mid_graph_cancels_dependents_transitively, workflow_worker_runs_cleanup_after_a_failed_dependency, workflow_results_pass_to_dependents_in_order, workflow_cancelling_a_blocked_task_cancels_its_dependents, workflow_retried_dependent_waits_for_its_dependency_again, workflow_retried_dependency_is_waited_for_again, workflow_bad_dependencies_are_refused, workflow_runs_as_one_unit, workflow_is_stored_whole_or_not_at_all, workflow_cancel_workflow_cancels_every_unfinished_task, workflow_prune_keeps_a_result_a_dependent_needs, workflow_chain_runs_across_clients,
         );
-        // Operations: worker registry, lists, stats, history, audit (testing/operations.rs).
+        // Operations: worker registry, lists, stats, history, audit (testing/operations.rs),
+        // purge and diagnosis (testing/maintenance.rs).
         $crate::conformance_tests!(@cases $harness;
             ops_worker_beats_register_and_refresh, ops_stale_workers_expire,
             ops_drain_request_reaches_the_worker, ops_task_list_filters_and_pages,

@@ -2,9 +2,9 @@
 //! through chromedriver (WebDriver, with fantoccini). Loads the overview,
 //! filters the task list, opens the failed task, presses Retry and sees the
 //! task pending again in the database; the markup in the task's error is
-//! shown as text. Screenshots of each page go to `$SITQ_SCREENSHOTS` (the
-//! README's, from the repository's root: `SITQ_SCREENSHOTS=$PWD/docs cargo
-//! test -p sitq-web --test browser`), else to the temp directory.
+//! shown as text. Screenshots of each page go to `$SITQ_SCREENSHOTS`, else
+//! to `sitq-dashboard-screens` in the temp directory; the README's
+//! `docs/dashboard.png` is such a run's `dashboard.png`.
 //!
 //! Without chromium and chromedriver the test says so and passes, unless
 //! `CI=true`: then it fails, so CI never skips it silently.

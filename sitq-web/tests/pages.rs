@@ -297,7 +297,36 @@ async fn read_only_pages(db: &Db) {
     server.stop().await;
 }
 
-backend_tests!(pages_render, forms_and_csrf, read_only_pages);
+/// The workers page lists a live worker with its slots and task names.
+async fn workers_page(db: &Db) {
+    let worker = sitq::Worker::new(db.queue.clone())
+        .handle_signals(false)
+        .concurrency(3);
+    let id = worker.id().to_owned();
+    let stop = worker.shutdown_handle();
+    let running = tokio::spawn(worker.run());
+    // The worker registers itself when it starts; wait for it, bounded.
+    let deadline = std::time::Instant::now() + support::WAIT;
+    while db.queue.workers().await.expect("workers").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker never registered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let server = Server::start(Dashboard::new(db.queue.clone())).await;
+    let (status, body, _) = page(&server, "/workers").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains(&id), "{body}");
+    assert!(body.contains("0 / 3") && body.contains("boom"), "{body}");
+    let (_, overview, _) = page(&server, "/").await;
+    assert!(overview.contains("0 of 3 slots busy"), "{overview}");
+    server.stop().await;
+    stop.shutdown().await;
+    running.await.expect("join").expect("the worker ran");
+}
+
+backend_tests!(pages_render, forms_and_csrf, read_only_pages, workers_page);
 
 /// Nested under a prefix in the user's own app, every link and form
 /// carries the prefix.

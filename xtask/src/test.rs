@@ -49,7 +49,10 @@ pub(crate) fn run(extra: &[OsString]) -> Result<(), String> {
 /// The programs the dashboard's browser test (`sitq-web/tests/browser.rs`)
 /// drives, found on `PATH` as that test finds them.
 const BROWSER: [(&str, &[&str]); 2] = [
-    ("chromium", &["chromium", "chromium-browser", "google-chrome"]),
+    (
+        "chromium",
+        &["chromium", "chromium-browser", "google-chrome"],
+    ),
     ("chromedriver", &["chromedriver"]),
 ];
 
@@ -74,7 +77,9 @@ fn check_browser() -> Result<(), String> {
             "CI=true but {what} is not on PATH: the dashboard's browser test needs it (.ci/run installs Debian's chromium and chromium-driver)"
         ));
     }
-    eprintln!("xtask: {what} not on PATH: the dashboard's browser test will skip (apt-get install chromium chromium-driver)");
+    eprintln!(
+        "xtask: {what} not on PATH: the dashboard's browser test will skip (apt-get install chromium chromium-driver)"
+    );
     Ok(())
 }
 

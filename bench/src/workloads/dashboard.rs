@@ -169,7 +169,9 @@ async fn spread(raw: &Raw) -> Result<()> {
             )
             .execute(pool)
             .await?;
-            sqlx::query("VACUUM ANALYZE sitq_tasks").execute(pool).await?;
+            sqlx::query("VACUUM ANALYZE sitq_tasks")
+                .execute(pool)
+                .await?;
         }
     }
     Ok(())

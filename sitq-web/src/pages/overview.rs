@@ -55,7 +55,10 @@ impl Cache {
     }
 
     fn put(&self, reads: Arc<Reads>) {
-        let mut last = self.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         *last = Some((Instant::now(), reads));
     }
 }
@@ -96,7 +99,9 @@ async fn reads(state: &Arc<State>) -> Result<Arc<Reads>, WebError> {
             tokio::spawn(async move {
                 match read(&state.queue).await {
                     Ok(fresh) => state.overview.put(Arc::new(fresh)),
-                    Err(err) => tracing::warn!(error = %err.message, "the overview's background read failed"),
+                    Err(err) => {
+                        tracing::warn!(error = %err.message, "the overview's background read failed")
+                    }
                 }
                 state.overview.reading.store(false, Ordering::Release);
             });
@@ -124,10 +129,11 @@ struct QueueRow {
 
 async fn render(ctx: &Ctx) -> Result<Markup, WebError> {
     let queue = &ctx.state.queue;
-    let (reads, workers, queues) =
-        tokio::try_join!(reads(&ctx.state), async { Ok(queue.workers().await?) }, async {
-            Ok(queue.queues().await?)
-        })?;
+    let (reads, workers, queues) = tokio::try_join!(
+        reads(&ctx.state),
+        async { Ok(queue.workers().await?) },
+        async { Ok(queue.queues().await?) }
+    )?;
     let (stats, hour, day) = (&reads.stats, &reads.hour, &reads.day);
     let now = Utc::now();
     let mut totals: HashMap<TaskStatus, u64> = HashMap::new();
