@@ -346,7 +346,7 @@ async fn read_only(db: &Db) {
         TaskStatus::Failed
     );
     assert_eq!(
-        db.queue.status(seeded.added.into()).await.expect("status"),
+        db.queue.status(seeded.added).await.expect("status"),
         TaskStatus::Succeeded
     );
     let (status, _) = get(&server, "/api/stats").await;

@@ -35,7 +35,8 @@ fn find_program(var: &str, names: &[&str]) -> Option<PathBuf> {
 
 /// chromedriver on a free loopback port, killed when dropped.
 struct Driver {
-    child: tokio::process::Child,
+    /// Held so the process is killed when the test ends.
+    _child: tokio::process::Child,
     url: String,
 }
 
@@ -68,7 +69,7 @@ impl Driver {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Driver { child, url }
+        Driver { _child: child, url }
     }
 }
 

@@ -209,30 +209,3 @@ pub fn client() -> reqwest::Client {
         .build()
         .expect("client")
 }
-
-/// Defines `mod NAME { sqlite, postgres }` tests calling `NAME(&db)` with
-/// a fresh database of each backend.
-#[macro_export]
-macro_rules! backend_tests {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::support::{Backend, Db};
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let db = Db::create(Backend::Sqlite, stringify!($name)).await.expect("sqlite");
-                super::$name(&db).await;
-                db.finish().await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(db) = Db::create(Backend::Postgres, stringify!($name)).await else {
-                    return;
-                };
-                super::$name(&db).await;
-                db.finish().await;
-            }
-        }
-    )*};
-}

@@ -169,3 +169,32 @@ pub fn with_database(url: &str, name: &str) -> String {
     }
     url
 }
+
+/// Defines `mod NAME { sqlite, postgres }` tests calling `NAME(&db)` with a
+/// fresh database of each backend, for test crates whose `support` module
+/// has a `Db` (`create(Backend, test) -> Option<Db>`, `finish()`) and a
+/// `Backend` (the CLI's and the dashboard's).
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::support::{Backend, Db};
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let db = Db::create(Backend::Sqlite, stringify!($name)).await.expect("sqlite");
+                super::$name(&db).await;
+                db.finish().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(db) = Db::create(Backend::Postgres, stringify!($name)).await else {
+                    return;
+                };
+                super::$name(&db).await;
+                db.finish().await;
+            }
+        }
+    )*};
+}
