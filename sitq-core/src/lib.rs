@@ -57,7 +57,8 @@ pub use queue_settings::{
     MAX_PERIOD, MIN_PERIOD, QueueInfo, QueueLimits, RateLimit, validate_queue_name,
 };
 pub use record::{
-    AttemptFailure, Cancellation, FailureKind, TaskFailure, TaskId, TaskRecord, TaskStatus,
+    AttemptFailure, Cancellation, FailureKind, MAX_ERROR_BYTES, MAX_LOGGED_ERROR_BYTES,
+    TaskFailure, TaskId, TaskRecord, TaskStatus,
 };
 pub use registry::Registry;
 pub use schedule::{CatchUp, Schedule, ScheduleInfo};

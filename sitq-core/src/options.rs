@@ -259,6 +259,9 @@ pub struct ConnectOptions {
     pub trace_propagation: Option<crate::TracePropagation>,
     /// The largest encoded payload accepted at enqueue, in bytes (default 1 MiB).
     pub max_payload_bytes: usize,
+    /// The largest encoded result a worker stores, in bytes (default 1 MiB):
+    /// an attempt whose result is larger fails, saying so, and is not retried.
+    pub max_result_bytes: usize,
     /// Connections in the backend's pool (default: the backend's choice).
     pub max_connections: Option<u32>,
     /// How often a waiter or idle worker looks at the database when no
@@ -274,10 +277,14 @@ impl ConnectOptions {
     /// The default limit on an encoded payload: 1 MiB.
     pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
 
+    /// The default limit on an encoded result: 1 MiB.
+    pub const DEFAULT_MAX_RESULT: usize = 1024 * 1024;
+
     /// The defaults.
     pub fn new() -> Self {
         ConnectOptions {
             max_payload_bytes: Self::DEFAULT_MAX_PAYLOAD,
+            max_result_bytes: Self::DEFAULT_MAX_RESULT,
             max_connections: None,
             poll_interval: Duration::from_millis(50),
             create_missing: true,
@@ -288,6 +295,12 @@ impl ConnectOptions {
     /// Sets the payload limit.
     pub fn max_payload_bytes(mut self, bytes: usize) -> Self {
         self.max_payload_bytes = bytes;
+        self
+    }
+
+    /// Sets the result limit.
+    pub fn max_result_bytes(mut self, bytes: usize) -> Self {
+        self.max_result_bytes = bytes;
         self
     }
 

@@ -168,12 +168,28 @@ pub struct TaskFailure {
     pub message: String,
 }
 
+/// The most bytes of a failure's message that are stored: a longer one is
+/// cut (at a character boundary) and says how long it was.
+pub const MAX_ERROR_BYTES: usize = 64 * 1024;
+
+/// The most bytes of a failure's message that go into one log line.
+pub const MAX_LOGGED_ERROR_BYTES: usize = 2 * 1024;
+
 impl TaskFailure {
-    /// A failure of `kind` with `message`.
+    /// A failure of `kind` with `message`, cut to [`MAX_ERROR_BYTES`].
     pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
         TaskFailure {
             kind,
-            message: message.into(),
+            message: bounded(message.into(), MAX_ERROR_BYTES),
+        }
+    }
+
+    /// The message for a log line: at most [`MAX_LOGGED_ERROR_BYTES`] of it.
+    pub fn message_for_log(&self) -> std::borrow::Cow<'_, str> {
+        if self.message.len() <= MAX_LOGGED_ERROR_BYTES {
+            std::borrow::Cow::Borrowed(&self.message)
+        } else {
+            std::borrow::Cow::Owned(bounded(self.message.clone(), MAX_LOGGED_ERROR_BYTES))
         }
     }
 
@@ -188,6 +204,22 @@ impl TaskFailure {
             message.unwrap_or_default(),
         ))
     }
+}
+
+/// `text` cut to at most `limit` bytes plus a note of its full length,
+/// at a character boundary.
+fn bounded(mut text: String, limit: usize) -> String {
+    if text.len() <= limit {
+        return text;
+    }
+    let full = text.len();
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(&format!(" … [cut: {full} bytes in all]"));
+    text
 }
 
 /// Everything stored about one task.
@@ -301,4 +333,30 @@ pub struct AttemptFailure {
     pub started_at: Option<DateTime<Utc>>,
     /// When the failure was recorded (the backend's clock).
     pub failed_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_messages_are_cut_at_a_character_boundary() {
+        let short = TaskFailure::new(FailureKind::Error, "disk full");
+        assert_eq!(short.message, "disk full");
+        // 3-byte characters, so the limit falls inside one.
+        let long = "€".repeat(MAX_ERROR_BYTES);
+        let failure = TaskFailure::new(FailureKind::Error, long.clone());
+        assert!(failure.message.len() < MAX_ERROR_BYTES + 64);
+        assert!(failure.message.starts_with("€€€"));
+        assert!(
+            failure
+                .message
+                .ends_with(&format!(" … [cut: {} bytes in all]", long.len())),
+            "{}",
+            &failure.message[failure.message.len() - 60..]
+        );
+        let logged = failure.message_for_log();
+        assert!(logged.len() < MAX_LOGGED_ERROR_BYTES + 64);
+        assert_eq!(short.message_for_log(), "disk full");
+    }
 }

@@ -449,16 +449,16 @@ pub(crate) fn log_outcome(outcome: &sitq_core::Outcome) {
     match outcome {
         sitq_core::Outcome::Succeeded(_) => tracing::debug!("succeeded"),
         sitq_core::Outcome::Retry { failure, delay } => {
-            tracing::warn!(error.kind = %failure.kind, error = %failure.message, retry_in = ?delay, "attempt failed; will retry");
+            tracing::warn!(error.kind = %failure.kind, error = %failure.message_for_log(), retry_in = ?delay, "attempt failed; will retry");
         }
         sitq_core::Outcome::Failed(failure) => {
-            tracing::error!(error.kind = %failure.kind, error = %failure.message, "task failed");
+            tracing::error!(error.kind = %failure.kind, error = %failure.message_for_log(), "task failed");
         }
         sitq_core::Outcome::Snooze { delay } => {
             tracing::debug!(run_in = ?delay, "snoozed; will run again without spending an attempt");
         }
         sitq_core::Outcome::Cancelled(failure) => {
-            tracing::info!(error = %failure.message, "task cancelled");
+            tracing::info!(error = %failure.message_for_log(), "task cancelled");
         }
     }
 }

@@ -4,8 +4,9 @@
 pub use sitq_core::blocking;
 pub use sitq_core::{AttemptFailure, CancelOutcome, CancelRequest, Cancellation};
 pub use sitq_core::{
-    Backoff, ConnectOptions, Context, EnqueueOptions, Error, FailureKind, Queue, Registry, Result,
-    Task, TaskFailure, TaskHandle, TaskId, TaskRecord, TaskStatus,
+    Backoff, ConnectOptions, Context, EnqueueOptions, Error, FailureKind, MAX_ERROR_BYTES,
+    MAX_LOGGED_ERROR_BYTES, Queue, Registry, Result, Task, TaskFailure, TaskHandle, TaskId,
+    TaskRecord, TaskStatus,
 };
 pub use sitq_core::{CatchUp, Schedule, ScheduleInfo};
 pub use sitq_core::{

@@ -13,11 +13,14 @@ use sitq_core::{
     ClaimedTask, ContextControl, FailureKind, Outcome, Registry, TaskFailure, TaskFuture,
 };
 
-/// Runs one claimed attempt to its outcome. Never panics on the task's account.
+/// Runs one claimed attempt to its outcome. Never panics on the task's
+/// account. A result over `max_result_bytes` fails the task (a retry would
+/// make the same result).
 pub(crate) async fn run_attempt(
     registry: &Registry,
     task: &ClaimedTask,
     worker_id: &str,
+    max_result_bytes: usize,
     context: sitq_core::Context,
     mut control: sitq_core::ContextControl,
 ) -> Outcome {
@@ -57,6 +60,15 @@ pub(crate) async fn run_attempt(
         result = run => result,
     };
     match result {
+        Ok(bytes) if bytes.len() > max_result_bytes => Outcome::Failed(TaskFailure::new(
+            FailureKind::Error,
+            format!(
+                "the result of task {} ({}) is {} bytes, over the limit of {max_result_bytes} bytes; return large data by reference (a path or key), or raise ConnectOptions::max_result_bytes",
+                task.id,
+                task.name,
+                bytes.len()
+            ),
+        )),
         Ok(bytes) => Outcome::Succeeded(bytes),
         Err(failure) if failure.kind.is_retryable() && task.attempt < task.max_attempts => {
             let delay = registration
@@ -235,7 +247,7 @@ mod tests {
             trace: None,
         };
         let (context, control) = Context::for_attempt(&task);
-        let outcome = run_attempt(&registry, &task, "w", context, control);
+        let outcome = run_attempt(&registry, &task, "w", usize::MAX, context, control);
         tokio::time::timeout(Duration::from_secs(10), outcome)
             .await
             .expect("the attempt ends")

@@ -431,6 +431,7 @@ impl<'w> Runner<'w> {
         }
         let (context, control) = sitq_core::Context::for_attempt(&task);
         let grace = self.worker.cancel_grace;
+        let max_result_bytes = self.worker.queue.options().max_result_bytes;
         let attempt_control = control.clone();
         let abort = self.attempts.spawn(
             async move {
@@ -440,6 +441,7 @@ impl<'w> Runner<'w> {
                     &registry,
                     &task,
                     &worker_id,
+                    max_result_bytes,
                     context,
                     attempt_control.clone(),
                 );
