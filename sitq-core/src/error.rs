@@ -30,8 +30,9 @@ pub enum Error {
         /// The schemes the linked backends handle.
         available: Vec<String>,
     },
-    /// The database failed while doing `op`.
-    #[error("database error while {op}")]
+    /// The database failed while doing `op` (the driver's reason follows
+    /// in the message, so a log line of the error alone says why).
+    #[error("database error while {op}: {source}")]
     Database {
         /// What sitq was doing.
         op: &'static str,
@@ -157,8 +158,8 @@ pub enum Error {
     /// A configuration value is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// An I/O error, with what sitq was doing.
-    #[error("I/O error while {op}")]
+    /// An I/O error, with what sitq was doing and the operating system's reason.
+    #[error("I/O error while {op}: {source}")]
     Io {
         /// What sitq was doing.
         op: &'static str,

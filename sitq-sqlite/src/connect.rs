@@ -232,10 +232,14 @@ impl Target {
             .mode(0o600)
             .open(path)
             .map(drop)
-            .map_err(|source| Error::Io {
-                op: "creating the SQLite database file",
-                source,
-            })
+            .map_err(|source| {
+                Error::database(
+                    "creating the SQLite database file",
+                    format!("{}: {source}", absolute(path).display()),
+                )
+            })?;
+        warn_if_others_may_write(path);
+        Ok(())
     }
 
     /// Opens the writer's connection: WAL, the schema brought up to date.
@@ -263,8 +267,12 @@ impl Target {
         let op = "opening the SQLite database";
         let flags = flags | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
         let conn = match &self.path {
-            Some(path) => Connection::open_with_flags(path, flags)
-                .map_err(|err| Error::database(op, format!("{}: {err}", path.display())))?,
+            Some(path) => Connection::open_with_flags(path, flags).map_err(|err| {
+                Error::database(
+                    op,
+                    format!("{}: {err}{}", absolute(path).display(), os_reason(path)),
+                )
+            })?,
             None => Connection::open_in_memory().map_err(db(op))?,
         };
         conn.busy_timeout(BUSY_TIMEOUT).map_err(db(op))?;
@@ -275,6 +283,41 @@ impl Target {
             .map_err(db(op))?;
         Ok(conn)
     }
+}
+
+/// SQLite's open errors do not say why the operating system refused; this
+/// asks it: ` (No such file or directory (os error 2))`, or nothing.
+fn os_reason(path: &Path) -> String {
+    match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(_) => String::new(),
+        Err(err) => format!(" ({err})"),
+    }
+}
+
+/// Warns when the database's directory is writable by other users: they
+/// could delete or replace the file (and its `-wal` and `-shm`) under the
+/// queue, whatever the file's own mode.
+fn warn_if_others_may_write(path: &Path) {
+    let absolute = absolute(path);
+    let Some(directory) = absolute.parent() else {
+        return;
+    };
+    if let Some(mode) = others_may_write(directory) {
+        tracing::warn!(
+            directory = %directory.display(),
+            mode = format!("{mode:o}"),
+            "the SQLite database's directory is writable by every user: anyone can delete or replace the queue's files; use a directory only the app's user can write"
+        );
+    }
+}
+
+/// The mode of `directory` when every user may create and remove files in
+/// it (other-writable and not sticky: in a sticky one such as /tmp, users
+/// remove only their own files).
+fn others_may_write(directory: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(directory).ok()?.permissions().mode() & 0o7777;
+    (mode & 0o002 != 0 && mode & 0o1000 == 0).then_some(mode)
 }
 
 /// `path` made absolute against the working directory (as SQLite opens it),
@@ -380,6 +423,21 @@ fn migrate_once(conn: &Connection) -> rusqlite::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn directories_others_may_write_are_found() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("sitq-open-dir-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let set = |mode| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode));
+        set(0o777).expect("chmod");
+        assert_eq!(others_may_write(&dir), Some(0o777));
+        set(0o1777).expect("chmod");
+        assert_eq!(others_may_write(&dir), None, "sticky, like /tmp");
+        set(0o755).expect("chmod");
+        assert_eq!(others_may_write(&dir), None);
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
     use super::*;
 
     #[test]

@@ -165,3 +165,17 @@ async fn location_is_the_canonical_absolute_path() {
     backend.close().await;
     assert_eq!(memory().await.location(), "sqlite::memory:");
 }
+
+#[tokio::test]
+async fn an_unopenable_path_is_named_with_the_systems_reason() {
+    let dir = std::env::temp_dir().join(format!("sitq-no-such-dir-{}", std::process::id()));
+    let path = dir.join("tasks.db");
+    let err = Queue::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .err()
+        .expect("no such directory");
+    let text = err.to_string();
+    assert!(text.contains(&path.display().to_string()), "{text}");
+    assert!(text.contains("No such file or directory"), "{text}");
+    assert!(!dir.exists(), "nothing was created");
+}

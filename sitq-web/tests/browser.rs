@@ -104,6 +104,17 @@ async fn screenshot(client: &Client, name: &str) {
     std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
 }
 
+/// Waits (bounded) for an element only the next page has: a click that
+/// submits a form or follows a link returns before that page is loaded.
+async fn arrived(client: &Client, css: &str) {
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|err| panic!("the next page, with {css}, did not load: {err}"));
+}
+
 async fn text(client: &Client, css: &str) -> String {
     client
         .find(Locator::Css(css))
@@ -182,6 +193,11 @@ async fn browse_filter_and_retry() {
             .click()
             .await
             .expect("filter");
+        arrived(
+            &client,
+            "select[name=status] option[value=failed][selected]",
+        )
+        .await;
         let rows = client
             .find_all(Locator::Css("tbody tr"))
             .await
@@ -199,6 +215,7 @@ async fn browse_filter_and_retry() {
             .click()
             .await
             .expect("open the task");
+        arrived(&client, "dl.facts").await;
         let title = client.title().await.expect("title");
         assert_eq!(
             title,
@@ -221,6 +238,7 @@ async fn browse_filter_and_retry() {
             .click()
             .await
             .expect("retry");
+        arrived(&client, ".notice").await;
         let notice = text(&client, ".notice").await;
         assert!(notice.contains("pending again"), "{notice}");
         assert_eq!(
@@ -250,6 +268,7 @@ async fn browse_filter_and_retry() {
             .click()
             .await
             .expect("open the workflow");
+        arrived(&client, "svg[aria-label='workflow graph']").await;
         let boxes = client
             .find_all(Locator::Css("svg rect"))
             .await
