@@ -167,6 +167,18 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The database file was deleted or replaced while this process had it
+    /// open (SQLite). Every later call fails the same way and a worker
+    /// stops: the process would otherwise work on a file nobody else sees.
+    #[error(
+        "the SQLite database {location} {reason} while this process had it open; nothing more is read or written (and no new file is created): restore the file and restart the process"
+    )]
+    DatabaseGone {
+        /// `sqlite:///abs/path`.
+        location: String,
+        /// `was deleted`, `was replaced by another file`, …
+        reason: String,
+    },
     /// A schedule that cannot run (bad cron expression or time zone, a
     /// duplicate name); the worker refuses to start.
     #[error("invalid schedule {name:?}: {reason}")]
@@ -183,6 +195,11 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether no retry can help: the process should stop (a worker does).
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, Error::DatabaseGone { .. })
+    }
+
     /// Wraps a driver error that happened while doing `op`.
     pub fn database(op: &'static str, source: impl Into<BoxError>) -> Self {
         Error::Database {

@@ -19,6 +19,7 @@ use sitq_core::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::connect::Target;
+use crate::guard::FileGuard;
 use crate::ops::read::{Found, Read};
 use crate::ops::write::Claim;
 use crate::ops::{deps, json_strings};
@@ -83,14 +84,20 @@ impl SqliteBackend {
             target.require_existing(url)?;
         }
         target.create_file()?;
+        let guard = target
+            .path
+            .as_deref()
+            .map(FileGuard::new)
+            .transpose()?
+            .map(Arc::new);
         let signals = Arc::new(Signals::new());
-        let writer = writer::spawn(target.clone(), signals.clone()).await?;
+        let writer = writer::spawn(target.clone(), signals.clone(), guard.clone()).await?;
         let (readers, watch) = match &target.path {
             Some(path) => {
                 let count = options
                     .max_connections
                     .map_or(DEFAULT_READERS, |n| n as usize);
-                let readers = Readers::start(&target, count).await?;
+                let readers = Readers::start(&target, count, guard).await?;
                 let watch =
                     watch::watch(path, writer.sender.clone(), writer.external_pending.clone());
                 (Some(readers), watch)

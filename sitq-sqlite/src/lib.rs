@@ -27,6 +27,7 @@
 mod backend;
 mod backup;
 mod connect;
+mod guard;
 mod ops;
 mod readers;
 mod time;

@@ -2,6 +2,7 @@
 //! writer (WAL lets them read while it writes), each thread with its own
 //! connection, each read one message to the thread and one back.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
@@ -10,6 +11,7 @@ use sitq_core::{Error, Result};
 use tokio::sync::oneshot;
 
 use crate::connect::{Target, db};
+use crate::guard::FileGuard;
 use crate::ops::read::{Found, Read};
 
 /// Reads a thread takes at once, inside one read transaction.
@@ -35,18 +37,23 @@ impl std::fmt::Debug for Job {
 
 impl Readers {
     /// Opens `count` reader connections, each on its own thread.
-    pub(crate) async fn start(target: &Target, count: usize) -> Result<Readers> {
+    pub(crate) async fn start(
+        target: &Target,
+        count: usize,
+        guard: Option<Arc<FileGuard>>,
+    ) -> Result<Readers> {
         let mut senders = Vec::with_capacity(count);
         for i in 0..count.max(1) {
             let (sender, receiver) = mpsc::channel::<Job>();
             let (opened_tx, opened) = oneshot::channel();
             let target = target.clone();
+            let guard = guard.clone();
             std::thread::Builder::new()
                 .name(format!("sitq-sqlite-reader-{i}"))
                 .spawn(move || match target.open_reader() {
                     Ok(conn) => {
                         let _ = opened_tx.send(Ok(()));
-                        serve(&conn, &receiver);
+                        serve(&conn, &receiver, guard.as_deref());
                     }
                     Err(err) => {
                         let _ = opened_tx.send(Err(err));
@@ -85,7 +92,7 @@ fn gone(op: &'static str) -> Error {
 
 /// Answers reads until every sender is gone. Reads that queued up together
 /// share one read transaction.
-fn serve(conn: &Connection, receiver: &mpsc::Receiver<Job>) {
+fn serve(conn: &Connection, receiver: &mpsc::Receiver<Job>, guard: Option<&FileGuard>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while let Ok(job) = receiver.recv() {
         jobs.push(job);
@@ -94,6 +101,18 @@ fn serve(conn: &Connection, receiver: &mpsc::Receiver<Job>) {
                 Ok(job) => jobs.push(job),
                 Err(_) => break,
             }
+        }
+        // One stat per batch: a file deleted or replaced under this
+        // process is not read as if nothing happened.
+        if let Some(guard) = guard
+            && guard.check().is_err()
+        {
+            for job in jobs.drain(..) {
+                let _ = job
+                    .reply
+                    .send(Err(guard.check().err().unwrap_or_else(|| gone("reading"))));
+            }
+            continue;
         }
         let batched = jobs.len() > 1 && conn.execute_batch("BEGIN").is_ok();
         for job in jobs.drain(..) {

@@ -22,6 +22,7 @@ use sitq_core::{Error, Signals};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::connect::{Target, db};
+use crate::guard::FileGuard;
 use crate::ops::queues;
 use crate::ops::schedules;
 use crate::ops::write::{self, Effects};
@@ -50,7 +51,11 @@ pub(crate) struct Spawned {
 
 /// Starts the writer thread, which opens and migrates the database; returns
 /// once that is done (or failed).
-pub(crate) async fn spawn(target: Target, signals: Arc<Signals>) -> sitq_core::Result<Spawned> {
+pub(crate) async fn spawn(
+    target: Target,
+    signals: Arc<Signals>,
+    guard: Option<Arc<FileGuard>>,
+) -> sitq_core::Result<Spawned> {
     let (sender, receiver) = mpsc::channel(CHANNEL);
     let (opened_tx, opened) = oneshot::channel();
     let external_pending = Arc::new(AtomicBool::new(false));
@@ -65,7 +70,7 @@ pub(crate) async fn spawn(target: Target, signals: Arc<Signals>) -> sitq_core::R
                         .ok()
                 });
                 let _ = opened_tx.send(Ok(()));
-                Writer::new(conn, signals, pending, signal).run(receiver);
+                Writer::new(conn, signals, pending, signal, guard).run(receiver);
             }
             Err(err) => {
                 let _ = opened_tx.send(Err(err));
@@ -103,6 +108,8 @@ struct Writer {
     /// connection (another process) commits.
     data_version: i64,
     pruning: Vec<Pruning>,
+    /// Notices a deleted or replaced database file (file databases).
+    guard: Option<Arc<FileGuard>>,
 }
 
 impl Writer {
@@ -111,6 +118,7 @@ impl Writer {
         signals: Arc<Signals>,
         external_pending: Arc<AtomicBool>,
         signal: Option<watch::Signal>,
+        guard: Option<Arc<FileGuard>>,
     ) -> Self {
         let mut writer = Writer {
             conn,
@@ -119,6 +127,7 @@ impl Writer {
             external_pending,
             data_version: 0,
             pruning: Vec::new(),
+            guard,
         };
         writer.data_version = writer.read_data_version().unwrap_or(0);
         writer
@@ -175,15 +184,40 @@ impl Writer {
 
         let mut answers: Vec<Answer> = Vec::with_capacity(commands.len());
         let mut effects = Effects::default();
-        if let Err(err) = exec(&self.conn, "BEGIN IMMEDIATE") {
-            // Nothing ran: every caller learns why (typically the busy timeout).
-            tracing::warn!(error = %err, "could not start a SQLite write transaction");
-            let err = Arc::new(err);
+        // One stat per group: a file deleted or replaced under this process
+        // is never written again (and never recreated).
+        if let Some(guard) = &self.guard
+            && guard.check().is_err()
+        {
+            let gone = || {
+                guard
+                    .check()
+                    .err()
+                    .unwrap_or_else(|| command::writer_gone("writing"))
+            };
             for command in commands.drain(..) {
                 if let Command::Close { reply } = command {
                     close = Some(reply);
                 } else {
-                    fail(command, &err);
+                    fail(command, &gone);
+                }
+            }
+            for job in self.pruning.drain(..) {
+                let _ = job.reply.send(Err(gone()));
+            }
+            return close;
+        }
+        if let Err(err) = exec(&self.conn, "BEGIN IMMEDIATE") {
+            // Nothing ran: every caller learns why (typically the busy timeout).
+            tracing::warn!(error = %err, "could not start a SQLite write transaction");
+            let err = Arc::new(err);
+            let failed =
+                || Error::database("starting a SQLite write transaction", Arc::clone(&err));
+            for command in commands.drain(..) {
+                if let Command::Close { reply } = command {
+                    close = Some(reply);
+                } else {
+                    fail(command, &failed);
                 }
             }
             for job in self.pruning.drain(..) {
@@ -559,12 +593,9 @@ fn merge(effects: &mut Effects, other: Effects) {
 }
 
 /// Answers a command that never ran with the transaction's failure.
-fn fail(command: Command, err: &Arc<rusqlite::Error>) {
-    fn send<T: Send + 'static>(reply: command::Reply<T>, err: &Arc<rusqlite::Error>) {
-        let _ = reply.send(Err(Error::database(
-            "starting a SQLite write transaction",
-            err.clone(),
-        )));
+fn fail(command: Command, err: &dyn Fn() -> Error) {
+    fn send<T: Send + 'static>(reply: command::Reply<T>, err: &dyn Fn() -> Error) {
+        let _ = reply.send(Err(err()));
     }
     match command {
         Command::Enqueue { reply, .. } => send(reply, err),
@@ -591,10 +622,7 @@ fn fail(command: Command, err: &Arc<rusqlite::Error>) {
         Command::EnqueueUnique { reply, .. } => send(reply, err),
         Command::EnqueueDeps { reply, .. } => send(reply, err),
         Command::EnqueueWorkflow { reply, .. } => send(reply, err),
-        Command::Transaction { job } => job.fail(Error::database(
-            "starting a SQLite write transaction",
-            err.clone(),
-        )),
+        Command::Transaction { job } => job.fail(err()),
     }
 }
 

@@ -334,6 +334,7 @@ impl Worker {
         let shutdown = &self.shutdown;
         let gauge = Gauge::default();
         gauge.set(self.min_slots, 0);
+        let fatal = registry::Fatal::default();
         let mut registration = Registration::new(
             backend.clone(),
             WorkerBeat {
@@ -350,6 +351,7 @@ impl Worker {
             gauge.clone(),
             self.beat_every,
             shutdown.requester(),
+            fatal.clone(),
         );
         // Before the first claim: a drain asked for already stops at once.
         // Bounded: a database that does not answer is the claim loop's to
@@ -407,7 +409,15 @@ impl Worker {
         }
         shutdown.finish();
         tracing::info!(worker.id = %self.worker_id, "worker stopped");
-        result
+        // A side task that found the database gone stopped the worker.
+        let fatal = fatal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        match (result, fatal) {
+            (Ok(()), Some(err)) => Err(err),
+            (result, _) => result,
+        }
     }
 
     /// `8`, or `2..=32` for a range.

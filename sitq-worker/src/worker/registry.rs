@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sitq_core::{Backend, WorkerBeat};
+use sitq_core::{Backend, Error, WorkerBeat};
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
@@ -26,7 +26,13 @@ pub(crate) struct Registration {
     failing: bool,
     /// Whether a drain was asked for already.
     draining: bool,
+    /// An error no retry can help (the database is gone): the worker
+    /// stops and [`Worker::run`](crate::Worker::run) returns it.
+    fatal: Fatal,
 }
+
+/// Where a side task leaves an error that stops the worker.
+pub(crate) type Fatal = std::sync::Arc<std::sync::Mutex<Option<Error>>>;
 
 impl Registration {
     pub(crate) fn new(
@@ -35,6 +41,7 @@ impl Registration {
         gauge: Gauge,
         every: Duration,
         drain: watch::Sender<bool>,
+        fatal: Fatal,
     ) -> Registration {
         Registration {
             backend,
@@ -44,6 +51,7 @@ impl Registration {
             drain,
             failing: false,
             draining: false,
+            fatal,
         }
     }
 
@@ -67,7 +75,17 @@ impl Registration {
                     self.drain.send_replace(true);
                 }
             }
-            // Never fatal: the tasks run all the same, and the next beat retries.
+            // The database is gone: nothing this worker does can be stored.
+            Err(err) if err.is_fatal() => {
+                tracing::error!(worker.id = %self.beat.id, error = %err, "stopping the worker");
+                let mut fatal = self
+                    .fatal
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                fatal.get_or_insert(err);
+                self.drain.send_replace(true);
+            }
+            // Otherwise never fatal: the tasks run all the same, and the next beat retries.
             Err(err) if !self.failing => {
                 self.failing = true;
                 tracing::warn!(worker.id = %self.beat.id, error = %err, "could not write this worker's registry row; retrying at every beat");

@@ -213,6 +213,12 @@ impl<'w> Runner<'w> {
                             }
                             self.take(tasks, start);
                         }
+                        Ok((_, _, Err(err))) if err.is_fatal() => {
+                            // Nothing can be claimed or stored again: stop
+                            // (attempts under way are dropped with the loop).
+                            tracing::error!(error = %err, "claim failed; stopping the worker");
+                            return Err(err);
+                        }
                         Ok((_, _, Err(err))) => {
                             tracing::warn!(error = %err, "claim failed; retrying");
                             maybe_work = false;
