@@ -423,6 +423,18 @@ fn migrate_once(conn: &Connection) -> rusqlite::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Any text is a target or an error naming what is wrong.
+        #[test]
+        fn any_url_parses_or_is_refused(url in proptest::prelude::any::<String>()) {
+            let _ = Target::parse(&url);
+            let _ = Target::parse(&format!("sqlite://{url}"));
+            let _ = Target::parse(&format!("sqlite:///tmp/x.db?{url}"));
+        }
+    }
+
     #[test]
     fn directories_others_may_write_are_found() {
         use std::os::unix::fs::PermissionsExt as _;
