@@ -20,6 +20,7 @@ mod context;
 mod cron;
 mod dashboard;
 mod maintenance;
+mod model;
 mod operations;
 mod queues;
 mod sequences;
@@ -44,6 +45,7 @@ pub use context::*;
 pub use cron::*;
 pub use dashboard::*;
 pub use maintenance::*;
+pub use model::*;
 pub use operations::*;
 pub use queues::*;
 pub use sequences::*;
@@ -223,6 +225,10 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@cases $harness;
             ops_activity_counts_finishes_by_bucket, ops_links_list_dependencies_and_dependents,
             ops_delete_removes_one_finished_task,
+        );
+        // Generated histories against a model of the task states (testing/model.rs).
+        $crate::conformance_tests!(@cases $harness;
+            model_histories_match_the_model,
         );
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {
