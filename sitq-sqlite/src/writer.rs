@@ -162,6 +162,27 @@ impl Writer {
         }
     }
 
+    /// Fails every command and unfinished purge with `err` when nothing
+    /// could run; returns the reply of a `Close` among them.
+    fn fail_all(
+        &mut self,
+        commands: &mut Vec<Command>,
+        err: &dyn Fn() -> Error,
+    ) -> Option<oneshot::Sender<()>> {
+        let mut close = None;
+        for command in commands.drain(..) {
+            if let Command::Close { reply } = command {
+                close = Some(reply);
+            } else {
+                fail(command, err);
+            }
+        }
+        for job in self.pruning.drain(..) {
+            let _ = job.reply.send(Err(err()));
+        }
+        close
+    }
+
     /// Runs `commands` (and the next step of unfinished purges) in one
     /// transaction; returns the reply of a `Close` among them.
     fn group(&mut self, commands: &mut Vec<Command>) -> Option<oneshot::Sender<()>> {
@@ -186,7 +207,7 @@ impl Writer {
         let mut effects = Effects::default();
         // One stat per group: a file deleted or replaced under this process
         // is never written again (and never recreated).
-        if let Some(guard) = &self.guard
+        if let Some(guard) = self.guard.clone()
             && guard.check().is_err()
         {
             let gone = || {
@@ -195,17 +216,7 @@ impl Writer {
                     .err()
                     .unwrap_or_else(|| command::writer_gone("writing"))
             };
-            for command in commands.drain(..) {
-                if let Command::Close { reply } = command {
-                    close = Some(reply);
-                } else {
-                    fail(command, &gone);
-                }
-            }
-            for job in self.pruning.drain(..) {
-                let _ = job.reply.send(Err(gone()));
-            }
-            return close;
+            return self.fail_all(commands, &gone);
         }
         if let Err(err) = exec(&self.conn, "BEGIN IMMEDIATE") {
             // Nothing ran: every caller learns why (typically the busy timeout).
@@ -213,17 +224,7 @@ impl Writer {
             let err = Arc::new(err);
             let failed =
                 || Error::database("starting a SQLite write transaction", Arc::clone(&err));
-            for command in commands.drain(..) {
-                if let Command::Close { reply } = command {
-                    close = Some(reply);
-                } else {
-                    fail(command, &failed);
-                }
-            }
-            for job in self.pruning.drain(..) {
-                answer(job.reply, Ok(job.deleted))(Some(&err));
-            }
-            return close;
+            return self.fail_all(commands, &failed);
         }
         // Read after the lock is ours, so a wait for it never shortens leases.
         let now = time::now_micros();

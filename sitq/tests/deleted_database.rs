@@ -57,9 +57,12 @@ async fn every_call_fails_and_the_worker_stops() {
     assert_eq!(before.wait_timeout(WAIT).await.expect("ran"), 3);
 
     delete(&path);
-    let enqueued = add::enqueue(&queue, 2, 2).await.err().expect("refused");
+    let enqueued = add::enqueue(&queue, 2, 2)
+        .await
+        .map(|handle| handle.id())
+        .expect_err("refused");
     assert_gone(&enqueued, &path);
-    let read = queue.status(before.id()).await.err().expect("refused");
+    let read = queue.status(before.id()).await.expect_err("refused");
     assert_gone(&read, &path);
     // The worker notices on its own (its registry beat, every second) and
     // stops with the error.
@@ -67,7 +70,7 @@ async fn every_call_fails_and_the_worker_stops() {
         .await
         .expect("the worker stops")
         .expect("join");
-    assert_gone(&stopped.err().expect("the worker's error"), &path);
+    assert_gone(&stopped.expect_err("the worker's error"), &path);
     queue.close().await;
     for file in files(&path) {
         assert!(!file.exists(), "{} was created again", file.display());
@@ -78,6 +81,7 @@ async fn every_call_fails_and_the_worker_stops() {
 /// sets `SITQ_TEST_DELETED_URL`; it prints its outcome and exits with 3 on
 /// an error.
 #[test]
+#[allow(clippy::print_stdout)] // the parent reads what the child says
 fn child_worker() {
     let Ok(url) = std::env::var(CHILD_URL) else {
         return;
