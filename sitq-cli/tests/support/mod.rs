@@ -8,6 +8,8 @@
 #[path = "../../../sitq/tests/support/mod.rs"]
 mod shared;
 
+pub use shared::Backend;
+
 use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
@@ -21,15 +23,6 @@ pub const WAIT: Duration = Duration::from_secs(60);
 /// A path in the temp directory no other test (or run) uses.
 pub fn temp_path(name: &str) -> PathBuf {
     shared::temp_path(&format!("cli-{name}"))
-}
-
-/// Which backend a test runs on.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Backend {
-    /// A SQLite file.
-    Sqlite,
-    /// A database on the PostgreSQL test server.
-    Postgres,
 }
 
 /// A fresh database and a queue connected to it.

@@ -6,6 +6,8 @@
 #[path = "../../../sitq/tests/support/mod.rs"]
 mod shared;
 
+pub use shared::Backend;
+
 #[allow(unused_imports)] // the browser test uses it
 pub use shared::temp_path;
 
@@ -39,15 +41,6 @@ pub async fn boom(why: String) -> Result<(), String> {
 #[sitq::task(name = "report", queue = "reports")]
 pub async fn report(month: u32) -> u32 {
     month
-}
-
-/// Which backend a test runs on.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Backend {
-    /// A SQLite file.
-    Sqlite,
-    /// A database on the PostgreSQL test server.
-    Postgres,
 }
 
 /// A fresh database and a queue on it.

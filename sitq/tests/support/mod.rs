@@ -85,6 +85,15 @@ impl ChildTest {
     }
 }
 
+/// Which backend a test runs on (for `backend_tests!`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file.
+    Sqlite,
+    /// A database on the PostgreSQL test server.
+    Postgres,
+}
+
 /// A database of its own on the PostgreSQL test server, dropped by
 /// [`TestDb::drop`].
 pub struct TestDb {
