@@ -498,6 +498,9 @@ pub struct ClaimedTask {
     pub payload: Vec<u8>,
     /// This attempt's number (1 for the first).
     pub attempt: u32,
+    /// The claim's fencing token: the task's claim count, which every claim
+    /// raises by one and nothing lowers (see [`ClaimRef::fence`]).
+    pub fence: u32,
     /// Attempts allowed.
     pub max_attempts: u32,
     /// When it was enqueued.
@@ -516,17 +519,27 @@ impl ClaimedTask {
         ClaimRef {
             id: self.id,
             attempt: self.attempt,
+            fence: self.fence,
         }
     }
 }
 
-/// Identifies one claim of one task: its id and attempt number.
+/// Identifies one claim of one task: its id, attempt number and fence.
+///
+/// Heartbeats, starts, releases and completions apply only while the task
+/// is still running under this claim. The attempt number alone cannot say
+/// so: a snooze, a released or recovered reservation, or an admin retry
+/// gives attempts back, so a later claim can carry the same number. The
+/// fence is the task's claim count, which every claim raises and nothing
+/// lowers, so a claim from before any of those matches no row.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ClaimRef {
     /// The task's id.
     pub id: TaskId,
     /// The attempt the claim started.
     pub attempt: u32,
+    /// The task's claim count at this claim (1 for its first claim).
+    pub fence: u32,
 }
 
 /// The outcome of one attempt, for [`Backend::complete`].

@@ -214,6 +214,7 @@ mod tests {
             queue: "q".into(),
             payload: Vec::new(),
             attempt: 2,
+            fence: 2,
             max_attempts: 3,
             created_at: Utc::now(),
             inputs: None,

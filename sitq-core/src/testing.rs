@@ -173,6 +173,7 @@ macro_rules! conformance_tests {
         // Claim routing by name and reserved claims (start/release).
         $crate::conformance_tests!(@cases $harness;
             claims_route_by_name, released_reservation_is_pending_again,
+            claims_from_before_a_give_back_are_fenced,
             expired_reservation_spends_no_attempt, expired_reservation_keeps_the_previous_error,
             started_reservation_spends_its_attempt,
             reserved_claim_can_complete_before_its_start_mark, finished_reports_only_finished_tasks,

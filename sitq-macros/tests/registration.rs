@@ -58,6 +58,7 @@ fn context(name: &str) -> sitq::Context {
         queue: "default".into(),
         payload: Vec::new(),
         attempt: 1,
+        fence: 1,
         max_attempts: 1,
         created_at: chrono::Utc::now(),
         inputs: None,

@@ -60,6 +60,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "operations",
         include_str!("../migrations/0008_operations.sql"),
     ),
+    (
+        9,
+        "claim fence",
+        include_str!("../migrations/0009_claim_fence.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.

@@ -122,8 +122,8 @@ async fn heartbeat_extends_held_claims_and_reports_lost_ones() {
         .await
         .expect("complete");
     let bogus = ClaimRef {
-        id: held.id,
-        attempt: held.attempt + 1,
+        fence: held.fence + 1,
+        ..held
     };
     let lost = backend
         .heartbeat("w", &[held, finished, bogus], Duration::from_secs(60))

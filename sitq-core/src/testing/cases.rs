@@ -496,8 +496,8 @@ pub async fn stale_completion_is_fenced(h: &impl Harness) {
     let first = backend.claim(request).await.expect("claim").remove(0);
     let stale = Completion {
         claim: crate::ClaimRef {
-            id: first.id,
-            attempt: first.attempt + 1,
+            fence: first.fence + 1,
+            ..first.claim_ref()
         },
         outcome: Outcome::Succeeded(vec![0x01]),
     };
@@ -540,15 +540,15 @@ pub async fn stale_completion_is_fenced(h: &impl Harness) {
     let mixed: Vec<_> = claimed
         .iter()
         .map(|task| {
-            let attempt = if task.id == a.id() {
-                task.attempt + 7
+            let fence = if task.id == a.id() {
+                task.fence + 7
             } else {
-                task.attempt
+                task.fence
             };
             Completion {
                 claim: crate::ClaimRef {
-                    id: task.id,
-                    attempt,
+                    fence,
+                    ..task.claim_ref()
                 },
                 outcome: Outcome::Succeeded(vec![0x03]),
             }

@@ -391,3 +391,125 @@ pub async fn finished_reports_only_finished_tasks(h: &impl Harness) {
     assert_eq!(finished[1].status, TaskStatus::Cancelled);
     assert!(backend.finished(&[]).await.expect("finished").is_empty());
 }
+
+/// A released reservation, a recovered one and an admin retry each let a
+/// later claim carry the same attempt number as an earlier one. The earlier
+/// claim must still touch nothing: not start, extend, release or complete
+/// the later one.
+pub async fn claims_from_before_a_give_back_are_fenced(h: &impl Harness) {
+    let (queue, _) = open(h).await;
+    let backend = queue.backend();
+    let live = Duration::from_secs(600);
+    let options = EnqueueOptions::new().max_attempts(1);
+    let handle = queue
+        .enqueue_with(Add { a: 2, b: 3 }, options)
+        .await
+        .expect("enqueue");
+    let claim = |start: usize, lease: Duration| async move {
+        let mut claimed = backend
+            .claim(add_claim("fence", 1, start, lease))
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 1, "one task to claim");
+        claimed.remove(0)
+    };
+
+    // Is `old` fenced off, while `current` (the task's live claim, if any)
+    // still holds? Checked without changing anything that `current` holds.
+    let fenced = |old: crate::ClaimRef, what: &'static str| async move {
+        let lost = backend
+            .heartbeat("fence", &[old], live)
+            .await
+            .expect("heartbeat");
+        assert_eq!(lost, [old], "{what}: the old claim's heartbeat is lost");
+        let done = Completion {
+            claim: old,
+            outcome: Outcome::Succeeded(vec![0xee]),
+        };
+        assert_eq!(
+            backend.complete(vec![done]).await.expect("complete"),
+            [false],
+            "{what}: the old claim's completion does not apply"
+        );
+        assert_eq!(
+            backend.release(vec![old]).await.expect("release"),
+            0,
+            "{what}: the old claim's release does not apply"
+        );
+    };
+
+    // A reservation given back: the next claim is attempt 1 again.
+    let reserved = claim(0, live).await;
+    assert_eq!((reserved.attempt, reserved.fence), (1, 1));
+    assert_eq!(
+        backend
+            .release(vec![reserved.claim_ref()])
+            .await
+            .expect("release"),
+        1
+    );
+    let second = claim(0, live).await;
+    assert_eq!(second.attempt, 1, "a released reservation spent no attempt");
+    assert!(
+        second.fence > reserved.fence,
+        "every claim raises the fence"
+    );
+    fenced(reserved.claim_ref(), "after a release").await;
+    // The old claim's start mark must not start the new reservation.
+    backend
+        .start(vec![reserved.claim_ref()])
+        .await
+        .expect("start");
+    assert_eq!(
+        backend
+            .release(vec![second.claim_ref()])
+            .await
+            .expect("release"),
+        1,
+        "the live reservation was not started by the old claim"
+    );
+
+    // A reservation whose lease ran out, recovered: attempt 1 again.
+    let expired = claim(0, Duration::from_micros(1)).await;
+    recover_until_not_running(&queue, handle.id()).await;
+    let third = claim(1, Duration::from_micros(1)).await;
+    assert_eq!(third.attempt, 1, "a recovered reservation spent no attempt");
+    fenced(expired.claim_ref(), "after recovering a reservation").await;
+
+    // That started attempt runs out too: failed for good (one attempt), then
+    // retried by an admin, and claimed once more as attempt 1.
+    recover_until_not_running(&queue, handle.id()).await;
+    assert_eq!(
+        queue.status(handle.id()).await.expect("status"),
+        TaskStatus::Failed
+    );
+    queue.retry(handle.id()).await.expect("retry");
+    let fourth = claim(1, live).await;
+    assert_eq!(fourth.attempt, 1, "a retry starts the attempts again");
+    let fences = [
+        reserved.fence,
+        second.fence,
+        expired.fence,
+        third.fence,
+        fourth.fence,
+    ];
+    assert!(
+        fences.windows(2).all(|pair| pair[0] < pair[1]),
+        "fences only grow: {fences:?}"
+    );
+    fenced(third.claim_ref(), "after a retry").await;
+    let current = backend
+        .heartbeat("fence", &[fourth.claim_ref()], live)
+        .await
+        .expect("heartbeat");
+    assert!(current.is_empty(), "the live claim still holds");
+    let done = Completion {
+        claim: fourth.claim_ref(),
+        outcome: Outcome::Succeeded(crate::codec::encode(&5_i64, "a result").expect("encode")),
+    };
+    assert_eq!(
+        backend.complete(vec![done]).await.expect("complete"),
+        [true]
+    );
+    assert_eq!(wait(&handle).await.expect("the retried run's result"), 5);
+}

@@ -93,6 +93,8 @@ struct Modelled {
     status: TaskStatus,
     attempts: u32,
     max_attempts: u32,
+    /// How many times it was claimed: the next claim's fence is one more.
+    claims: u32,
     /// Its claim while running, and whether that lease has run out.
     claim: Option<(ClaimRef, bool)>,
     cancel_requested: bool,
@@ -102,8 +104,9 @@ struct Modelled {
 struct Model {
     tasks: Vec<Modelled>,
     paused: [bool; 2],
-    /// Claims that ended, of tasks not retried since (a retry starts the
-    /// attempts again, so an older claim could name a new attempt).
+    /// Claims that ended. A retry starts a task's attempts again, so a
+    /// stale claim may name the same attempt as a live one: the fence tells
+    /// them apart.
     stale: Vec<ClaimRef>,
 }
 
@@ -190,6 +193,7 @@ async fn steps(
                     status: TaskStatus::Pending,
                     attempts: 0,
                     max_attempts,
+                    claims: 0,
                     claim: None,
                     cancel_requested: false,
                 });
@@ -248,7 +252,9 @@ async fn steps(
                     let modelled = &mut model.tasks[i];
                     modelled.status = TaskStatus::Running;
                     modelled.attempts += 1;
+                    modelled.claims += 1;
                     prop_assert_eq!(task.attempt, modelled.attempts, "{}", at());
+                    prop_assert_eq!(task.fence, modelled.claims, "{}", at());
                     modelled.claim = Some((task.claim_ref(), spent));
                 }
             }
@@ -389,8 +395,6 @@ async fn steps(
                     task.status = TaskStatus::Pending;
                     task.attempts = 0;
                     task.cancel_requested = false;
-                    let id = task.id;
-                    model.stale.retain(|claim| claim.id != id);
                 } else {
                     prop_assert!(retried.is_err(), "{}: retried a {} task", at(), task.status);
                 }

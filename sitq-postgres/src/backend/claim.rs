@@ -69,6 +69,7 @@ WITH picked AS MATERIALIZED (
     UPDATE sitq_tasks AS t
     SET status = 'running',
         attempts = t.attempts + 1,
+        claims = t.claims + 1,
         worker_id = $1,
         started_at = CASE WHEN ranked.place <= $5 THEN now() END,
         lease_until = now() + $2 * interval '1 microsecond',
@@ -76,13 +77,13 @@ WITH picked AS MATERIALIZED (
     FROM ranked
     WHERE t.id = ranked.id
     RETURNING t.id, t.name, t.queue, t.payload, t.attempts, t.max_attempts, t.created_at,
-              t.priority, t.run_at, t.input_mode, t.trace_context
+              t.priority, t.run_at, t.input_mode, t.trace_context, t.claims
 )
 SELECT id, name, queue, payload, attempts, max_attempts, created_at, priority, run_at,
-       input_mode, trace_context, false AS limited
+       input_mode, trace_context, claims, false AS limited
 FROM claimed
 UNION ALL
-(SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, true
+(SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, true
  FROM sitq_queues AS q WHERE ",
             $crate::backend::queues::limited!(),
             $scope,
@@ -112,6 +113,7 @@ pub(super) struct ClaimedRow {
     run_at: Option<DateTime<Utc>>,
     input_mode: Option<i16>,
     trace_context: Option<String>,
+    claims: Option<i32>,
     pub(super) limited: bool,
 }
 
@@ -176,6 +178,7 @@ pub(super) fn claimed(rows: Vec<ClaimedRow>) -> Result<Vec<ClaimedTask>> {
                 queue: row.queue.ok_or_else(missing)?,
                 payload: row.payload.ok_or_else(missing)?,
                 attempt: count(row.attempts.ok_or_else(missing)?, OP)?,
+                fence: count(row.claims.ok_or_else(missing)?, OP)?,
                 max_attempts: count(row.max_attempts.ok_or_else(missing)?, OP)?,
                 created_at: row.created_at.ok_or_else(missing)?,
                 inputs: super::deps::input_mark(row.input_mode.unwrap_or(0)),
@@ -188,7 +191,7 @@ pub(super) fn claimed(rows: Vec<ClaimedRow>) -> Result<Vec<ClaimedTask>> {
     Ok(tasks.into_iter().map(|(_, _, task)| task).collect())
 }
 
-/// Extends the leases still held by `worker_id` under the same attempt, in one
+/// Extends the leases still held by `worker_id` under the same claim, in one
 /// statement; returns the claims that were not extended (lost).
 pub(super) async fn heartbeat(
     pool: &PgPool,
@@ -201,27 +204,27 @@ pub(super) async fn heartbeat(
         return Ok(Vec::new());
     }
     let ids: Vec<i64> = claims.iter().map(|claim| claim.id.0).collect();
-    let attempts: Vec<i32> = claims.iter().map(|claim| to_int(claim.attempt)).collect();
+    let fences: Vec<i32> = claims.iter().map(|claim| to_int(claim.fence)).collect();
     let extended: Vec<(i64, i32)> = sqlx::query_as(
         "
 UPDATE sitq_tasks AS t
 SET lease_until = now() + $2 * interval '1 microsecond'
-FROM UNNEST($3::bigint[], $4::int[]) AS held(id, attempt)
-WHERE t.id = held.id AND t.attempts = held.attempt
+FROM UNNEST($3::bigint[], $4::int[]) AS held(id, fence)
+WHERE t.id = held.id AND t.claims = held.fence
   AND t.status = 'running' AND t.worker_id = $1
-RETURNING t.id, t.attempts",
+RETURNING t.id, t.claims",
     )
     .bind(worker_id)
     .bind(micros(lease))
     .bind(ids)
-    .bind(attempts)
+    .bind(fences)
     .fetch_all(pool)
     .await
     .map_err(db_error(OP))?;
     let extended: HashSet<(i64, i32)> = extended.into_iter().collect();
     Ok(claims
         .iter()
-        .filter(|claim| !extended.contains(&(claim.id.0, to_int(claim.attempt))))
+        .filter(|claim| !extended.contains(&(claim.id.0, to_int(claim.fence))))
         .copied()
         .collect())
 }

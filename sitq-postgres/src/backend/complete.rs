@@ -15,9 +15,9 @@ use super::{micros, to_int};
 const OP: &str = "completing tasks";
 
 /// Applies every completion of a batch, and notifies, in one statement. The
-/// join on `id` and `attempts`, with `status = 'running'`, is the fence: a
-/// completion from a claim that expired (and maybe was claimed again)
-/// matches no row. A reserved claim may complete before its start mark
+/// join on `id` and the claim count, with `status = 'running'`, is the
+/// fence: a completion from a claim that expired (and maybe was claimed
+/// again) matches no row. A reserved claim may complete before its start mark
 /// lands, hence `coalesce` on `started_at`. A snooze gives its attempt back
 /// (`attempts - 1`), so the statement returns the claim's attempt, which
 /// for every other outcome is the stored one.
@@ -47,16 +47,17 @@ WITH changed AS (
         dependents_resolved = CASE WHEN c.outcome IN ('retry', 'snooze')
             THEN t.dependents_resolved ELSE NOT t.has_dependents END
     FROM UNNEST($1::bigint[], $2::int[], $3::text[], $4::bytea[], $5::text[], $6::text[],
-                $7::bigint[])
-        AS c(id, attempt, outcome, result, error_kind, error, delay)
-    WHERE t.id = c.id AND t.attempts = c.attempt AND t.status = 'running'
-    RETURNING t.id, c.attempt AS attempts, t.status, t.name, t.has_dependents, ",
+                $7::bigint[], $8::int[])
+        AS c(id, attempt, outcome, result, error_kind, error, delay, fence)
+    WHERE t.id = c.id AND t.claims = c.fence AND t.status = 'running'
+    RETURNING t.id, c.attempt AS attempts, c.fence, t.status, t.name, t.has_dependents, ",
     releases_column!(),
     "
 ), ",
     notified_cte!(releasing),
     "
-SELECT changed.id, changed.attempts, changed.status, changed.name, changed.has_dependents
+SELECT changed.id, changed.attempts, changed.fence, changed.status, changed.name,
+       changed.has_dependents
 FROM changed CROSS JOIN (SELECT count(*) FROM notified) AS notified"
 );
 
@@ -116,10 +117,11 @@ WITH changed AS (
                 THEN t.dependents_resolved
             ELSE NOT t.has_dependents END
     FROM UNNEST($1::bigint[], $2::int[], $3::text[], $4::bytea[], $5::text[], $6::text[],
-                $7::bigint[])
-        AS c(id, attempt, outcome, result, error_kind, error, delay)
-    WHERE t.id = c.id AND t.attempts = c.attempt AND t.status = 'running'
-    RETURNING t.id, c.attempt AS attempts, t.status, t.name, c.outcome, t.error_kind, t.error,
+                $7::bigint[], $8::int[])
+        AS c(id, attempt, outcome, result, error_kind, error, delay, fence)
+    WHERE t.id = c.id AND t.claims = c.fence AND t.status = 'running'
+    RETURNING t.id, c.attempt AS attempts, c.fence, t.status, t.name, c.outcome, t.error_kind,
+              t.error,
               t.worker_id, t.started_at, t.has_dependents, ",
     releases_column!(),
     "
@@ -133,19 +135,21 @@ WITH changed AS (
 ), ",
     notified_cte!(releasing),
     "
-SELECT changed.id, changed.attempts, changed.status, changed.name, changed.has_dependents
+SELECT changed.id, changed.attempts, changed.fence, changed.status, changed.name,
+       changed.has_dependents
 FROM changed CROSS JOIN (SELECT count(*) FROM notified) AS notified"
 );
 
 /// An applied completion as the statement returns it: id, the claim's
-/// attempt, new status, name, and whether it has dependents.
-type Applied = (i64, i32, String, String, bool);
+/// attempt and fence, new status, name, and whether it has dependents.
+type Applied = (i64, i32, i32, String, String, bool);
 
 /// One completion as [`COMPLETE`] binds it.
 #[derive(Clone, Debug)]
 struct Row<'a> {
     id: i64,
     attempt: i32,
+    fence: i32,
     outcome: &'static str,
     result: Option<&'a [u8]>,
     error_kind: Option<&'static str>,
@@ -170,6 +174,7 @@ impl<'a> Row<'a> {
         Row {
             id: completion.claim.id.0,
             attempt: to_int(completion.claim.attempt),
+            fence: to_int(completion.claim.fence),
             outcome,
             result,
             error_kind: failure.map(|failure| failure.kind.as_str()),
@@ -252,6 +257,7 @@ async fn apply(pool: &PgPool, rows: &[Row<'_>]) -> std::result::Result<Vec<Appli
     let mut error_kinds = Vec::with_capacity(count);
     let mut errors = Vec::with_capacity(count);
     let mut delays = Vec::with_capacity(count);
+    let mut fences = Vec::with_capacity(count);
     for row in rows {
         ids.push(row.id);
         attempts.push(row.attempt);
@@ -260,6 +266,7 @@ async fn apply(pool: &PgPool, rows: &[Row<'_>]) -> std::result::Result<Vec<Appli
         error_kinds.push(row.error_kind);
         errors.push(row.error.as_deref());
         delays.push(row.delay);
+        fences.push(row.fence);
     }
     let statement = if rows.iter().all(|row| row.outcome == "succeeded") {
         COMPLETE
@@ -274,6 +281,7 @@ async fn apply(pool: &PgPool, rows: &[Row<'_>]) -> std::result::Result<Vec<Appli
         .bind(error_kinds)
         .bind(errors)
         .bind(delays)
+        .bind(fences)
         .fetch_all(pool)
         .await
 }
@@ -311,14 +319,12 @@ pub(super) async fn complete(
 
     let stored: Vec<(Applied, Row<'_>)> = match apply(pool, &rows).await {
         Ok(applied) => {
-            let by_claim: HashMap<(i64, i32), &Row<'_>> = rows
-                .iter()
-                .map(|row| ((row.id, row.attempt), row))
-                .collect();
+            let by_claim: HashMap<(i64, i32), &Row<'_>> =
+                rows.iter().map(|row| ((row.id, row.fence), row)).collect();
             applied
                 .into_iter()
                 .filter_map(|applied| {
-                    let row = by_claim.get(&(applied.0, applied.1))?;
+                    let row = by_claim.get(&(applied.0, applied.2))?;
                     Some((applied, (*row).clone()))
                 })
                 .collect()
@@ -333,22 +339,22 @@ pub(super) async fn complete(
     let mut notices = Notices::for_rows(
         stored
             .iter()
-            .map(|((id, _, status, ..), _)| (*id, status.as_str())),
+            .map(|((id, _, _, status, ..), _)| (*id, status.as_str())),
     );
     let applied: HashSet<(i64, i32)> = stored
         .iter()
-        .map(|((id, attempt, ..), _)| (*id, *attempt))
+        .map(|((id, _, fence, ..), _)| (*id, *fence))
         .collect();
     let with_dependents: Vec<i64> = stored
         .iter()
-        .filter(|((_, _, status, _, has_dependents), _)| *has_dependents && finished(status))
+        .filter(|((_, _, _, status, _, has_dependents), _)| *has_dependents && finished(status))
         .map(|((id, ..), _)| *id)
         .collect();
     let flags = completions
         .iter()
         .zip(first)
         .map(|(completion, first)| {
-            let claim = (completion.claim.id.0, to_int(completion.claim.attempt));
+            let claim = (completion.claim.id.0, to_int(completion.claim.fence));
             first && applied.contains(&claim)
         })
         .collect();
@@ -370,7 +376,7 @@ fn finished(status: &str) -> bool {
 /// The outcome of a completion the statement applied, from what it returned
 /// and the row as stored (a fallback row holds the stored failure); `None`
 /// when the task did not finish (a retry).
-fn outcome((id, attempts, status, name, _): Applied, row: &Row<'_>) -> Option<Finished> {
+fn outcome((id, attempts, _, status, name, _): Applied, row: &Row<'_>) -> Option<Finished> {
     let status = match status.as_str() {
         "succeeded" => TaskStatus::Succeeded,
         "failed" => TaskStatus::Failed,
@@ -580,6 +586,7 @@ mod tests {
             claim: sitq_core::ClaimRef {
                 id: sitq_core::TaskId(7),
                 attempt: 2,
+                fence: 2,
             },
             outcome: Outcome::Succeeded(vec![1, 2, 3]),
         };
@@ -600,6 +607,7 @@ mod tests {
             claim: sitq_core::ClaimRef {
                 id: sitq_core::TaskId(7),
                 attempt: 1,
+                fence: 1,
             },
             outcome: Outcome::Retry {
                 failure: sitq_core::TaskFailure::new(sitq_core::FailureKind::Panic, "\u{1f525}"),

@@ -115,6 +115,7 @@ WITH lim AS MATERIALIZED (
     UPDATE sitq_tasks AS t
     SET status = 'running',
         attempts = t.attempts + 1,
+        claims = t.claims + 1,
         worker_id = $1,
         started_at = CASE WHEN chosen.place <= $5 THEN now() END,
         lease_until = now() + $2 * interval '1 microsecond',
@@ -122,7 +123,7 @@ WITH lim AS MATERIALIZED (
     FROM chosen
     WHERE t.id = chosen.id AND chosen.place <= $3
     RETURNING t.id, t.name, t.queue, t.payload, t.attempts, t.max_attempts, t.created_at,
-              t.priority, t.run_at, t.input_mode, t.trace_context
+              t.priority, t.run_at, t.input_mode, t.trace_context, t.claims
 ), logged AS (
     INSERT INTO sitq_queue_claims (queue, at)
     SELECT claimed.queue, now() FROM claimed JOIN lim ON lim.queue = claimed.queue
@@ -133,7 +134,7 @@ WITH lim AS MATERIALIZED (
       AND c.at <= now() - lim.rate_period * interval '1 microsecond'
 )
 SELECT id, name, queue, payload, attempts, max_attempts, created_at, priority, run_at,
-       input_mode, trace_context, false AS limited
+       input_mode, trace_context, claims, false AS limited
 FROM claimed"
         )
     };

@@ -9,13 +9,13 @@ use crate::notify::{Notices, notified_cte};
 
 use super::to_int;
 
-/// The fence shared by both statements: the claim is still running under
-/// that attempt and has not started.
+/// The fence shared by both statements: the task is still running under
+/// that claim (its claim count is the claim's fence) and has not started.
 macro_rules! reserved_claims {
     () => {
         "
-    FROM UNNEST($1::bigint[], $2::int[]) AS c(id, attempt)
-    WHERE t.id = c.id AND t.attempts = c.attempt
+    FROM UNNEST($1::bigint[], $2::int[]) AS c(id, fence)
+    WHERE t.id = c.id AND t.claims = c.fence
       AND t.status = 'running' AND t.started_at IS NULL"
     };
 }
@@ -43,11 +43,11 @@ WITH changed AS (
 SELECT changed.id FROM changed CROSS JOIN (SELECT count(*) FROM notified) AS notified"
 );
 
-/// The ids and attempts of `claims`, as the statements bind them.
+/// The ids and fences of `claims`, as the statements bind them.
 fn columns(claims: &[ClaimRef]) -> (Vec<i64>, Vec<i32>) {
     claims
         .iter()
-        .map(|claim| (claim.id.0, to_int(claim.attempt)))
+        .map(|claim| (claim.id.0, to_int(claim.fence)))
         .unzip()
 }
 
@@ -56,10 +56,10 @@ pub(super) async fn start(pool: &PgPool, claims: Vec<ClaimRef>) -> Result<()> {
     if claims.is_empty() {
         return Ok(());
     }
-    let (ids, attempts) = columns(&claims);
+    let (ids, fences) = columns(&claims);
     sqlx::query(START)
         .bind(ids)
-        .bind(attempts)
+        .bind(fences)
         .execute(pool)
         .await
         .map_err(db_error("marking reserved tasks started"))?;
@@ -72,10 +72,10 @@ pub(super) async fn release(pool: &PgPool, claims: Vec<ClaimRef>) -> Result<(u64
     if claims.is_empty() {
         return Ok((0, Notices::default()));
     }
-    let (ids, attempts) = columns(&claims);
+    let (ids, fences) = columns(&claims);
     let released: Vec<i64> = sqlx::query_scalar(RELEASE)
         .bind(ids)
-        .bind(attempts)
+        .bind(fences)
         .fetch_all(pool)
         .await
         .map_err(db_error("giving reserved tasks back"))?;

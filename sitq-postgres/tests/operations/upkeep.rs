@@ -50,8 +50,8 @@ async fn diagnose_reports_the_schema_expired_leases_oversized_rows_and_server_ch
     expire_leases(&db).await;
 
     let diagnosis = backend.diagnose(1_000).await.expect("diagnose");
-    assert_eq!(diagnosis.schema_version, 8);
-    assert_eq!(diagnosis.expected_schema_version, 8);
+    assert_eq!(diagnosis.schema_version, 9);
+    assert_eq!(diagnosis.expected_schema_version, 9);
     assert_eq!(diagnosis.expired_leases, 1, "the held task");
     let oversized: Vec<(TaskId, u64, u64)> = diagnosis
         .oversized

@@ -191,6 +191,8 @@ pub(crate) fn picked(row: &rusqlite::Row<'_>) -> rusqlite::Result<Picked> {
             queue: row.get(2)?,
             payload: row.get(3)?,
             attempt: count(row.get::<_, i64>(4)?.saturating_add(1)),
+            // The claim raises the count; this is its value after.
+            fence: count(row.get::<_, i64>(11)?.saturating_add(1)),
             max_attempts: count(row.get(5)?),
             created_at: time::from_micros(row.get(6)?),
             // Marks a task that receives results; filled in after the claim.
@@ -226,7 +228,7 @@ macro_rules! pick_sql {
     ($filters:literal) => {
         concat!(
             "SELECT id, name, queue, payload, attempts, max_attempts, created_at, priority, run_at, \
-                 input_mode, trace_context \
+                 input_mode, trace_context, claims \
              FROM sitq_tasks \
              WHERE status = 'pending' AND run_at <= ?1 \
                AND name IN (SELECT value FROM json_each(?2)) ",

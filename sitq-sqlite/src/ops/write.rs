@@ -235,7 +235,7 @@ pub(crate) fn claim(
     let lease_until = time::add(now, claim.lease);
     let mut update = conn.prepare_cached(
         "UPDATE sitq_tasks SET status = 'running', attempts = ?2, worker_id = ?3, \
-             started_at = ?4, lease_until = ?5, finished_at = NULL \
+             started_at = ?4, lease_until = ?5, finished_at = NULL, claims = ?6 \
          WHERE id = ?1 AND status = 'pending'",
     )?;
     for (i, task) in picked.iter().enumerate() {
@@ -245,7 +245,8 @@ pub(crate) fn claim(
             task.attempt,
             claim.worker_id,
             started_at,
-            lease_until
+            lease_until,
+            task.fence
         ])?;
         if changed != 1 {
             // Impossible under the write lock; refuse rather than hand out
@@ -264,10 +265,10 @@ pub(crate) fn claim(
 pub(crate) fn start(conn: &Connection, claims: &[ClaimRef], now: i64) -> rusqlite::Result<()> {
     let mut statement = conn.prepare_cached(
         "UPDATE sitq_tasks SET started_at = ?1 \
-         WHERE id = ?2 AND attempts = ?3 AND status = 'running' AND started_at IS NULL",
+         WHERE id = ?2 AND claims = ?3 AND status = 'running' AND started_at IS NULL",
     )?;
     for claim in claims {
-        statement.execute(params![now, claim.id.0, claim.attempt])?;
+        statement.execute(params![now, claim.id.0, claim.fence])?;
     }
     Ok(())
 }
@@ -277,11 +278,11 @@ pub(crate) fn release(conn: &Connection, claims: &[ClaimRef]) -> rusqlite::Resul
     let mut statement = conn.prepare_cached(
         "UPDATE sitq_tasks SET status = 'pending', attempts = attempts - 1, worker_id = NULL, \
              lease_until = NULL \
-         WHERE id = ?1 AND attempts = ?2 AND status = 'running' AND started_at IS NULL",
+         WHERE id = ?1 AND claims = ?2 AND status = 'running' AND started_at IS NULL",
     )?;
     let mut released = 0;
     for claim in claims {
-        released += statement.execute(params![claim.id.0, claim.attempt])? as u64;
+        released += statement.execute(params![claim.id.0, claim.fence])? as u64;
     }
     Ok(released)
 }
@@ -295,18 +296,18 @@ pub(crate) fn heartbeat(
 ) -> rusqlite::Result<Vec<ClaimRef>> {
     let mut statement = conn.prepare_cached(
         "UPDATE sitq_tasks SET lease_until = ?1 \
-         WHERE id = ?2 AND attempts = ?3 AND status = 'running' AND worker_id = ?4",
+         WHERE id = ?2 AND claims = ?3 AND status = 'running' AND worker_id = ?4",
     )?;
     let mut lost = Vec::new();
     for claim in claims {
-        if statement.execute(params![lease_until, claim.id.0, claim.attempt, worker_id])? == 0 {
+        if statement.execute(params![lease_until, claim.id.0, claim.fence, worker_id])? == 0 {
             lost.push(*claim);
         }
     }
     Ok(lost)
 }
 
-/// Records outcomes, fenced on (id, attempt, running); per completion
+/// Records outcomes, fenced on (id, claim fence, running); per completion
 /// whether it applied. A claim completed twice applies once: the first
 /// completion ends the attempt. A success is one statement; a failure also
 /// goes to the failure history, and becomes a cancellation when the task
@@ -323,7 +324,7 @@ pub(crate) fn complete(
              started_at = coalesce(started_at, ?9), dependents_resolved = NOT has_dependents, \
              unique_key = CASE WHEN ?3 = 'failed' OR (?3 = 'succeeded' AND unique_for IS NULL) \
                  THEN NULL ELSE unique_key END \
-         WHERE id = ?1 AND attempts = ?2 AND status = 'running'",
+         WHERE id = ?1 AND claims = ?2 AND status = 'running'",
     )?;
     // A task that failed for good (or succeeded with no window) releases
     // its unique key in the same statement: one CASE, no index work for the
@@ -382,7 +383,7 @@ pub(crate) fn complete(
         let no_text: Option<&str> = None;
         let changed = statement.execute(params![
             completion.claim.id.0,
-            completion.claim.attempt,
+            completion.claim.fence,
             status.as_str(),
             result,
             no_text,
@@ -438,10 +439,10 @@ fn snooze(conn: &Connection, claim: ClaimRef, run_at: i64) -> rusqlite::Result<b
         "UPDATE sitq_tasks SET status = 'pending', attempts = attempts - 1, \
              snoozes = snoozes + 1, run_at = ?3, worker_id = NULL, lease_until = NULL, \
              started_at = NULL \
-         WHERE id = ?1 AND attempts = ?2 AND status = 'running' \
+         WHERE id = ?1 AND claims = ?2 AND status = 'running' \
              AND cancel_requested_at IS NULL",
     )?;
-    Ok(statement.execute(params![claim.id.0, claim.attempt, run_at])? > 0)
+    Ok(statement.execute(params![claim.id.0, claim.fence, run_at])? > 0)
 }
 
 /// A snooze's delay as stored: at most [`sitq_core::Context::MAX_SNOOZE`]
@@ -485,14 +486,14 @@ fn complete_failure(
                  THEN unique_key END, \
              dependents_resolved = CASE WHEN ?3 = 'pending' AND cancel_requested_at IS NULL \
                  THEN dependents_resolved ELSE NOT has_dependents END \
-         WHERE id = ?1 AND attempts = ?2 AND status = 'running' \
+         WHERE id = ?1 AND claims = ?2 AND status = 'running' \
          RETURNING status, name, worker_id, has_dependents, started_at",
     )?;
     let row: Option<FailedRow> = statement
         .query_row(
             params![
                 completion.claim.id.0,
-                completion.claim.attempt,
+                completion.claim.fence,
                 status.as_str(),
                 failure.kind.as_str(),
                 failure.message,

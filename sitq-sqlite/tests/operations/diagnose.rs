@@ -24,8 +24,8 @@ async fn diagnose_finds_oversized_rows_and_expired_leases() {
 
     let diagnosis = backend.diagnose(2000).await.expect("diagnose");
     assert_eq!(diagnosis.location, "sqlite::memory:");
-    assert_eq!(diagnosis.schema_version, 8);
-    assert_eq!(diagnosis.expected_schema_version, 8);
+    assert_eq!(diagnosis.schema_version, 9);
+    assert_eq!(diagnosis.expected_schema_version, 9);
     assert_eq!(diagnosis.expired_leases, 0);
     let oversized: Vec<(TaskId, u64, u64)> = diagnosis
         .oversized

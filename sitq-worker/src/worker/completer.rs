@@ -177,6 +177,7 @@ mod tests {
         ClaimRef {
             id: TaskId(id),
             attempt: 1,
+            fence: 1,
         }
     }
 

@@ -156,6 +156,7 @@ impl Backend for Memory {
                 queue: record.queue.clone(),
                 payload: record.payload.clone(),
                 attempt: record.attempts,
+                fence: record.attempts,
                 max_attempts: record.max_attempts,
                 created_at: record.created_at,
                 inputs: None,
