@@ -10,6 +10,7 @@
 #![allow(clippy::print_stdout, reason = "xtask is a command-line tool")]
 
 mod bench;
+mod chaos;
 mod ci;
 mod postgres;
 mod process;
@@ -34,6 +35,11 @@ Commands:
                      SQL ceiling measured in the same run: --n N, --concurrency C,
                      --backend sqlite|postgres|all, --quick, --json
                      (cargo xtask bench -- --help lists every flag)
+  chaos [FLAGS]      producers and worker processes under load while workers are
+                     SIGKILLed (on PostgreSQL also the server restarted and its
+                     connections terminated); fails on any lost task or any
+                     rerun no fault explains: --backend sqlite|postgres,
+                     --seconds N (default 30), --seed S, --keep (the run's logs)
   postgres           start a throw-away PostgreSQL cluster, print its URL, and
                      stop it (deleting its data) on Enter, end of input or Ctrl-C
   help               print this text
@@ -71,6 +77,14 @@ fn run(args: &[OsString]) -> Result<(), String> {
                 .map(|arg| arg.to_string_lossy().into_owned())
                 .collect();
             bench::run(&flags)
+        }
+        Some("chaos") => {
+            let flags: Vec<String> = rest
+                .iter()
+                .filter(|arg| *arg != "--")
+                .map(|arg| arg.to_string_lossy().into_owned())
+                .collect();
+            chaos::run(&flags)
         }
         Some("postgres") => {
             no_args("postgres", rest)?;

@@ -248,6 +248,29 @@ impl TempCluster {
         stop
     }
 
+    /// `pg_ctl … restart` with an immediate stop (a crash, then crash
+    /// recovery), waiting until the server accepts connections again, for
+    /// `cargo xtask chaos`. The server keeps its port and options: pg_ctl
+    /// reads them from `postmaster.opts`. Run it from the command's
+    /// current directory, which the server's OS user can enter.
+    pub(crate) fn restart_command(&self) -> Command {
+        let mut restart = self.server_command("pg_ctl");
+        restart
+            .arg("-D")
+            .arg(self.data_dir())
+            .arg("-l")
+            .arg(self.log_file())
+            .args([
+                "-m",
+                "immediate",
+                "-w",
+                "-t",
+                PG_CTL_TIMEOUT_SECS,
+                "restart",
+            ]);
+        restart
+    }
+
     /// A command for one of the server binaries, run as [`SERVER_OS_USER`]
     /// when xtask is root, from the cluster's directory (which that user can
     /// enter, unlike, perhaps, the current one).

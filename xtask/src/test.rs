@@ -23,7 +23,8 @@ const ALERT_RULES: &str = "deploy/prometheus/sitq-alerts.yml";
 /// Runs [`CARGO_TEST`] plus `extra` with `SITQ_TEST_POSTGRES_URL` pointing at
 /// a throw-away cluster, which is stopped and deleted afterwards whatever the
 /// outcome. When the whole workspace is tested, the [`EXAMPLES`] run too,
-/// and `promtool` checks the [`ALERT_RULES`].
+/// `promtool` checks the [`ALERT_RULES`], and the chaos harness runs briefly
+/// on each backend ([`run_chaos`]).
 pub(crate) fn run(extra: &[OsString]) -> Result<(), String> {
     check_browser()?;
     let cluster = TempCluster::start()?;
@@ -42,6 +43,7 @@ pub(crate) fn run(extra: &[OsString]) -> Result<(), String> {
     if whole_workspace {
         check_alert_rules()?;
         run_examples()?;
+        run_chaos()?;
     }
     Ok(())
 }
@@ -123,6 +125,41 @@ fn run_examples() -> Result<(), String> {
         process::run_within(&mut command, EXAMPLE_LIMIT)?;
     }
     Ok(())
+}
+
+/// `cargo xtask chaos` for [`TEST_SECONDS`](crate::chaos::TEST_SECONDS)
+/// on SQLite, then on a throw-away PostgreSQL cluster of its own (it is
+/// restarted under the harness; skipped with a warning when PostgreSQL is
+/// not installed, an error with `CI=true`), with the harness `cargo test`
+/// just built for its own tests.
+fn run_chaos() -> Result<(), String> {
+    use crate::chaos;
+    let harness = chaos::binary();
+    if !harness.is_file() {
+        return Err(format!(
+            "the chaos harness was not built at {}: does chaos/ still have an integration test?",
+            harness.display()
+        ));
+    }
+    let seconds = chaos::TEST_SECONDS;
+    chaos::run_harness(&harness, chaos::Backend::Sqlite, seconds, &[], None)?;
+    match TempCluster::start()? {
+        Some(cluster) => {
+            let result = chaos::run_harness(
+                &harness,
+                chaos::Backend::Postgres,
+                seconds,
+                &[],
+                Some(&cluster),
+            );
+            drop(cluster);
+            result
+        }
+        None => {
+            eprintln!("xtask: skipped the PostgreSQL chaos run: PostgreSQL is not installed");
+            Ok(())
+        }
+    }
 }
 
 /// [`CARGO_TEST`] followed by `extra`, except that `--workspace` is left out
