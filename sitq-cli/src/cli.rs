@@ -143,6 +143,44 @@ pub enum Command {
         #[arg(long)]
         before: Option<i64>,
     },
+    /// PostgreSQL specifics: `postgres roles` prints the SQL for
+    /// least-privilege roles (needs no --url).
+    Postgres {
+        /// `roles`.
+        #[command(subcommand)]
+        action: PostgresAction,
+    },
+}
+
+/// `sitq postgres` actions.
+#[derive(Debug, Subcommand)]
+pub enum PostgresAction {
+    /// Prints the SQL that creates three group roles (NOLOGIN) and grants
+    /// each what it needs: the producer enqueues and reads tasks and results
+    /// (no claim, complete, cancel, retry or delete); the worker runs tasks
+    /// (no queue settings, drain, audit log or migrations); the admin owns
+    /// sitq's tables. Run it as a superuser or the database's owner once
+    /// sitq's tables exist (and again after upgrading sitq), e.g.
+    /// `sitq postgres roles | psql "$OWNER_URL"`, then grant the roles to
+    /// login roles (`GRANT sitq_producer TO app_web`).
+    Roles(RolesArgs),
+}
+
+/// `sitq postgres roles` names.
+#[derive(Debug, Args)]
+pub struct RolesArgs {
+    /// The producer role's name.
+    #[arg(long, default_value = "sitq_producer", value_name = "NAME")]
+    pub producer: String,
+    /// The worker role's name.
+    #[arg(long, default_value = "sitq_worker", value_name = "NAME")]
+    pub worker: String,
+    /// The admin role's name.
+    #[arg(long, default_value = "sitq_admin", value_name = "NAME")]
+    pub admin: String,
+    /// The schema of sitq's tables.
+    #[arg(long, default_value = "public", value_name = "NAME")]
+    pub schema: String,
 }
 
 /// `sitq ls` filters.

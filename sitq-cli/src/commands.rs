@@ -7,6 +7,7 @@ mod backup;
 mod dashboard;
 mod doctor;
 mod enqueue;
+mod postgres;
 mod queues;
 mod show;
 mod stats;
@@ -17,7 +18,7 @@ use std::process::ExitCode;
 
 use sitq::{ConnectOptions, Queue};
 
-use crate::cli::{Cli, Command, WorkersAction};
+use crate::cli::{Cli, Command, PostgresAction, WorkersAction};
 use crate::error::{CliError, Result};
 
 /// What every command gets: the connected queue and the global options.
@@ -33,6 +34,13 @@ pub struct Ctx {
 /// Runs the command line's command; the exit code when it ran (a `doctor`
 /// with a failed check exits non-zero without an error).
 pub async fn run(cli: Cli) -> Result<ExitCode> {
+    // SQL to print: no database involved.
+    if let Command::Postgres {
+        action: PostgresAction::Roles(args),
+    } = &cli.command
+    {
+        return postgres::roles(args).map(|()| ExitCode::SUCCESS);
+    }
     let url = cli.url.filter(|url| !url.trim().is_empty()).ok_or_else(|| {
         CliError::new("no database given: pass --url or set SITQ_DATABASE_URL (e.g. sqlite:///var/lib/app/tasks.db)")
     })?;
@@ -76,6 +84,11 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode> {
         Command::Dashboard(args) => dashboard::run(ctx, &args).await?,
         Command::Backup { .. } => {
             return Err(CliError::new("backup runs without a queue connection"));
+        }
+        Command::Postgres { .. } => {
+            return Err(CliError::new(
+                "postgres roles runs without a queue connection",
+            ));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -24,6 +24,8 @@ async fn every_help_fits_80_columns() {
         &["backup"],
         &["doctor"],
         &["audit"],
+        &["postgres"],
+        &["postgres", "roles"],
     ];
     for command in commands {
         let mut args: Vec<String> = command.iter().map(|arg| (*arg).to_owned()).collect();

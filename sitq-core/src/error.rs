@@ -40,6 +40,18 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    /// The database refused `op` because the role the process connects as
+    /// lacks a privilege it needs (PostgreSQL's `insufficient_privilege`):
+    /// e.g. a producer's role asked to claim or delete tasks.
+    #[error(
+        "permission denied while {op}: {reason} (the database role this process connects as may not do this; for PostgreSQL, `sitq postgres roles` prints what the producer, worker and admin roles may do)"
+    )]
+    PermissionDenied {
+        /// What sitq was doing.
+        op: &'static str,
+        /// The database's reason, e.g. `permission denied for table sitq_tasks`.
+        reason: String,
+    },
     /// A value could not be encoded with the codec.
     #[error("could not encode {what}")]
     Encode {

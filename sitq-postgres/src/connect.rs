@@ -162,7 +162,10 @@ impl Settings {
                     ),
                 )
             })?
-            .map_err(|error| Error::database(OP, error))?;
+            .map_err(|error| match tls_failure(&error) {
+                Some(reason) => Error::database(OP, reason),
+                None => Error::database(OP, error),
+            })?;
         // Its job is done; failing to say goodbye politely changes nothing.
         if let Err(error) = sqlx::Connection::close(connection).await {
             tracing::debug!(%error, "closing the probe connection");
@@ -171,37 +174,165 @@ impl Settings {
     }
 }
 
+/// PostgreSQL's SQLSTATE for a privilege the role lacks (`insufficient_privilege`).
+const INSUFFICIENT_PRIVILEGE: &str = "42501";
+
 /// Wraps a driver error from doing `op`; the pool's errors say what they
-/// usually mean, since sqlx's own words ("pool timed out") do not.
+/// usually mean, since sqlx's own words ("pool timed out") do not, and a
+/// privilege the role lacks is [`Error::PermissionDenied`].
 pub(crate) fn db_error(op: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
-    move |error| match error {
-        sqlx::Error::PoolTimedOut => Error::database(
-            op,
-            "no connection to PostgreSQL within connect_timeout: the server is down or \
+    move |error| {
+        if let Some(reason) = tls_failure(&error) {
+            return Error::database(op, reason);
+        }
+        match error {
+            sqlx::Error::Database(error)
+                if error.code().as_deref() == Some(INSUFFICIENT_PRIVILEGE) =>
+            {
+                Error::PermissionDenied {
+                    op,
+                    reason: error.message().to_owned(),
+                }
+            }
+            sqlx::Error::PoolTimedOut => Error::database(
+                op,
+                "no connection to PostgreSQL within connect_timeout: the server is down or \
              unreachable, or every pooled connection is busy (see max_connections)",
-        ),
-        sqlx::Error::PoolClosed => Error::database(op, "the sitq backend was closed"),
-        sqlx::Error::Io(error) => Error::database(
-            op,
-            format!(
-                "the connection to PostgreSQL broke ({error}): the server is down or \
-                 unreachable, or restarted; the next call connects again"
             ),
-        ),
-        other => Error::database(op, other),
+            sqlx::Error::PoolClosed => Error::database(op, "the sitq backend was closed"),
+            sqlx::Error::Io(error) => Error::database(
+                op,
+                format!(
+                    "the connection to PostgreSQL broke ({error}): the server is down or \
+                 unreachable, or restarted; the next call connects again"
+                ),
+            ),
+            other => Error::database(op, other),
+        }
     }
 }
 
-/// Applies sitq's migrations with a connection from `pool`.
+/// What `error` means for the user when it is a failed TLS handshake; sqlx
+/// reports rustls' refusal of the server's certificate as an I/O error,
+/// and rustls names the check that failed in its own terms
+/// (`UnknownIssuer`, `certificate not valid for name`).
+fn tls_failure(error: &sqlx::Error) -> Option<String> {
+    let text = match error {
+        sqlx::Error::Tls(error) => error.to_string(),
+        sqlx::Error::Io(error) => error.to_string(),
+        _ => return None,
+    };
+    let is_tls = matches!(error, sqlx::Error::Tls(_))
+        || text.contains("peer certificate")
+        || text.contains("received fatal alert");
+    is_tls.then(|| tls_reason(&text))
+}
+
+/// [`tls_failure`]'s words for rustls' `error`.
+fn tls_reason(error: &str) -> String {
+    let hint = if error.contains("UnknownIssuer") || error.contains("BadSignature") {
+        "the server's certificate is not signed by a trusted authority: with \
+         sslmode=verify-ca or verify-full, sslrootcert=PATH in the URL must name the PEM file of \
+         the authority that signed it"
+    } else if error.contains("NotValidForName") || error.contains("not valid for name") {
+        "the server's certificate is not valid for the host in the URL: with \
+         sslmode=verify-full, connect by a name the certificate holds"
+    } else if error.contains("Expired") || error.contains("NotValidYet") {
+        "the server's certificate is outside its validity period"
+    } else {
+        "the TLS handshake with the server failed"
+    };
+    format!("{hint} (TLS: {error})")
+}
+
+/// Applies sitq's migrations with a connection from `pool`, unless every
+/// one of them is applied already.
 ///
-/// Safe when many processes connect at once: sqlx takes a PostgreSQL
-/// advisory lock (per database) before it looks at the migrations table, and
-/// releases it when done.
+/// That look comes first, in one query, so that a role without the
+/// privilege to change the schema (a producer or a worker, see
+/// [`Roles`](crate::Roles)) connects to a current database: sqlx's migrator
+/// would start with `CREATE TABLE IF NOT EXISTS`, which needs `CREATE` on
+/// the schema even when the table exists. When something is left to apply,
+/// the migrator runs, and is safe when many processes connect at once: it
+/// takes a PostgreSQL advisory lock (per database) before it looks at the
+/// migrations table, and releases it when done.
 pub(crate) async fn migrate(pool: &PgPool) -> Result<()> {
-    migrator().run(pool).await.map_err(|error| match error {
-        sqlx::migrate::MigrateError::Execute(error) => db_error("migrating the sitq schema")(error),
-        other => Error::database("migrating the sitq schema", other),
+    const OP: &str = "migrating the sitq schema";
+    let applied = match applied_migrations(pool).await {
+        Ok(applied) if is_current(&applied) => return Ok(()),
+        Ok(applied) => applied,
+        // No migrations table yet: the migrator creates it.
+        Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some(UNDEFINED_TABLE) => {
+            Vec::new()
+        }
+        Err(error) => return Err(db_error("reading which sitq migrations are applied")(error)),
+    };
+    migrator().run(pool).await.map_err(|error| {
+        let error = match error {
+            sqlx::migrate::MigrateError::Execute(error)
+            | sqlx::migrate::MigrateError::ExecuteMigration(error, _) => db_error(OP)(error),
+            other => Error::database(OP, other),
+        };
+        match error {
+            Error::PermissionDenied { op, reason } => {
+                let at = applied
+                    .iter()
+                    .filter(|migration| migration.success)
+                    .map(|migration| migration.version)
+                    .max()
+                    .unwrap_or(0);
+                Error::PermissionDenied {
+                    op,
+                    reason: format!(
+                        "{reason}: the database's sitq schema is at version {at} and this \
+                         build of sitq needs version {}, which this role may not create; \
+                         connect once as a role that may (the tables' owner, or a member of \
+                         the admin role of `sitq postgres roles`), then connect as this one \
+                         again",
+                        latest_migration()
+                    ),
+                }
+            }
+            other => other,
+        }
     })
+}
+
+/// PostgreSQL's SQLSTATE for a table that does not exist (`undefined_table`).
+const UNDEFINED_TABLE: &str = "42P01";
+
+/// A row of [`MIGRATIONS_TABLE`].
+#[derive(Debug, sqlx::FromRow)]
+struct Applied {
+    version: i64,
+    checksum: Vec<u8>,
+    success: bool,
+}
+
+/// Every row of [`MIGRATIONS_TABLE`].
+async fn applied_migrations(pool: &PgPool) -> std::result::Result<Vec<Applied>, sqlx::Error> {
+    sqlx::query_as("SELECT version, checksum, success FROM sitq_migrations ORDER BY version")
+        .fetch_all(pool)
+        .await
+}
+
+/// Whether `applied` is exactly this build's migrations, each applied in
+/// full and unchanged: what would leave sqlx's migrator nothing to do and
+/// nothing to complain about (it would report a changed, unknown or failed
+/// migration, which it therefore runs to do).
+fn is_current(applied: &[Applied]) -> bool {
+    let migrator = migrator();
+    let wanted: Vec<_> = migrator
+        .iter()
+        .filter(|migration| !migration.migration_type.is_down_migration())
+        .collect();
+    applied.len() == wanted.len()
+        && applied.iter().all(|row| {
+            row.success
+                && wanted.iter().any(|migration| {
+                    migration.version == row.version && *migration.checksum == *row.checksum
+                })
+        })
 }
 
 /// sitq's migrations, recorded in [`MIGRATIONS_TABLE`].

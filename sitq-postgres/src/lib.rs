@@ -29,15 +29,26 @@
 //! bounds how long a call waits for a connection when the server is
 //! unreachable (default 10 s).
 //!
+//! - **TLS** through rustls: `sslmode=verify-full&sslrootcert=/path/ca.pem`
+//!   checks the server's certificate against that authority (and Mozilla's
+//!   roots) and its name against the URL's host; `require` encrypts without
+//!   checking; `prefer`, the default, uses TLS when the server offers it.
+//! - **Least privilege**: [`Roles`] writes the SQL for a producer, a worker
+//!   and an admin role. A role that may not change the schema connects to
+//!   a database whose migrations are all applied; an operation its role may
+//!   not do fails with `Error::PermissionDenied`.
+//!
 //! [`Signals`]: sitq_core::Signals
 
 mod backend;
 mod connect;
 mod listener;
 mod notify;
+mod roles;
 mod transaction;
 
 pub use backend::PostgresBackend;
+pub use roles::Roles;
 pub use transaction::{enqueue_in, enqueue_in_with};
 
 /// The sqlx sitq is built with: open the transactions for [`enqueue_in`]

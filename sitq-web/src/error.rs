@@ -59,6 +59,9 @@ impl From<Error> for WebError {
             | Error::NotDeletable { .. }
             | Error::DuplicateTask { .. } => StatusCode::CONFLICT,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            // The dashboard's database role may not do this (e.g. a
+            // producer's role behind a read-mostly dashboard).
+            Error::PermissionDenied { .. } => StatusCode::FORBIDDEN,
             Error::Encode { .. }
             | Error::InvalidOptions(_)
             | Error::InvalidQueueSettings(_)

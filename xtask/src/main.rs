@@ -45,7 +45,8 @@ Commands:
   help               print this text
 
 Environment:
-  CI=true            missing PostgreSQL server binaries are an error, not a warning
+  CI=true            missing PostgreSQL server binaries or openssl (for the
+                     cluster's TLS certificates) are an error, not a warning
 ";
 
 fn main() -> ExitCode {

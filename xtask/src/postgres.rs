@@ -6,7 +6,11 @@
 //! server's default, [`TempCluster::start_for_bench`]), so it is fast and
 //! needs no password, and is deleted when the [`TempCluster`] is dropped. A
 //! [`Watchdog`] does the same if xtask is killed before it can drop it.
+//!
+//! A cluster for tests also serves TLS with certificates made for it
+//! ([`tls`]), when the `openssl` command is there (on CI it must be).
 
+mod tls;
 mod watchdog;
 
 use std::io::{BufRead, ErrorKind};
@@ -87,6 +91,8 @@ pub(crate) struct TempCluster {
     url: String,
     /// Cleans up if xtask dies before `drop` runs.
     watchdog: Option<Watchdog>,
+    /// The certificates, when the server speaks TLS.
+    tls: Option<tls::TlsFiles>,
 }
 
 impl TempCluster {
@@ -105,18 +111,20 @@ impl TempCluster {
     /// server's default, what users run) or off.
     pub(crate) fn start_for_bench(fsync: bool) -> Result<Option<Self>, String> {
         match find_binaries() {
-            Some(bin_dir) => Self::launch(bin_dir, fsync).map(Some),
+            // Without TLS: the figures compare with runs before it existed.
+            Some(bin_dir) => Self::launch(bin_dir, fsync, false).map(Some),
             None => binaries_missing().map(|()| None),
         }
     }
 
-    /// Starts a cluster with the binaries in `bin_dir`.
+    /// Starts a cluster with the binaries in `bin_dir`, serving TLS.
     pub(crate) fn start_with(bin_dir: PathBuf) -> Result<Self, String> {
-        Self::launch(bin_dir, false)
+        Self::launch(bin_dir, false, true)
     }
 
-    /// Starts a cluster with the binaries in `bin_dir`, `fsync` on or off.
-    fn launch(bin_dir: PathBuf, fsync: bool) -> Result<Self, String> {
+    /// Starts a cluster with the binaries in `bin_dir`, `fsync` on or off,
+    /// serving TLS (as well as plain connections) when `tls`.
+    fn launch(bin_dir: PathBuf, fsync: bool, tls: bool) -> Result<Self, String> {
         let as_server_user = is_root()?;
         let owner = if as_server_user {
             Some(os_user_ids(SERVER_OS_USER)?)
@@ -132,6 +140,7 @@ impl TempCluster {
             fsync,
             url: String::new(),
             watchdog: None,
+            tls: None,
         };
         if let Some((uid, gid)) = owner {
             std::os::unix::fs::chown(&cluster.dir, Some(uid), Some(gid)).map_err(|error| {
@@ -158,6 +167,9 @@ impl TempCluster {
             "UTF8",
         ]);
         process::output(&mut initdb)?;
+        if tls {
+            cluster.tls = cluster.set_up_tls(owner)?;
+        }
 
         let port = cluster.start_server()?;
         cluster.url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
@@ -172,6 +184,42 @@ impl TempCluster {
     /// The URL to connect to, e.g. `postgres://postgres@127.0.0.1:5433/postgres`.
     pub(crate) fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The environment through which tests find the cluster: [`URL_VAR`],
+    /// and the TLS authorities' files when it serves TLS.
+    pub(crate) fn test_env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![(URL_VAR, self.url.clone())];
+        if let Some(files) = &self.tls {
+            env.push((tls::ROOT_VAR, files.root.display().to_string()));
+            env.push((tls::OTHER_ROOT_VAR, files.other_root.display().to_string()));
+        }
+        env
+    }
+
+    /// Makes the certificates and turns TLS on in `postgresql.conf`;
+    /// `None` (after a warning) when `openssl` is missing and this is not CI.
+    fn set_up_tls(&self, owner: Option<(u32, u32)>) -> Result<Option<tls::TlsFiles>, String> {
+        if !tls::have_openssl() {
+            if is_ci() {
+                return Err(
+                    "CI=true but the openssl command is not on PATH: the PostgreSQL TLS tests \
+                     need it to make certificates (.ci/run installs the openssl package)"
+                        .into(),
+                );
+            }
+            eprintln!(
+                "xtask: warning: openssl is not on PATH; the cluster serves no TLS and the \
+                 PostgreSQL TLS tests will be skipped (apt-get install openssl)"
+            );
+            return Ok(None);
+        }
+        let files = tls::generate(&self.dir, owner)?;
+        tls::append(
+            &self.data_dir().join("postgresql.conf"),
+            &files.server_settings(),
+        )?;
+        Ok(Some(files))
     }
 
     /// The cluster's data directory.
@@ -320,7 +368,9 @@ pub(crate) fn serve() -> Result<(), String> {
     let bin_dir = find_binaries().ok_or_else(not_found_message)?;
     let cluster = TempCluster::start_with(bin_dir)?;
     println!("{}", cluster.url());
-    println!("export {URL_VAR}={}", cluster.url());
+    for (var, value) in cluster.test_env() {
+        println!("export {var}={value}");
+    }
     eprintln!("xtask: press Enter (or Ctrl-D, Ctrl-C) to stop the server and delete its data");
     let mut line = String::new();
     // End of input and a read error both mean nobody is left to press Enter.

@@ -3,7 +3,7 @@
 use std::ffi::{OsStr, OsString};
 use std::time::Duration;
 
-use crate::postgres::{self, TempCluster};
+use crate::postgres::TempCluster;
 use crate::process;
 
 /// How the workspace is tested: the one place to change it (`ci` runs it too).
@@ -33,7 +33,7 @@ pub(crate) fn run(extra: &[OsString]) -> Result<(), String> {
     let whole_workspace = args.iter().any(|arg| arg == "--workspace");
     command.args(args);
     if let Some(cluster) = &cluster {
-        command.env(postgres::URL_VAR, cluster.url());
+        command.envs(cluster.test_env());
     }
     eprintln!("xtask: {}", process::display(&command));
     let result = process::run(&mut command);
