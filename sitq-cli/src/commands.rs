@@ -132,8 +132,14 @@ fn validate(command: &Command) -> Result<()> {
 }
 
 /// Connects without creating a database: a mistyped SQLite path is an
-/// error naming the file, not a new empty database.
+/// error naming the file, not a new empty database. Keys in
+/// `SITQ_ENCRYPTION_KEYS` (or the file `SITQ_ENCRYPTION_KEYS_FILE` names)
+/// open encrypted arguments and results; without them those show as
+/// `<encrypted>`, and tasks enqueued here are stored plain.
 async fn connect(url: &str) -> Result<Queue> {
-    let options = ConnectOptions::new().create_missing(false);
+    let mut options = ConnectOptions::new().create_missing(false);
+    if let Some(keyring) = sitq::Keyring::from_env()? {
+        options = options.encryption(keyring);
+    }
     Ok(Queue::connect_with(url, options).await?)
 }

@@ -19,6 +19,12 @@ pub fn encode<T: Serialize + ?Sized>(value: &T, what: &str) -> Result<Vec<u8>> {
 
 /// Decodes `bytes` into a `T`; `what` names it in the error.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+    // Only a well-formed envelope: other bytes starting 0xc1 are corrupt.
+    if let Some(key) = crate::encryption::sealed_key_id(bytes).filter(|key| *key != "?") {
+        return Err(Error::Encryption(format!(
+            "{what} is sealed with key {key:?} and was not opened; connect with ConnectOptions::encryption and a keyring holding that key"
+        )));
+    }
     rmp_serde::from_slice(bytes).map_err(|source| Error::Decode {
         what: what.to_owned(),
         source: source.into(),

@@ -85,6 +85,11 @@ pub enum Error {
     /// Enqueue options that cannot be honoured; nothing was stored.
     #[error("invalid enqueue options: {0}")]
     InvalidOptions(String),
+    /// Encryption at rest: a keyring that cannot be read, or a sealed value
+    /// that cannot be opened (its key id is not in the keyring, or it does
+    /// not verify). The message names the key id, never key material.
+    #[error("encryption: {0}")]
+    Encryption(String),
     /// No task with this id exists (never enqueued, or pruned after its retention).
     #[error("task {0} not found (never enqueued, or pruned after the retention period)")]
     NotFound(TaskId),

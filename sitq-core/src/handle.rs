@@ -214,7 +214,9 @@ impl<T: DeserializeOwned> TaskHandle<T> {
     async fn outcome(&self, finished: Finished) -> Result<T> {
         match finished.status {
             TaskStatus::Succeeded => {
-                let bytes = finished.result.unwrap_or_default();
+                let bytes = self
+                    .queue
+                    .open_result(finished.id, finished.result.unwrap_or_default())?;
                 codec::decode(
                     &bytes,
                     &format!("result of task {} ({})", finished.id, finished.name),

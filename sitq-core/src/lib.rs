@@ -12,6 +12,7 @@ mod cancel;
 pub mod codec;
 mod context;
 mod dependency;
+pub mod encryption;
 mod error;
 mod handle;
 pub mod inspect;
@@ -45,6 +46,7 @@ pub use dependency::{
     DEPENDENCY_CANCELLED_BY, DepRef, DepTarget, Dependencies, Dependency, InputMode,
     MAX_DEPENDENCIES, Node, ResultOf, TaskInputs,
 };
+pub use encryption::Keyring;
 pub use error::{BoxError, Error, Result};
 pub use handle::TaskHandle;
 pub use inspect::{

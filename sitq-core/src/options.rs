@@ -271,6 +271,10 @@ pub struct ConnectOptions {
     /// true). Admin tools turn it off, so a mistyped SQLite path is an
     /// error instead of a new, empty database.
     pub create_missing: bool,
+    /// Encryption at rest (default none): with a keyring, task arguments
+    /// and results are stored sealed with its active key, and opened with
+    /// whichever key sealed them; see [`crate::encryption`].
+    pub encryption: Option<std::sync::Arc<crate::Keyring>>,
 }
 
 impl ConnectOptions {
@@ -289,7 +293,18 @@ impl ConnectOptions {
             poll_interval: Duration::from_millis(50),
             create_missing: true,
             trace_propagation: None,
+            encryption: None,
         }
+    }
+
+    /// Seals task arguments and results with `keyring` (see
+    /// [`crate::encryption`]). Producers, workers and admin tools of one
+    /// database need the keys that sealed what they read: a worker without
+    /// the key fails the task (kept, and retryable once the key is added),
+    /// and the admin tools show `<encrypted>`.
+    pub fn encryption(mut self, keyring: crate::Keyring) -> Self {
+        self.encryption = Some(std::sync::Arc::new(keyring));
+        self
     }
 
     /// Sets the payload limit.

@@ -187,9 +187,41 @@ impl Queue {
             .ok_or(Error::NotFound(id))
     }
 
-    /// The full record of a task.
+    /// The full record of a task. With a keyring
+    /// ([`ConnectOptions::encryption`]) its arguments and result are
+    /// opened; a value the keyring cannot open stays sealed (see
+    /// [`encryption::is_sealed`](crate::encryption::is_sealed)).
     pub async fn get(&self, id: TaskId) -> Result<TaskRecord> {
-        self.inner.backend.get(id).await?.ok_or(Error::NotFound(id))
+        let mut record = self
+            .inner
+            .backend
+            .get(id)
+            .await?
+            .ok_or(Error::NotFound(id))?;
+        if let Some(keyring) = &self.inner.options.encryption {
+            let payload = std::mem::take(&mut record.payload);
+            record.payload = keyring
+                .open(
+                    crate::encryption::Binding::Arguments(&record.name),
+                    payload.clone(),
+                )
+                .unwrap_or(payload);
+            if let Some(result) = record.result.take() {
+                let binding = crate::encryption::Binding::Result(record.id);
+                record.result = Some(keyring.open(binding, result.clone()).unwrap_or(result));
+            }
+        }
+        Ok(record)
+    }
+
+    /// `stored`, a result of task `id`, opened with this queue's keyring; a
+    /// sealed one without the key is an error naming it.
+    pub(crate) fn open_result(&self, id: TaskId, stored: Vec<u8>) -> Result<Vec<u8>> {
+        crate::encryption::open_with(
+            self.inner.options.encryption.as_deref(),
+            crate::encryption::Binding::Result(id),
+            stored,
+        )
     }
 
     /// Cancels a task, on behalf of `"api"` with no reason; see
@@ -424,6 +456,10 @@ impl Queue {
                 .trace_propagation
                 .and_then(|propagation| (propagation.inject)())
                 .filter(|context| crate::trace::validate(context).is_ok()),
+        };
+        let payload = match &self.inner.options.encryption {
+            Some(keyring) => keyring.seal(crate::encryption::Binding::Arguments(name), &payload)?,
+            None => payload,
         };
         Ok(NewTask {
             name: name.to_owned(),

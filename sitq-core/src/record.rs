@@ -279,7 +279,14 @@ impl TaskRecord {
     /// The stored arguments as JSON, read without the task's Rust types
     /// (see [`codec::to_json`](crate::codec::to_json)). A task enqueued to
     /// receive a dependency's result holds the other arguments only.
+    /// Arguments stored sealed ([`crate::encryption`]) and not opened (read
+    /// without their key) are the string `"<encrypted>"`.
     pub fn arguments_json(&self) -> crate::Result<serde_json::Value> {
+        if crate::encryption::is_sealed(&self.payload) {
+            return Ok(serde_json::Value::String(
+                crate::encryption::ENCRYPTED.to_owned(),
+            ));
+        }
         crate::codec::to_json(
             &self.payload,
             &format!("arguments of task {} ({})", self.id, self.name),
@@ -287,11 +294,17 @@ impl TaskRecord {
     }
 
     /// The stored result as JSON, once it succeeded (see
-    /// [`codec::to_json`](crate::codec::to_json)).
+    /// [`codec::to_json`](crate::codec::to_json)); `"<encrypted>"` when it is
+    /// sealed and was read without its key.
     pub fn result_json(&self) -> crate::Result<Option<serde_json::Value>> {
         self.result
             .as_deref()
             .map(|bytes| {
+                if crate::encryption::is_sealed(bytes) {
+                    return Ok(serde_json::Value::String(
+                        crate::encryption::ENCRYPTED.to_owned(),
+                    ));
+                }
                 crate::codec::to_json(
                     bytes,
                     &format!("result of task {} ({})", self.id, self.name),

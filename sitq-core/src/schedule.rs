@@ -260,7 +260,8 @@ pub const TICK_RETENTION: chrono::Duration = chrono::Duration::hours(1);
 impl Schedule {
     /// Checks the schedule; its tick computation and the task each tick
     /// enqueues (without `run_at`).
-    pub(crate) fn check(self, max_payload_bytes: usize) -> Result<(CronSchedule, Template)> {
+    pub(crate) fn check(self, options: &crate::ConnectOptions) -> Result<(CronSchedule, Template)> {
+        let max_payload_bytes = options.max_payload_bytes;
         let invalid = |reason: String| Error::InvalidSchedule {
             name: self.name.clone(),
             reason,
@@ -279,6 +280,14 @@ impl Schedule {
                 payload.len()
             )));
         }
+        // Sealed once: every tick stores the same ciphertext of the same
+        // arguments.
+        let payload = match &options.encryption {
+            Some(keyring) => keyring
+                .seal(crate::encryption::Binding::Arguments(&self.task), &payload)
+                .map_err(|err| invalid(err.to_string()))?,
+            None => payload,
+        };
         let definition = ScheduleDefinition {
             name: self.name,
             task: self.task,

@@ -19,6 +19,7 @@ mod claims;
 mod context;
 mod cron;
 mod dashboard;
+mod encryption;
 mod maintenance;
 mod model;
 mod operations;
@@ -44,6 +45,7 @@ pub use claims::*;
 pub use context::*;
 pub use cron::*;
 pub use dashboard::*;
+pub use encryption::*;
 pub use maintenance::*;
 pub use model::*;
 pub use operations::*;
@@ -169,6 +171,12 @@ macro_rules! conformance_tests {
             cancel_running_task_that_returns_ok_succeeds, retry_failed_task_keeps_its_history,
             retry_cancelled_task_runs_again, retry_refuses_unfinished_and_succeeded_tasks,
             recovery_cancels_a_cancel_requested_task, prune_deletes_the_failure_history,
+        );
+        // Encryption at rest (testing/encryption.rs).
+        $crate::conformance_tests!(@cases $harness;
+            encrypted_round_trip, rotated_keys_open_old_rows_and_plain_rows_still_run,
+            missing_key_fails_the_task_until_retried_with_the_key,
+            tampered_or_moved_ciphertext_fails_the_task,
         );
         // Claim routing by name and reserved claims (start/release).
         $crate::conformance_tests!(@cases $harness;

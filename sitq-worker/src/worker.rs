@@ -308,7 +308,7 @@ impl Worker {
                 .filter(|declared| registry.get(declared.task).is_some())
                 .map(Schedule::from_registration),
         );
-        let firing = match Firing::new(schedules, self.queue.options().max_payload_bytes) {
+        let firing = match Firing::new(schedules, self.queue.options()) {
             Ok(firing) => firing,
             Err(err) => {
                 self.shutdown.finish();

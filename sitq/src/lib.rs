@@ -13,6 +13,8 @@ pub use sitq_core::{
     DEPENDENCY_CANCELLED_BY, Dependency, Node, ResultOf, Workflow, WorkflowHandle, WorkflowId,
     WorkflowInfo, WorkflowTask,
 };
+/// Encryption at rest: [`Keyring`], set with [`ConnectOptions::encryption`].
+pub use sitq_core::{Keyring, encryption};
 pub use sitq_core::{QueueInfo, QueueLimits, RateLimit};
 /// What operators read and do: workers, task lists, statistics, attempt
 /// history, the audit log, diagnosis (the `sitq` admin tool is built on these).

@@ -42,9 +42,10 @@ pub struct Fired {
 }
 
 impl Firing {
-    /// Checks `schedules` (expression, zone, unique names, payload size):
+    /// Checks `schedules` (expression, zone, unique names, payload size
+    /// under `options`, whose keyring seals the arguments if it has one):
     /// the first bad one is an [`Error::InvalidSchedule`] naming it.
-    pub fn new(schedules: Vec<Schedule>, max_payload_bytes: usize) -> Result<Firing> {
+    pub fn new(schedules: Vec<Schedule>, options: &crate::ConnectOptions) -> Result<Firing> {
         let mut names = HashSet::new();
         let mut entries = Vec::with_capacity(schedules.len());
         for schedule in schedules {
@@ -54,7 +55,7 @@ impl Firing {
                     reason: "two schedules have this name; give each its own".into(),
                 });
             }
-            let (cron, template) = schedule.check(max_payload_bytes)?;
+            let (cron, template) = schedule.check(options)?;
             entries.push(Entry {
                 cron,
                 template,

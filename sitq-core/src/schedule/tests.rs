@@ -415,7 +415,11 @@ mod failures {
 
     fn firing() -> Firing {
         let schedule = Schedule::new("every-second", Nothing {}, "* * * * * *");
-        Firing::new(vec![schedule], usize::MAX).expect("valid")
+        Firing::new(
+            vec![schedule],
+            &crate::ConnectOptions::new().max_payload_bytes(usize::MAX),
+        )
+        .expect("valid")
     }
 
     #[tokio::test]

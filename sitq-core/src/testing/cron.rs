@@ -322,7 +322,11 @@ async fn fire_at(firing: &mut Firing, queue: &Queue, now: &str) -> Vec<DateTime<
 /// A worker's schedules, registered at `now`.
 async fn started(queue: &Queue, catch_up: CatchUp, now: &str) -> Firing {
     let schedule = Schedule::new("minutely", Add { a: 1, b: 1 }, "0 * * * * *").catch_up(catch_up);
-    let mut firing = Firing::new(vec![schedule], usize::MAX).expect("valid schedule");
+    let mut firing = Firing::new(
+        vec![schedule],
+        &crate::ConnectOptions::new().max_payload_bytes(usize::MAX),
+    )
+    .expect("valid schedule");
     firing
         .register(queue.backend().as_ref(), at(now))
         .await

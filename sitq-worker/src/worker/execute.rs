@@ -9,9 +9,55 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use sitq_core::encryption::{self, Binding};
 use sitq_core::{
-    ClaimedTask, ContextControl, FailureKind, Outcome, Registry, TaskFailure, TaskFuture,
+    ClaimedTask, ContextControl, FailureKind, Keyring, Outcome, Registry, TaskFailure, TaskFuture,
+    TaskInputs,
 };
+
+/// The claimed task's arguments and inputs, opened when any is sealed;
+/// `None` when all are plain (nothing to copy).
+fn open_claimed(
+    keyring: Option<&Keyring>,
+    task: &ClaimedTask,
+) -> sitq_core::Result<Option<(Vec<u8>, Option<TaskInputs>)>> {
+    let inputs_sealed = task.inputs.as_ref().is_some_and(|inputs| {
+        inputs
+            .results
+            .iter()
+            .any(|(_, result)| result.as_deref().is_some_and(encryption::is_sealed))
+    });
+    if !encryption::is_sealed(&task.payload) && !inputs_sealed {
+        return Ok(None);
+    }
+    let payload = encryption::open_with(
+        keyring,
+        Binding::Arguments(&task.name),
+        task.payload.clone(),
+    )?;
+    let inputs = match &task.inputs {
+        Some(inputs) => {
+            let mut results = Vec::with_capacity(inputs.results.len());
+            for (id, result) in &inputs.results {
+                let opened = match result {
+                    Some(result) => Some(encryption::open_with(
+                        keyring,
+                        Binding::Result(*id),
+                        result.clone(),
+                    )?),
+                    None => None,
+                };
+                results.push((*id, opened));
+            }
+            Some(TaskInputs {
+                mode: inputs.mode,
+                results,
+            })
+        }
+        None => None,
+    };
+    Ok(Some((payload, inputs)))
+}
 
 /// Runs one claimed attempt to its outcome. Never panics on the task's
 /// account. A result over `max_result_bytes` fails the task (a retry would
@@ -21,6 +67,7 @@ pub(crate) async fn run_attempt(
     task: &ClaimedTask,
     worker_id: &str,
     max_result_bytes: usize,
+    keyring: Option<&Keyring>,
     context: sitq_core::Context,
     mut control: sitq_core::ContextControl,
 ) -> Outcome {
@@ -33,7 +80,20 @@ pub(crate) async fn run_attempt(
             ),
         ));
     };
-    let attempt = match (registration.run)(&task.payload, task.inputs.as_ref(), context) {
+    // A value sealed with a key this worker lacks, or one that does not
+    // verify, fails the task for good, naming the key: it is kept, and a
+    // retry once the key is in the keyring runs it.
+    let opened = match open_claimed(keyring, task) {
+        Ok(opened) => opened,
+        Err(err) => {
+            return Outcome::Failed(TaskFailure::new(FailureKind::Decode, err.to_string()));
+        }
+    };
+    let (payload, inputs) = match &opened {
+        Some((payload, inputs)) => (payload.as_slice(), inputs.as_ref()),
+        None => (task.payload.as_slice(), task.inputs.as_ref()),
+    };
+    let attempt = match (registration.run)(payload, inputs, context) {
         Ok(future) => future,
         Err(err) => {
             return Outcome::Failed(TaskFailure::new(FailureKind::Decode, error_chain(&err)));
@@ -69,7 +129,13 @@ pub(crate) async fn run_attempt(
                 bytes.len()
             ),
         )),
-        Ok(bytes) => Outcome::Succeeded(bytes),
+        Ok(bytes) => match keyring {
+            None => Outcome::Succeeded(bytes),
+            Some(keyring) => match keyring.seal(Binding::Result(task.id), &bytes) {
+                Ok(sealed) => Outcome::Succeeded(sealed),
+                Err(err) => Outcome::Failed(TaskFailure::new(FailureKind::Error, err.to_string())),
+            },
+        },
         Err(failure) if failure.kind.is_retryable() && task.attempt < task.max_attempts => {
             let delay = registration
                 .defaults
@@ -248,7 +314,7 @@ mod tests {
             trace: None,
         };
         let (context, control) = Context::for_attempt(&task);
-        let outcome = run_attempt(&registry, &task, "w", usize::MAX, context, control);
+        let outcome = run_attempt(&registry, &task, "w", usize::MAX, None, context, control);
         tokio::time::timeout(Duration::from_secs(10), outcome)
             .await
             .expect("the attempt ends")

@@ -438,6 +438,7 @@ impl<'w> Runner<'w> {
         let (context, control) = sitq_core::Context::for_attempt(&task);
         let grace = self.worker.cancel_grace;
         let max_result_bytes = self.worker.queue.options().max_result_bytes;
+        let keyring = self.worker.queue.options().encryption.clone();
         let attempt_control = control.clone();
         let abort = self.attempts.spawn(
             async move {
@@ -448,6 +449,7 @@ impl<'w> Runner<'w> {
                     &task,
                     &worker_id,
                     max_result_bytes,
+                    keyring.as_deref(),
                     context,
                     attempt_control.clone(),
                 );
