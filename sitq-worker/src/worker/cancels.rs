@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use sitq_core::{Backend, CancelNotice, ClaimRef};
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
 use super::completer::{Held, lock};
@@ -31,19 +31,21 @@ pub(crate) struct Cancels {
     pub(crate) held: Held,
     /// Claims found cancelled: the claim loop stops their attempts.
     pub(crate) found: mpsc::UnboundedSender<Vec<ClaimRef>>,
+    /// Subscribed to before the claim loop starts, so a cancel sent between
+    /// the first claim and this task's first poll is not missed.
+    pub(crate) notices: broadcast::Receiver<CancelNotice>,
 }
 
 impl Cancels {
     /// Runs until `stop` turns true.
-    pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) {
-        let mut notices = self.backend.signals().subscribe_cancels();
+    pub(crate) async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let mut listening = true;
         let mut last = Instant::now();
         let mut due = last + CHECK_EVERY;
         loop {
             tokio::select! {
                 () = stopped(&mut stop) => return,
-                notice = notices.recv(), if listening => match notice {
+                notice = self.notices.recv(), if listening => match notice {
                     Ok(CancelNotice::Tasks(ids)) => {
                         let claims: Vec<ClaimRef> = lock(&self.held)
                             .held()

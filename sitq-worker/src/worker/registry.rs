@@ -29,6 +29,10 @@ pub(crate) struct Registration {
     /// An error no retry can help (the database is gone): the worker
     /// stops and [`Worker::run`](crate::Worker::run) returns it.
     fatal: Fatal,
+    /// Control notices (a drain asked for), subscribed to before the first
+    /// beat: a notice sent after that beat and before [`Registration::run`]
+    /// is first polled still wakes it.
+    control: watch::Receiver<u64>,
 }
 
 /// Where a side task leaves an error that stops the worker.
@@ -43,7 +47,9 @@ impl Registration {
         drain: watch::Sender<bool>,
         fatal: Fatal,
     ) -> Registration {
+        let control = backend.signals().subscribe_control();
         Registration {
+            control,
             backend,
             beat,
             gauge,
@@ -103,14 +109,14 @@ impl Registration {
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // The first tick is immediate: the run's first beat was just written.
         tick.tick().await;
-        let mut control = self.backend.signals().subscribe_control();
-        control.borrow_and_update();
+        // Not marked seen here: a notice since the subscription beats again
+        // (once more than needed when the first beat read it already).
         loop {
             tokio::select! {
                 () = stopped(&mut stop) => break,
                 _ = tick.tick() => self.beat().await,
-                Ok(()) = control.changed() => {
-                    control.borrow_and_update();
+                Ok(()) = self.control.changed() => {
+                    self.control.borrow_and_update();
                     self.beat().await;
                     tick.reset();
                 }

@@ -135,6 +135,7 @@ impl<'w> Runner<'w> {
                 backend: backend.clone(),
                 held: self.held.clone(),
                 found: cancelled_tx,
+                notices: backend.signals().subscribe_cancels(),
             }
             .run(maintenance_stop),
         );
