@@ -77,6 +77,46 @@ async fn every_call_fails_and_the_worker_stops() {
     }
 }
 
+/// Only the `-wal` and `-shm` files deleted: this process's commits since
+/// the last checkpoint would be seen by no other process, so it refuses to
+/// go on the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_only_the_wal_and_shm_files_is_noticed() {
+    let path = support::temp_path("deleted-wal.db");
+    let queue = Queue::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("connect");
+    let before = add::enqueue(&queue, 1, 2).await.expect("enqueue");
+    let worker = Worker::new(queue.clone()).handle_signals(false);
+    let running = tokio::spawn(worker.run());
+    assert_eq!(before.wait_timeout(WAIT).await.expect("ran"), 3);
+
+    for suffix in ["-wal", "-shm"] {
+        std::fs::remove_file(format!("{}{suffix}", path.display())).expect("delete");
+    }
+    let enqueued = add::enqueue(&queue, 2, 2)
+        .await
+        .map(|handle| handle.id())
+        .expect_err("refused");
+    assert!(
+        matches!(enqueued, Error::DatabaseGone { .. }),
+        "{enqueued:?}"
+    );
+    let text = enqueued.to_string();
+    assert!(
+        text.contains(&path.display().to_string()) && text.contains("had its -wal file deleted"),
+        "{text}"
+    );
+    let stopped = tokio::time::timeout(WAIT, running)
+        .await
+        .expect("the worker stops")
+        .expect("join")
+        .expect_err("the worker's error");
+    assert!(stopped.is_fatal(), "{stopped:?}");
+    queue.close().await;
+    delete(&path);
+}
+
 /// Not a test on its own: a worker process, run only when the parent test
 /// sets `SITQ_TEST_DELETED_URL`; it prints its outcome and exits with 3 on
 /// an error.
