@@ -1,6 +1,6 @@
 //! The chaos workload's task, and the run log each worker process writes.
 //!
-//! Every run of [`work`] appends a `start` line before it does anything and
+//! Every run of [`work()`] appends a `start` line before it does anything and
 //! an `end` line just before it returns, to a file of its own process. The
 //! lines are written with one `write` each on an unbuffered file opened for
 //! appending, so a SIGKILL cannot take back a line that was written: the log
@@ -16,7 +16,7 @@ use sitq::{Context, TaskId};
 
 use crate::now_micros;
 
-/// The registered name of [`work`], for the queue's statistics and lists.
+/// The registered name of [`work()`], for the queue's statistics and lists.
 pub const WORK: &str = "sitq_chaos::work";
 
 /// Sleeps `sleep_ms` and returns `seq`; its runs are counted in this
@@ -94,7 +94,7 @@ impl RunLog {
 
 static INSTALLED: OnceLock<RunLog> = OnceLock::new();
 
-/// Makes `log` the one [`work`] writes to in this process; `false` if one
+/// Makes `log` the one [`work()`] writes to in this process; `false` if one
 /// was installed already.
 pub fn install(log: RunLog) -> bool {
     INSTALLED.set(log).is_ok()
