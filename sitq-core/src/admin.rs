@@ -131,8 +131,10 @@ impl Queue {
 }
 
 /// Admin actions written to the audit log ([`Queue::audited`]). Each one
-/// records what was done after it succeeds; an action that fails records
-/// nothing.
+/// first checks that it could be recorded ([`Backend::check_audit`](crate::Backend::check_audit):
+/// a PostgreSQL role that may not write the audit log is refused before
+/// anything is done), then acts, then records what was done; an action that
+/// fails records nothing.
 #[derive(Clone, Debug)]
 pub struct Audited {
     queue: Queue,
@@ -147,6 +149,7 @@ impl Audited {
 
     /// [`Queue::retry`], recorded.
     pub async fn retry(&self, id: TaskId) -> Result<()> {
+        self.may_record().await?;
         self.queue.retry(id).await?;
         self.record("retry", format!("task {id}"), None).await
     }
@@ -155,6 +158,7 @@ impl Audited {
     /// recorded. [`Error::NotDeletable`] for one that has not finished or
     /// that an unfinished dependent waits for.
     pub async fn delete(&self, id: TaskId) -> Result<()> {
+        self.may_record().await?;
         self.queue.backend().delete(id).await?;
         self.record("delete", format!("task {id}"), None).await
     }
@@ -166,6 +170,7 @@ impl Audited {
         if let Some(reason) = reason.clone() {
             request = request.reason(reason);
         }
+        self.may_record().await?;
         let outcome = self.queue.cancel_with(id, request).await?;
         let detail = match &reason {
             Some(reason) => format!("{outcome:?}: {reason}"),
@@ -189,6 +194,7 @@ impl Audited {
             .ok()
             .and_then(|age| Utc::now().checked_sub_signed(age))
             .ok_or_else(|| Error::Config(format!("purge age {older_than:?} is too large")))?;
+        self.may_record().await?;
         let deleted = self.queue.backend().purge(before, statuses).await?;
         let which = if statuses.is_empty() {
             "finished".to_owned()
@@ -213,18 +219,21 @@ impl Audited {
 
     /// [`Queue::pause`], recorded.
     pub async fn pause(&self, queue: &str) -> Result<()> {
+        self.may_record().await?;
         self.queue.pause(queue).await?;
         self.record("pause", format!("queue {queue}"), None).await
     }
 
     /// [`Queue::resume`], recorded.
     pub async fn resume(&self, queue: &str) -> Result<()> {
+        self.may_record().await?;
         self.queue.resume(queue).await?;
         self.record("resume", format!("queue {queue}"), None).await
     }
 
     /// [`Queue::drain_worker`], recorded.
     pub async fn drain_worker(&self, id: &str) -> Result<()> {
+        self.may_record().await?;
         self.queue.drain_worker(id).await?;
         self.record("drain", format!("worker {id}"), None).await
     }
@@ -246,6 +255,7 @@ impl Audited {
             )));
         }
         let payload = codec::from_json(args, &format!("arguments of task {name}"))?;
+        self.may_record().await?;
         let id = self.queue.enqueue_raw(name, payload, options).await?;
         self.record(
             "enqueue",
@@ -254,6 +264,11 @@ impl Audited {
         )
         .await?;
         Ok(id)
+    }
+
+    /// Refuses an action the audit log could not record, before it is done.
+    async fn may_record(&self) -> Result<()> {
+        self.queue.backend().check_audit().await
     }
 
     async fn record(&self, action: &str, target: String, detail: Option<String>) -> Result<()> {

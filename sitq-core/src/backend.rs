@@ -378,6 +378,15 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         Err(unsupported(self.name(), "statistics"))
     }
 
+    /// Whether this connection may add to the audit log, checked before an
+    /// admin action ([`Audited`](crate::Audited)) so that one it could not
+    /// record is refused rather than done unrecorded:
+    /// [`Error::PermissionDenied`](crate::Error::PermissionDenied) when the
+    /// database role may not write the audit log.
+    async fn check_audit(&self) -> Result<()> {
+        Err(unsupported(self.name(), "an audit log"))
+    }
+
     /// Adds `entry` to the audit log at the database's clock.
     async fn record_audit(&self, entry: &NewAuditEntry) -> Result<()> {
         let _ = entry;

@@ -368,6 +368,10 @@ impl Backend for PostgresBackend {
         purge::delete(&self.pool, id).await
     }
 
+    async fn check_audit(&self) -> Result<()> {
+        admin::check_audit(&self.pool).await
+    }
+
     async fn record_audit(&self, entry: &NewAuditEntry) -> Result<()> {
         admin::record_audit(&self.pool, entry).await
     }

@@ -394,16 +394,34 @@ async fn the_producer_enqueues_and_reads_results_and_nothing_else() {
         "retrying a task",
         "sitq_tasks",
     );
-    let audited = producer.audited("producer");
     refused(
-        audited.delete(plain.id()).await,
+        backend.delete(plain.id()).await,
         "deleting a task",
         "sitq_tasks",
     );
     refused(
-        audited.purge(Duration::ZERO, &[]).await,
+        backend.purge(chrono::Utc::now(), &[]).await,
         "deleting finished tasks",
         "sitq_tasks",
+    );
+    // Admin actions are refused before they start: the producer may not
+    // write the audit log.
+    let audited = producer.audited("producer");
+    refused(
+        audited.delete(plain.id()).await,
+        "recording an admin action",
+        "sitq_audit",
+    );
+    refused(
+        audited
+            .enqueue_json(
+                "double",
+                &serde_json::json!({"n": 1}),
+                EnqueueOptions::new(),
+            )
+            .await,
+        "recording an admin action",
+        "sitq_audit",
     );
     refused(
         producer.pause("default").await,
@@ -520,6 +538,25 @@ async fn the_worker_runs_tasks_but_not_the_admins_operations() {
         worker_queue.backend().record_audit(&entry("worker")).await,
         "recording an admin action",
         "sitq_audit",
+    );
+    // The worker's role may delete finished tasks (it prunes them), but an
+    // admin purge or delete through it would go unrecorded: refused before
+    // anything is deleted.
+    let audited = worker_queue.audited("ops");
+    refused(
+        audited.purge(Duration::ZERO, &[]).await,
+        "recording an admin action",
+        "sitq_audit",
+    );
+    refused(
+        audited.delete(handle.id()).await,
+        "recording an admin action",
+        "sitq_audit",
+    );
+    assert_eq!(
+        worker_queue.status(handle.id()).await.expect("status"),
+        TaskStatus::Succeeded,
+        "the finished task is still there"
     );
     assert!(
         worker_queue

@@ -160,6 +160,26 @@ pub(super) async fn stats(pool: &PgPool) -> Result<Stats> {
     })
 }
 
+/// [`Error::PermissionDenied`] unless the role this pool connects as may
+/// insert into the audit log (directly or through a role it belongs to).
+pub(super) async fn check_audit(pool: &PgPool) -> Result<()> {
+    const OP: &str = "recording an admin action";
+    let allowed: bool = sqlx::query_scalar("SELECT has_table_privilege('sitq_audit', 'INSERT')")
+        .fetch_one(pool)
+        .await
+        .map_err(db_error(OP))?;
+    if allowed {
+        Ok(())
+    } else {
+        Err(Error::PermissionDenied {
+            op: OP,
+            reason: "permission denied for table sitq_audit, so the action was not done \
+                     (an admin action that cannot be recorded is refused)"
+                .to_owned(),
+        })
+    }
+}
+
 /// Adds `entry` to the audit log, at the server's clock.
 pub(super) async fn record_audit(pool: &PgPool, entry: &NewAuditEntry) -> Result<()> {
     sqlx::query("INSERT INTO sitq_audit (actor, action, target, detail) VALUES ($1, $2, $3, $4)")
